@@ -1,0 +1,31 @@
+"""Shared fixtures: quiet TensorFlow, small architectures, and exported models built once."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_tool(script: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Runs `python tools/<script> args...` and captures its output."""
+    return subprocess.run([sys.executable, str(ROOT / "tools" / script), *args],
+                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def error_lines(stderr: str) -> list[str]:
+    """The non-empty lines a failing tool printed."""
+    return [line for line in stderr.splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)

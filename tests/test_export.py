@@ -1,0 +1,120 @@
+"""TFLite export: float32 agrees with Keras, int8 tracks it, metadata round trip, quiet."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ai_edge_litert.interpreter import Interpreter
+
+from tfnas import export, nets
+from tfnas.errors import TfnasError
+from tfnas.space import Architecture, get_space
+
+
+def _litert_logits(flatbuffer: bytes, images: np.ndarray) -> np.ndarray:
+    interpreter = Interpreter(model_content=flatbuffer)
+    interpreter.allocate_tensors()
+    inp = interpreter.get_input_details()[0]["index"]
+    out = interpreter.get_output_details()[0]["index"]
+    logits = []
+    for image in images:
+        interpreter.set_tensor(inp, image[None])
+        interpreter.invoke()
+        logits.append(interpreter.get_tensor(out)[0].copy())
+    return np.stack(logits)
+
+
+def _op_names(flatbuffer: bytes) -> set[str]:
+    interpreter = Interpreter(model_content=flatbuffer)
+    return {op["op_name"] for op in interpreter._get_ops_details()}
+
+
+@pytest.fixture(scope="module")
+def cifar_net():
+    """A cifar-space network with BN statistics from data, so logits are O(1) as when trained."""
+    arch = Architecture.sample(get_space("cifar"), 4)
+    model = nets.build(arch)
+    nets.recalibrate_batchnorm(model, export.representative_inputs((32, 32, 3), 64, seed=9))
+    return arch, model
+
+
+@pytest.fixture(scope="module")
+def cifar_float(cifar_net) -> bytes:
+    arch, model = cifar_net
+    return export.to_tflite(model, arch=arch)
+
+
+def test_float32_tflite_agrees_with_keras(cifar_net, cifar_float):
+    arch, model = cifar_net
+    flatbuffer = cifar_float
+    images = export.representative_inputs((32, 32, 3), 20, seed=1)
+    ref = np.asarray(model(images, training=False))
+    got = _litert_logits(flatbuffer, images)
+    assert ref.std() > 0.1  # meaningful logits, not a dead network
+    assert np.abs(got - ref).max() < 1e-4
+    # frozen graph: weights are constants and batch norm is folded into the convolutions
+    assert _op_names(flatbuffer) <= {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MEAN",
+                                     "FULLY_CONNECTED"}
+
+
+def test_int8_logits_correlate_with_float(cifar_net):
+    arch, model = cifar_net
+    calibration = export.representative_inputs((32, 32, 3), 100, seed=2)
+    flatbuffer = export.to_tflite(model, quantize="int8", arch=arch,
+                                  representative_data=calibration)
+    images = export.representative_inputs((32, 32, 3), 100, seed=3)  # drawn like calibration
+    ref = np.asarray(model(images, training=False))
+    got = _litert_logits(flatbuffer, images)
+    r = np.corrcoef(got.ravel(), ref.ravel())[0, 1]
+    assert r >= 0.9, r
+    assert "QUANTIZE" in _op_names(flatbuffer)  # really integer inside, float at the edges
+    interpreter = Interpreter(model_content=flatbuffer)
+    assert interpreter.get_input_details()[0]["dtype"] == np.float32
+
+
+def test_dynamic_range_model_is_smaller_and_close(cifar_net, cifar_float):
+    arch, model = cifar_net
+    float_fb = cifar_float
+    dynamic_fb = export.to_tflite(model, quantize="dynamic", arch=arch)
+    assert len(dynamic_fb) < 0.4 * len(float_fb)
+    images = export.representative_inputs((32, 32, 3), 20, seed=4)
+    ref = np.asarray(model(images, training=False))
+    r = np.corrcoef(_litert_logits(dynamic_fb, images).ravel(), ref.ravel())[0, 1]
+    assert r > 0.95
+
+
+def test_architecture_metadata_round_trips(tmp_path, cifar_net, cifar_float):
+    arch, model = cifar_net
+    path = tmp_path / "net.tflite"
+    path.write_bytes(cifar_float)
+    assert export.read_architecture(path) == arch
+    # a model exported without an architecture says so, and metadata can be replaced
+    bare = export.to_tflite(model, quantize="dynamic")
+    assert export.read_metadata(bare, export.METADATA_NAME) is None
+    other = Architecture.sample(arch.space, 99)
+    replaced = export.embed_metadata(path.read_bytes(), export.METADATA_NAME,
+                                     other.to_json().encode())
+    path.write_bytes(replaced)
+    assert export.read_architecture(path) == other
+
+
+def test_conversion_output_is_kept_off_the_console(capfd, cifar_net):
+    arch, model = cifar_net
+    export.to_tflite(model, arch=arch)
+    out, err = capfd.readouterr()
+    assert "Saved artifact" not in out + err
+    assert out == ""
+
+
+def test_bad_inputs_are_clear_errors(tmp_path, cifar_net):
+    _, model = cifar_net
+    with pytest.raises(TfnasError, match="unknown quantization"):
+        export.to_tflite(model, quantize="int4")
+    with pytest.raises(TfnasError, match="representative data"):
+        export.to_tflite(model, quantize="int8")
+    with pytest.raises(TfnasError, match="does not exist"):
+        export.read_architecture(tmp_path / "missing.tflite")
+    junk = tmp_path / "junk.tflite"
+    junk.write_bytes(b"\x00\x10\x00\x00TFL3" + b"\xff" * 40)  # root table out of range
+    with pytest.raises(TfnasError, match="bad flatbuffer"):
+        export.read_architecture(junk)

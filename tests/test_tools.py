@@ -1,0 +1,81 @@
+"""The command-line tools end to end: make_arch → export_tflite → benchmark, and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import error_lines, run_tool
+from tfnas.export import read_architecture
+from tfnas.space import Architecture
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tools")
+    arch_path, model_path = folder / "arch.json", folder / "net.tflite"
+    made = run_tool("make_arch.py", "--space=tiny", "--sample_seed=3", f"--out={arch_path}")
+    assert made.returncode == 0, made.stderr
+    done = run_tool("export_tflite.py", f"--arch={arch_path}", f"--out={model_path}",
+                    "--quantize=int8", "--calibration_samples=20")
+    assert done.returncode == 0, done.stderr
+    assert "Saved artifact" not in done.stdout + done.stderr
+    return folder, arch_path, model_path
+
+
+def test_export_embeds_the_architecture_it_was_given(exported):
+    _, arch_path, model_path = exported
+    assert read_architecture(model_path) == Architecture.load(arch_path)
+
+
+def test_benchmark_json_reports_every_model(exported):
+    _, arch_path, model_path = exported
+    out = run_tool("benchmark.py", f"--model={model_path}", f"--model={model_path}",
+                   "--runs=15", "--warmup=2", "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)  # stdout is pure JSON
+    assert report["device"]["threads"] == 1
+    assert len(report["models"]) == 2
+    for row in report["models"]:
+        assert row["runs"] == 15
+        assert 0 < row["min_ms"] <= row["median_ms"] <= row["p90_ms"]
+        assert {"mean_ms", "std_ms", "size_bytes"} <= set(row)
+        assert row["params"] == Architecture.load(arch_path).params()
+
+
+def test_benchmark_table_compares_models(exported):
+    _, _, model_path = exported
+    out = run_tool("benchmark.py", f"--model={model_path}", "--runs=5", "--warmup=0")
+    assert out.returncode == 0, out.stderr
+    assert "median ms" in out.stdout and "1.000" in out.stdout
+
+
+@pytest.mark.parametrize("script,args,message", [
+    ("benchmark.py", ["--model=/nonexistent/x.tflite"], "does not exist"),
+    ("benchmark.py", ["--model={junk}"], "not a .tflite model"),
+    ("benchmark.py", ["--model={model}", "--device=phone"], "unknown device"),
+    ("benchmark.py", ["--model={model}", "--runs=0"], "runs must be at least 1"),
+    ("benchmark.py", [], "--model"),
+    ("benchmark.py", ["--model={model}", "--bogus_flag=1"], "bogus_flag"),
+    ("benchmark.py", ["--model={model}", "{model}"], "unexpected arguments"),
+    ("export_tflite.py", ["--arch={arch}", "--out={folder}/x.tflite", "--quantize=int4"],
+     "--quantize"),
+    ("export_tflite.py", ["--arch={junk}", "--out={folder}/x.tflite"], "malformed"),
+    ("export_tflite.py", ["--out={folder}/x.tflite"], "--arch"),
+    ("export_tflite.py", ["--model={junk}", "--out={folder}/x.tflite"], "could not load"),
+    ("make_arch.py", ["--space=huge", "--op=skip"], "unknown search space"),
+    ("make_arch.py", ["--space=tiny", "--op=skip"], "not allowed at layer 0"),
+    ("make_arch.py", ["--space=tiny", "--op=conv5"], "unknown op"),
+])
+def test_bad_input_is_one_line_and_exit_code_2(exported, script, args, message):
+    folder, arch_path, model_path = exported
+    junk = folder / "junk.txt"
+    junk.write_text("not a model { nor json")
+    args = [a.format(model=model_path, arch=arch_path, junk=junk, folder=folder) for a in args]
+    out = run_tool(script, *args)
+    assert out.returncode == 2, out.stderr
+    lines = error_lines(out.stderr)
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith("error: ") and message in lines[0]
+    assert "Traceback" not in out.stderr

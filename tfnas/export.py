@@ -1,0 +1,132 @@
+"""TFLite export of tfnas networks: float32, dynamic-range and full-integer int8.
+
+The architecture JSON is embedded in the .tflite file's metadata table (the flatbuffer
+`Model.metadata` list, entry `tfnas_architecture`), so a model file says what it is; read it
+back with `read_architecture`. Metadata is written with the LiteRT flatbuffer tools, not
+tflite-support (which cannot be installed next to TensorFlow 2.21, see DESIGN.md).
+
+Quantization modes (TFLite post-training quantization guide):
+- `none`: float32 weights and activations.
+- `dynamic`: int8 weights, float activations quantized on the fly.
+- `int8`: int8 weights and activations calibrated on representative data; float32 input and
+  output tensors (the model quantizes at its edges), so it is a drop-in for the float model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from tfnas.errors import TfnasError
+from tfnas.quiet import captured_output
+from tfnas.space import Architecture
+
+METADATA_NAME = "tfnas_architecture"
+QUANTIZE_MODES = ("none", "dynamic", "int8")
+
+
+def representative_inputs(shape: tuple[int, ...], count: int = 100, seed: int = 0) -> np.ndarray:
+    """`count` random images of `shape` (H, W, C), uniform in [-1, 1] like normalised inputs."""
+    rng = np.random.default_rng(seed)
+    return rng.uniform(-1.0, 1.0, size=(count, *shape)).astype(np.float32)
+
+
+def to_tflite(model: Any, *, quantize: str = "none",
+              representative_data: Iterable[np.ndarray] | None = None,
+              arch: Architecture | None = None) -> bytes:
+    """Converts a Keras model (batch 1) to a .tflite flatbuffer, with `arch` as metadata.
+
+    `representative_data` (required for int8) yields single images of the model's input shape;
+    around 100 are enough for calibration.
+    """
+    import tensorflow as tf
+
+    if quantize not in QUANTIZE_MODES:
+        raise TfnasError(f"unknown quantization {quantize!r}: choose {', '.join(QUANTIZE_MODES)}")
+    if quantize == "int8" and representative_data is None:
+        raise TfnasError("int8 quantization needs representative data")
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2)
+
+    shape = tuple(model.inputs[0].shape[1:])
+    forward = tf.function(lambda x: model(x, training=False),
+                          input_signature=[tf.TensorSpec((1, *shape), tf.float32, "image")])
+    # Freeze first: converting Keras 3 variables directly leaves VAR_HANDLE/READ_VARIABLE ops
+    # and unfolded batch norms in the .tflite (about 10x slower); `from_keras_model` folds them
+    # but goes through a SavedModel export, 3x slower to convert.
+    frozen = convert_variables_to_constants_v2(forward.get_concrete_function())
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen], model)
+    if quantize in ("dynamic", "int8"):
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "int8":
+        samples = [np.asarray(x, np.float32).reshape((1, *shape)) for x in representative_data]
+        converter.representative_dataset = _as_generator(samples)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    with captured_output() as log:
+        try:
+            flatbuffer = converter.convert()
+        except Exception as err:  # the converter raises many types; show the log it wrote
+            raise TfnasError(f"TFLite conversion failed: {err}\n{log.tail()}") from None
+    if arch is not None:
+        flatbuffer = embed_metadata(flatbuffer, METADATA_NAME, arch.to_json(indent=None).encode())
+    return bytes(flatbuffer)
+
+
+def _as_generator(samples: list[np.ndarray]) -> Callable[[], Iterable[list[np.ndarray]]]:
+    def generate() -> Iterable[list[np.ndarray]]:
+        for sample in samples:
+            yield [sample]
+    return generate
+
+
+def embed_metadata(flatbuffer: bytes, name: str, payload: bytes) -> bytes:
+    """Returns the model with metadata entry `name` set to `payload` (replacing an old one)."""
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(flatbuffer))
+    model.buffers.append(schema.BufferT(data=np.frombuffer(payload, np.uint8).copy()))
+    entry = schema.MetadataT(name=name, buffer=len(model.buffers) - 1)
+    model.metadata = [m for m in (model.metadata or []) if _text(m.name) != name] + [entry]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def read_metadata(flatbuffer: bytes, name: str) -> bytes | None:
+    """The payload of metadata entry `name`, or None when the model has none."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    try:
+        model = schema.Model.GetRootAs(flatbuffer, 0)
+        for i in range(model.MetadataLength()):
+            entry = model.Metadata(i)
+            if _text(entry.Name()) == name:
+                buffer = model.Buffers(entry.Buffer())
+                if buffer.Offset():
+                    return bytes(flatbuffer[buffer.Offset():buffer.Offset() + buffer.Size()])
+                return buffer.DataAsNumpy().tobytes()
+    except Exception:  # a truncated or foreign flatbuffer fails anywhere in the accessors
+        raise TfnasError("not a readable .tflite model (bad flatbuffer)") from None
+    return None
+
+
+def read_architecture(path: str | Path) -> Architecture | None:
+    """The Architecture embedded in a .tflite file by `to_tflite`, or None."""
+    payload = read_metadata(read_model_file(path), METADATA_NAME)
+    return None if payload is None else Architecture.from_json(payload.decode())
+
+
+def read_model_file(path: str | Path) -> bytes:
+    """Bytes of a .tflite file, with a clear error when it is missing or not a TFLite model."""
+    path = Path(path)
+    if not path.is_file():
+        raise TfnasError(f"model file {str(path)!r} does not exist")
+    data = path.read_bytes()
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise TfnasError(f"{path} is not a .tflite model (no TFL3 file identifier)")
+    return data
+
+
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value

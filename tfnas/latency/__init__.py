@@ -1,0 +1,1 @@
+"""Latency side of tfnas: devices that time models (tables and predictors build on them)."""

@@ -1,0 +1,1 @@
+"""Searchable Keras layers (superkernel, mixed ops)."""

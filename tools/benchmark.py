@@ -1,0 +1,59 @@
+"""Time .tflite models on a device: `python tools/benchmark.py --model=a.tflite --json`.
+
+Several `--model` flags are timed one after the other in the same run, so their medians
+can be compared as ratios. `--json` prints one JSON object on stdout:
+`{"device": {...}, "models": [{"model", "median_ms", "mean_ms", "std_ms", "p90_ms",
+"min_ms", "runs", "size_bytes", "params", "flops"}]}` (params/flops when the .tflite carries
+its architecture).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from tfnas import cli
+from absl import flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_multi_string("model", None, ".tflite model to time (repeat the flag for more).")
+flags.DEFINE_string("device", "local", "Where to run: local (this host, LiteRT interpreter).")
+flags.DEFINE_integer("threads", 1, "Interpreter threads.")
+flags.DEFINE_integer("runs", 100, "Timed runs per model (the median is reported).")
+flags.DEFINE_integer("warmup", 10, "Untimed runs before timing.")
+flags.DEFINE_bool("json", False, "Print JSON on stdout instead of a table.")
+flags.mark_flag_as_required("model")
+
+
+def main(argv: list[str]) -> None:
+    from tfnas.export import read_architecture
+    from tfnas.latency.devices import parse_device
+
+    device = parse_device(FLAGS.device, threads=FLAGS.threads)
+    for path in FLAGS.model:  # check every file before timing any
+        read_architecture(path)
+    rows = []
+    for path in FLAGS.model:
+        arch = read_architecture(path)
+        result = device.benchmark(path, runs=FLAGS.runs, warmup=FLAGS.warmup)
+        rows.append({"model": path, **result.to_dict(), "size_bytes": Path(path).stat().st_size,
+                     "params": arch.params() if arch else None,
+                     "flops": arch.flops() if arch else None})
+        if not FLAGS.json:
+            print(f"timed {path}: median {result.median_ms:.3f} ms", file=sys.stderr)
+    if FLAGS.json:
+        print(json.dumps({"device": device.describe(), "models": rows}, indent=1))
+        return
+    base = rows[0]["median_ms"]
+    print(f"device {device.name}, {FLAGS.threads} thread(s), {FLAGS.runs} runs each")
+    print(f"{'model':40s} {'median ms':>10s} {'p90 ms':>8s} {'std ms':>8s} {'x first':>8s}"
+          f" {'MB':>6s}")
+    for row in rows:
+        print(f"{row['model'][-40:]:40s} {row['median_ms']:10.3f} {row['p90_ms']:8.3f} "
+              f"{row['std_ms']:8.3f} {row['median_ms'] / base:8.3f} "
+              f"{row['size_bytes'] / 1e6:6.2f}")
+
+
+if __name__ == "__main__":
+    cli.run(main, tensorflow=False)

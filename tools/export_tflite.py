@@ -1,0 +1,79 @@
+"""Export a tfnas network to TFLite: `python tools/export_tflite.py --arch=arch.json --out=x.tflite`.
+
+`--arch` alone exports a freshly initialised network (enough for latency measurement);
+`--model=model.keras` exports trained weights (add `--arch` to embed the architecture when the
+model's folder has no arch.json). int8 calibration uses random inputs uniform in [-1, 1], the
+range of tfnas' normalised images.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tfnas import cli
+from absl import flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("arch", None, "Architecture JSON (as written by the search).")
+flags.DEFINE_string("model", None, "Trained Keras model (.keras); takes weights from it.")
+flags.DEFINE_enum("quantize", "none", ["none", "dynamic", "int8"],
+                  "none: float32; dynamic: int8 weights; int8: full integer (calibrated).")
+flags.DEFINE_string("out", None, "Output .tflite path.")
+flags.DEFINE_integer("calibration_samples", 100, "Inputs used to calibrate int8.")
+flags.DEFINE_integer("seed", 0, "Seed of the initial weights (--arch alone) and calibration.")
+flags.mark_flag_as_required("out")
+
+
+def main(argv: list[str]) -> None:
+    from tfnas.errors import TfnasError
+    from tfnas.space import Architecture
+
+    if not FLAGS.arch and not FLAGS.model:
+        raise TfnasError("give --arch=ARCH.json or --model=MODEL.keras")
+    if FLAGS.calibration_samples < 1:
+        raise TfnasError("--calibration_samples must be at least 1")
+    arch = Architecture.load(FLAGS.arch) if FLAGS.arch else None
+    if arch is None and FLAGS.model and (Path(FLAGS.model).parent / "arch.json").is_file():
+        arch = Architecture.load(Path(FLAGS.model).parent / "arch.json")
+
+    import keras
+
+    from tfnas import export, nets
+
+    if FLAGS.model:
+        model = _load_keras(FLAGS.model)
+        if arch is not None:
+            expected = (arch.space.input_size, arch.space.input_size, arch.space.input_channels)
+            if tuple(model.inputs[0].shape[1:]) != expected:
+                raise TfnasError(f"{FLAGS.model} takes inputs {tuple(model.inputs[0].shape[1:])}"
+                                 f" but the architecture's space takes {expected}")
+    else:
+        keras.utils.set_random_seed(FLAGS.seed)
+        model = nets.build(arch)
+    shape = tuple(model.inputs[0].shape[1:])
+    calibration = export.representative_inputs(shape, FLAGS.calibration_samples, FLAGS.seed)
+    flatbuffer = export.to_tflite(model, quantize=FLAGS.quantize, arch=arch,
+                                  representative_data=calibration)
+    out = Path(FLAGS.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(flatbuffer)
+    what = (f"{arch.space.name}: {arch.params():,} params, {arch.flops() / 1e6:.1f} MFLOPs"
+            if arch else "no architecture metadata")
+    print(f"wrote {out} ({len(flatbuffer) / 1e6:.2f} MB, quantize={FLAGS.quantize}, {what})")
+
+
+def _load_keras(path: str):
+    import keras
+
+    from tfnas.errors import TfnasError
+
+    if not Path(path).is_file():
+        raise TfnasError(f"model file {path!r} does not exist")
+    try:
+        return keras.models.load_model(path)
+    except Exception as err:  # Keras raises ValueError, OSError, zipfile errors...
+        raise TfnasError(f"could not load Keras model {path}: {err}") from None
+
+
+if __name__ == "__main__":
+    cli.run(main)
