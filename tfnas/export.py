@@ -56,19 +56,24 @@ def to_tflite(model: Any, *, quantize: str = "none",
     # Freeze first: converting Keras 3 variables directly leaves VAR_HANDLE/READ_VARIABLE ops
     # and unfolded batch norms in the .tflite (about 10x slower); `from_keras_model` folds them
     # but goes through a SavedModel export, 3x slower to convert.
-    frozen = convert_variables_to_constants_v2(forward.get_concrete_function())
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen], model)
-    if quantize in ("dynamic", "int8"):
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    samples = None
     if quantize == "int8":
         samples = [np.asarray(x, np.float32).reshape((1, *shape)) for x in representative_data]
-        converter.representative_dataset = _as_generator(samples)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    with captured_output() as log:
+    failure = None
+    with captured_output() as log:  # freezing (grappler) and conversion both log to fd 2
         try:
+            frozen = convert_variables_to_constants_v2(forward.get_concrete_function())
+            converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen], model)
+            if quantize in ("dynamic", "int8"):
+                converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            if samples is not None:
+                converter.representative_dataset = _as_generator(samples)
+                converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             flatbuffer = converter.convert()
         except Exception as err:  # the converter raises many types; show the log it wrote
-            raise TfnasError(f"TFLite conversion failed: {err}\n{log.tail()}") from None
+            failure = err
+    if failure is not None:
+        raise TfnasError(f"TFLite conversion failed: {failure}\n{log.tail()}")
     if arch is not None:
         flatbuffer = embed_metadata(flatbuffer, METADATA_NAME, arch.to_json(indent=None).encode())
     return bytes(flatbuffer)

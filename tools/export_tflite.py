@@ -1,4 +1,6 @@
-"""Export a tfnas network to TFLite: `python tools/export_tflite.py --arch=arch.json --out=x.tflite`.
+"""Export a tfnas network to TFLite.
+
+    python tools/export_tflite.py --arch=arch.json --quantize=int8 --out=x.tflite
 
 `--arch` alone exports a freshly initialised network (enough for latency measurement);
 `--model=model.keras` exports trained weights (add `--arch` to embed the architecture when the
