@@ -1,11 +1,12 @@
-"""How repeatable is a host latency median? Times one model in separate benchmark processes.
+"""How repeatable are host latencies? Absolute medians vs ratios of models timed together.
 
     python bench/benchmark_repeatability.py [--space=single_path] [--op=mbconv_k3_e6]
-        [--repeats=3] [--runs=500]
+        [--compare_seed=1] [--repeats=3] [--runs=500]
 
-Exports the uniform network of the space (MobileNetV2-like by default), runs
-`tools/benchmark.py --json` `--repeats` times one after another, and prints each median and
-min, and the spread max/min - 1 of each statistic across the repeats.
+Exports the uniform network of the space (MobileNetV2-like by default) and a random network
+of the same space, runs `tools/benchmark.py --json` on both (interleaved) `--repeats` times in
+separate processes, and prints each median, the ratio of the two, and the spread
+(max/min - 1) of the medians and of the ratio across repeats.
 """
 
 from __future__ import annotations
@@ -21,42 +22,54 @@ from absl import flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("space", "single_path", "Search space preset.")
-flags.DEFINE_string("op", "mbconv_k3_e6", "Op of every layer.")
+flags.DEFINE_string("op", "mbconv_k3_e6", "Op of every layer of the reference network.")
+flags.DEFINE_integer("compare_seed", 1, "Seed of the random network timed beside it.")
 flags.DEFINE_enum("quantize", "none", ["none", "dynamic", "int8"], "Export quantization.")
 flags.DEFINE_integer("repeats", 3, "Separate benchmark processes.")
-flags.DEFINE_integer("runs", 500, "Timed runs per process.")
+flags.DEFINE_integer("runs", 500, "Timed runs per model and process.")
 
 TOOLS = Path(__file__).resolve().parents[1] / "tools"
+
+
+def _spread(values: list[float]) -> str:
+    ratio = max(values) / min(values)
+    return f"max/min {ratio:.4f} (spread {100 * (ratio - 1):.2f}%)"
 
 
 def main(argv: list[str]) -> None:
     from tfnas import export, nets
     from tfnas.space import Architecture, get_space
 
-    arch = Architecture.uniform(get_space(FLAGS.space), FLAGS.op)
+    space = get_space(FLAGS.space)
+    archs = {"uniform": Architecture.uniform(space, FLAGS.op),
+             "random": Architecture.sample(space, FLAGS.compare_seed)}
+    shape = (space.input_size, space.input_size, space.input_channels)
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "net.tflite"
-        path.write_bytes(export.to_tflite(
-            nets.build(arch), quantize=FLAGS.quantize, arch=arch,
-            representative_data=export.representative_inputs(
-                (arch.space.input_size, arch.space.input_size, arch.space.input_channels))))
-        print(f"{FLAGS.space} uniform {FLAGS.op}: {arch.params():,} params, "
-              f"{arch.flops() / 1e6:.0f} MFLOPs, {FLAGS.quantize}, {FLAGS.runs} runs x "
-              f"{FLAGS.repeats} processes")
-        rows = []
+        paths = {}
+        for name, arch in archs.items():
+            paths[name] = Path(folder) / f"{name}.tflite"
+            paths[name].write_bytes(export.to_tflite(
+                nets.build(arch), quantize=FLAGS.quantize, arch=arch,
+                representative_data=export.representative_inputs(shape)))
+            print(f"{name}: {FLAGS.space}, {arch.params():,} params, "
+                  f"{arch.flops() / 1e6:.0f} MFLOPs, {FLAGS.quantize}")
+        print(f"{FLAGS.runs} runs per model, interleaved, in {FLAGS.repeats} processes")
+        medians = {name: [] for name in archs}
+        ratios = []
         for i in range(FLAGS.repeats):
             out = subprocess.run(
-                [sys.executable, str(TOOLS / "benchmark.py"), f"--model={path}",
-                 f"--runs={FLAGS.runs}", "--warmup=20", "--json"],
+                [sys.executable, str(TOOLS / "benchmark.py"), f"--runs={FLAGS.runs}",
+                 "--warmup=20", "--json", *(f"--model={p}" for p in paths.values())],
                 capture_output=True, text=True, check=True)
-            row = json.loads(out.stdout)["models"][0]
-            rows.append(row)
-            print(f"repeat {i + 1}: median {row['median_ms']:.3f} ms  min {row['min_ms']:.3f} ms"
-                  f"  p90 {row['p90_ms']:.3f} ms")
-    for key in ("median_ms", "min_ms", "p90_ms"):
-        values = [row[key] for row in rows]
-        print(f"{key}: max/min = {max(values) / min(values):.4f} "
-              f"(spread {100 * (max(values) / min(values) - 1):.2f}%)")
+            rows = json.loads(out.stdout)["models"]
+            for name, row in zip(archs, rows):
+                medians[name].append(row["median_ms"])
+            ratios.append(rows[1]["median_ms"] / rows[0]["median_ms"])
+            print(f"repeat {i + 1}: uniform {rows[0]['median_ms']:.3f} ms, random "
+                  f"{rows[1]['median_ms']:.3f} ms, random/uniform {ratios[-1]:.4f}")
+    for name, values in medians.items():
+        print(f"{name} median: {_spread(values)}")
+    print(f"ratio random/uniform: {_spread(ratios)}")
 
 
 if __name__ == "__main__":

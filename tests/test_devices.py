@@ -33,11 +33,13 @@ def test_statistics_from_samples():
 
 def test_local_benchmark_times_the_requested_runs_and_orders_models(tiny_models):
     device = LocalDevice(threads=1)
-    small = device.benchmark(tiny_models["small"], runs=60, warmup=5)
-    large = device.benchmark(tiny_models["large"], runs=60, warmup=5)
-    assert small.runs == 60 and large.runs == 60
+    small, large = device.benchmark_many([tiny_models["small"], tiny_models["large"]],
+                                         runs=63, warmup=5)
+    assert small.runs == 63 and large.runs == 63  # a last partial chunk is timed too
     assert 0 < small.min_ms <= small.median_ms <= small.p90_ms
     assert large.median_ms > 2 * small.median_ms  # far more FLOPs, measurably slower
+    alone = device.benchmark(tiny_models["large"], runs=40, warmup=5)
+    assert alone.runs == 40 and alone.median_ms > 2 * small.median_ms
 
 
 def test_describe_gives_table_metadata():

@@ -55,7 +55,7 @@ def test_benchmark_table_compares_models(exported):
     ("benchmark.py", ["--model=/nonexistent/x.tflite"], "does not exist"),
     ("benchmark.py", ["--model={junk}"], "not a .tflite model"),
     ("benchmark.py", ["--model={model}", "--device=phone"], "unknown device"),
-    ("benchmark.py", ["--model={model}", "--runs=0"], "runs must be at least 1"),
+    ("benchmark.py", ["--model={model}", "--runs=0"], "--runs"),
     ("benchmark.py", [], "--model"),
     ("benchmark.py", ["--model={model}", "--bogus_flag=1"], "bogus_flag"),
     ("benchmark.py", ["--model={model}", "{model}"], "unexpected arguments"),

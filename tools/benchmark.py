@@ -1,7 +1,8 @@
 """Time .tflite models on a device: `python tools/benchmark.py --model=a.tflite --json`.
 
-Several `--model` flags are timed one after the other in the same run, so their medians
-can be compared as ratios. `--json` prints one JSON object on stdout:
+Several `--model` flags are timed in the same run, interleaved a few runs at a time, so their
+medians can be compared as ratios: host drifts hit every model alike. `--json` prints one
+JSON object on stdout:
 `{"device": {...}, "models": [{"model", "median_ms", "mean_ms", "std_ms", "p90_ms",
 "min_ms", "runs", "size_bytes", "params", "flops"}]}` (params/flops when the .tflite carries
 its architecture).
@@ -19,9 +20,10 @@ from absl import flags
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("model", None, ".tflite model to time (repeat the flag for more).")
 flags.DEFINE_string("device", "local", "Where to run: local (this host, LiteRT interpreter).")
-flags.DEFINE_integer("threads", 1, "Interpreter threads.")
-flags.DEFINE_integer("runs", 100, "Timed runs per model (the median is reported).")
-flags.DEFINE_integer("warmup", 10, "Untimed runs before timing.")
+flags.DEFINE_integer("threads", 1, "Interpreter threads.", lower_bound=1)
+flags.DEFINE_integer("runs", 100, "Timed runs per model (the median is reported).",
+                     lower_bound=1)
+flags.DEFINE_integer("warmup", 10, "Untimed runs before timing.", lower_bound=0)
 flags.DEFINE_bool("json", False, "Print JSON on stdout instead of a table.")
 flags.mark_flag_as_required("model")
 
@@ -33,15 +35,16 @@ def main(argv: list[str]) -> None:
     device = parse_device(FLAGS.device, threads=FLAGS.threads)
     for path in FLAGS.model:  # check every file before timing any
         read_architecture(path)
+    if not FLAGS.json:
+        print(f"timing {len(FLAGS.model)} model(s), {FLAGS.runs} runs each, interleaved...",
+              file=sys.stderr, flush=True)
+    results = device.benchmark_many(FLAGS.model, runs=FLAGS.runs, warmup=FLAGS.warmup)
     rows = []
-    for path in FLAGS.model:
+    for path, result in zip(FLAGS.model, results):
         arch = read_architecture(path)
-        result = device.benchmark(path, runs=FLAGS.runs, warmup=FLAGS.warmup)
         rows.append({"model": path, **result.to_dict(), "size_bytes": Path(path).stat().st_size,
                      "params": arch.params() if arch else None,
                      "flops": arch.flops() if arch else None})
-        if not FLAGS.json:
-            print(f"timed {path}: median {result.median_ms:.3f} ms", file=sys.stderr)
     if FLAGS.json:
         print(json.dumps({"device": device.describe(), "models": rows}, indent=1))
         return

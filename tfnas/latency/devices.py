@@ -14,7 +14,7 @@ import dataclasses
 import platform
 import time
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 
@@ -46,14 +46,28 @@ class BenchmarkResult:
 
 
 class Device(Protocol):
-    """What the profiler and the tools need of a device."""
+    """What the profiler and the tools need of a device.
+
+    `benchmark_many` times several models for comparison; a device that can hold them all at
+    once interleaves them, so slow drifts of the host hit every model alike and their ratios
+    stay stable (`sequential_many` is the fallback for devices that cannot).
+    """
 
     name: str
 
     def benchmark(self, model_path: str | Path, *, runs: int = 100,
                   warmup: int = 10) -> BenchmarkResult: ...
 
+    def benchmark_many(self, model_paths: Sequence[str | Path], *, runs: int = 100,
+                       warmup: int = 10) -> list[BenchmarkResult]: ...
+
     def describe(self) -> dict[str, Any]: ...
+
+
+def sequential_many(device: Device, model_paths: Sequence[str | Path], *, runs: int = 100,
+                    warmup: int = 10) -> list[BenchmarkResult]:
+    """Times the models one after the other."""
+    return [device.benchmark(path, runs=runs, warmup=warmup) for path in model_paths]
 
 
 def _check_counts(runs: int, warmup: int) -> None:
@@ -99,20 +113,28 @@ class LocalDevice:
 
     def benchmark(self, model_path: str | Path, *, runs: int = 100,
                   warmup: int = 10) -> BenchmarkResult:
+        return self.benchmark_many([model_path], runs=runs, warmup=warmup)[0]
+
+    def benchmark_many(self, model_paths: Sequence[str | Path], *, runs: int = 100,
+                       warmup: int = 10, chunk: int = 5) -> list[BenchmarkResult]:
+        """Loads every model, then times them round-robin, `chunk` runs of each per turn."""
         _check_counts(runs, warmup)
-        interpreter = self.load(model_path)
+        interpreters = [self.load(path) for path in model_paths]
         rng = np.random.default_rng(0)
-        for detail in interpreter.get_input_details():
-            interpreter.set_tensor(detail["index"], _random_input(detail, rng))
-        for _ in range(warmup):
-            interpreter.invoke()
-        samples = np.empty(runs)
+        for interpreter in interpreters:
+            for detail in interpreter.get_input_details():
+                interpreter.set_tensor(detail["index"], _random_input(detail, rng))
+            for _ in range(warmup):
+                interpreter.invoke()
+        samples = np.empty((len(interpreters), runs))
         clock = time.perf_counter
-        for i in range(runs):
-            start = clock()
-            interpreter.invoke()
-            samples[i] = (clock() - start) * 1e3
-        return BenchmarkResult.from_samples(samples)
+        for start_run in range(0, runs, chunk):
+            for row, interpreter in enumerate(interpreters):
+                for i in range(start_run, min(start_run + chunk, runs)):
+                    start = clock()
+                    interpreter.invoke()
+                    samples[row, i] = (clock() - start) * 1e3
+        return [BenchmarkResult.from_samples(row) for row in samples]
 
     def describe(self) -> dict[str, Any]:
         from importlib.metadata import version
