@@ -17,7 +17,7 @@ from types import ModuleType
 from typing import Any
 
 from tfnas.errors import TfnasError
-from tfnas.space import Architecture, LayerSignature
+from tfnas.space import Architecture, LayerSignature, SearchSpace
 
 BN_MOMENTUM = 0.99
 BN_EPSILON = 1e-3
@@ -69,18 +69,16 @@ def mbconv(x: Any, k: ModuleType, sig: LayerSignature, name: str) -> Any:
     return x
 
 
-def stem(inputs: Any, k: ModuleType, arch: Architecture) -> Any:
+def stem(inputs: Any, k: ModuleType, space: SearchSpace) -> Any:
     """Stem conv and the fixed first layer: the part before the searchable layers."""
-    space = arch.space
     x = conv_bn(inputs, k, space.stem_channels, 3, space.stem_stride, "stem")
     if space.first_layer is not None:
         x = mbconv(x, k, space.first_layer, "first")
     return x
 
 
-def head(x: Any, k: ModuleType, arch: Architecture, dropout: float) -> Any:
+def head(x: Any, k: ModuleType, space: SearchSpace, dropout: float) -> Any:
     """1x1 conv, pooling, dropout and the classifier: the part after the searchable layers."""
-    space = arch.space
     x = conv_bn(x, k, space.head_channels, 1, 1, "head")
     x = k.layers.GlobalAveragePooling2D(name="pool")(x)
     if dropout > 0:
@@ -88,18 +86,26 @@ def head(x: Any, k: ModuleType, arch: Architecture, dropout: float) -> Any:
     return k.layers.Dense(space.num_classes, name="logits")(x)
 
 
+def check_dropout(dropout: float) -> None:
+    if not 0.0 <= dropout < 1.0:
+        raise TfnasError(f"dropout must be in [0, 1), got {dropout}")
+
+
+def image_input(k: ModuleType, space: SearchSpace) -> Any:
+    return k.Input((space.input_size, space.input_size, space.input_channels), name="image")
+
+
 def build(arch: Architecture, *, dropout: float = 0.2, backend: str = "keras",
           name: str | None = None) -> Any:
     """A functional model taking [B, H, W, C] float images and returning logits."""
-    if not 0.0 <= dropout < 1.0:
-        raise TfnasError(f"dropout must be in [0, 1), got {dropout}")
+    check_dropout(dropout)
     k = keras_module(backend)
     space = arch.space
-    inputs = k.Input((space.input_size, space.input_size, space.input_channels), name="image")
-    x = stem(inputs, k, arch)
+    inputs = image_input(k, space)
+    x = stem(inputs, k, space)
     for i, sig in enumerate(arch.signatures()):
         x = mbconv(x, k, sig, f"layer{i:02d}")
-    outputs = head(x, k, arch, dropout)
+    outputs = head(x, k, space, dropout)
     return k.Model(inputs, outputs, name=name or f"tfnas_{space.name}")
 
 

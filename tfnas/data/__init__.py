@@ -1,0 +1,1 @@
+"""Data files shipped with tfnas (built-in latency tables)."""

@@ -1,0 +1,122 @@
+"""LatencyTable: per-signature latency rows (a LUT) plus the fixed stem/head cost.
+
+Rows are keyed by `LayerSignature` (DESIGN.md rule 2), so a table serves every space whose
+layers it covers, and a missing row is a clear error naming the signatures and the command that
+profiles them. The total latency of an architecture is `fixed_ms + Σ row(signature)`.
+
+Tables come from JSON files (`load`), from the analytic FLOPs of each op (`from_flops`: a
+device-free stand-in so search works before any profiling), or from the Single-Path NAS
+authors' Pixel 1 runtime model shipped with tfnas (`pixel1`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from tfnas.errors import TfnasError
+from tfnas.space import Architecture, LayerSignature, SearchSpace
+
+FORMAT = "tfnas.latency_table/1"
+BUILTIN_TABLES = ("pixel1",)
+
+
+@dataclasses.dataclass
+class LatencyTable:
+    """Latency in ms per layer signature, the fixed part's latency, and device metadata."""
+
+    rows: dict[LayerSignature, float]
+    fixed_ms: float
+    device: dict[str, Any] = dataclasses.field(default_factory=dict)
+    unit: str = "ms"
+
+    def __post_init__(self) -> None:
+        bad = [sig.key for sig, value in self.rows.items() if not value >= 0]
+        if bad or not self.fixed_ms >= 0:
+            raise TfnasError(f"latency table has negative or missing values: {bad[:5]}")
+
+    # --- look-ups -------------------------------------------------------------------------
+
+    def missing(self, signatures: Iterable[LayerSignature]) -> list[LayerSignature]:
+        return sorted({sig for sig in signatures if sig not in self.rows})
+
+    def check_covers(self, space: SearchSpace, name: str = "the latency table") -> None:
+        """Raises one clear error when any signature the space can produce has no row."""
+        missing = self.missing(space.signatures())
+        if missing:
+            shown = ", ".join(sig.key for sig in missing[:3])
+            more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+            raise TfnasError(
+                f"{name} has no rows for {len(missing)} signature(s) of space "
+                f"{space.name!r} ({shown}{more}); profile them with: python tools/build_lut.py "
+                f"--space={space.name} --device=local --out=lut.json")
+
+    def __getitem__(self, sig: LayerSignature) -> float:
+        try:
+            return self.rows[sig]
+        except KeyError:
+            raise TfnasError(f"latency table has no row for {sig.key}; profile it with "
+                             "python tools/build_lut.py") from None
+
+    def cost(self, arch: Architecture) -> float:
+        """Predicted latency of a whole architecture: fixed part plus its layers' rows."""
+        self.check_covers_signatures(arch.signatures())
+        return self.fixed_ms + sum(self.rows[sig] for sig in arch.signatures())
+
+    def check_covers_signatures(self, signatures: Iterable[LayerSignature]) -> None:
+        missing = self.missing(signatures)
+        if missing:
+            raise TfnasError(f"latency table has no rows for {', '.join(s.key for s in missing)}"
+                             "; profile them with python tools/build_lut.py")
+
+    # --- serialisation --------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT, "unit": self.unit, "device": self.device,
+                "fixed_ms": self.fixed_ms,
+                "rows": {sig.key: value for sig, value in sorted(self.rows.items())}}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "LatencyTable":
+        if not isinstance(data, Mapping) or data.get("format") != FORMAT:
+            raise TfnasError(f"not a tfnas latency table (expected \"format\": \"{FORMAT}\")")
+        try:
+            rows = {LayerSignature.from_key(key): float(value)
+                    for key, value in data["rows"].items()}
+            return cls(rows, float(data["fixed_ms"]), dict(data.get("device", {})),
+                       data.get("unit", "ms"))
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise TfnasError(f"malformed latency table: {err}") from None
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "LatencyTable":
+        """A table from a JSON file, or a built-in table by name (`pixel1`)."""
+        if str(path) in BUILTIN_TABLES:
+            text = resources.files("tfnas.data").joinpath(f"{path}.json").read_text()
+        else:
+            path = Path(path)
+            if not path.is_file():
+                raise TfnasError(f"latency table {str(path)!r} does not exist (built-in tables: "
+                                 f"{', '.join(BUILTIN_TABLES)})")
+            text = path.read_text()
+        try:
+            return cls.from_dict(json.loads(text))
+        except json.JSONDecodeError as err:
+            raise TfnasError(f"{path}: malformed JSON: {err}") from None
+
+    # --- analytic tables ------------------------------------------------------------------
+
+    @classmethod
+    def from_flops(cls, space: SearchSpace, ms_per_mflop: float = 0.01) -> "LatencyTable":
+        """A device-free table: each row is the op's multiply-adds times `ms_per_mflop`."""
+        rows = {sig: sig.flops() / 1e6 * ms_per_mflop for sig in space.signatures()}
+        return cls(rows, space.fixed_flops() / 1e6 * ms_per_mflop,
+                   {"device": "flops", "ms_per_mflop": ms_per_mflop})

@@ -1,0 +1,67 @@
+"""Supernets: the searchable network of a space, its expected cost, and derive() → Architecture.
+
+`build(space)` makes a functional Keras model: the fixed stem and head of `tfnas.nets`
+around one searchable layer per position of the space (the Single-Path superkernel MBConv).
+`expected_cost(model, cost_model)` = fixed + Σ layer.expected_cost(rows) is differentiable in
+the architecture parameters and independent of the batch (DESIGN.md rule 3); call it under
+the same GradientTape as the forward pass. `derive(model, space)` reads each layer's decision.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+
+from tfnas import nets
+from tfnas.costs import CostModel
+from tfnas.errors import TfnasError
+from tfnas.layers.superkernel import SuperkernelMBConv
+from tfnas.space import SKIP, Architecture, SearchSpace
+
+METHODS = ("superkernel",)
+
+
+def build(space: SearchSpace, *, method: str = "superkernel", dropout: float = 0.2,
+          drop_rate: float = 0.0, threshold_init: float = 0.0, seed: int | None = None) -> Any:
+    """The supernet of `space` for a search method."""
+    if method not in METHODS:
+        raise TfnasError(f"unknown search method {method!r}: choose {', '.join(METHODS)}")
+    nets.check_dropout(dropout)
+    inputs = nets.image_input(keras, space)
+    x = nets.stem(inputs, keras, space)
+    for i, spec in enumerate(space.layers):
+        x = SuperkernelMBConv(
+            spec.c_out, spec.stride, kernels=space.kernels, expansions=space.expansions,
+            allow_skip=SKIP in space.candidates(i), threshold_init=threshold_init,
+            drop_rate=drop_rate, seed=None if seed is None else seed + i,
+            name=f"layer{i:02d}")(x)
+    outputs = nets.head(x, keras, space, dropout)
+    return keras.Model(inputs, outputs, name=f"supernet_{space.name}")
+
+
+def searchable_layers(model: Any) -> list[SuperkernelMBConv]:
+    return [layer for layer in model.layers if isinstance(layer, SuperkernelMBConv)]
+
+
+def expected_cost(model: Any, cost_model: CostModel) -> Any:
+    """Fixed cost plus every searchable layer's expected cost (Eq. 11-12)."""
+    layers = searchable_layers(model)
+    if len(layers) != len(cost_model.layers):
+        raise TfnasError(f"cost model has {len(cost_model.layers)} layers, supernet has "
+                         f"{len(layers)}")
+    total = cost_model.fixed
+    for layer, rows in zip(layers, cost_model.layers):
+        total = total + layer.expected_cost(rows)
+    return total
+
+
+def architecture_variables(model: Any) -> list[Any]:
+    """The thresholds (Single-Path's architecture parameters)."""
+    return [v for layer in searchable_layers(model)
+            for v in (layer.kernel_thresholds, layer.expansion_thresholds)]
+
+
+def derive(model: Any, space: SearchSpace) -> Architecture:
+    """The architecture the supernet's hard decisions currently select."""
+    return Architecture(space, tuple(layer.decisions() for layer in searchable_layers(model)))
