@@ -6,7 +6,8 @@ centre k x k window is the k x k kernel (3x3 ⊂ 5x5 ⊂ 7x7), and its first C_i
 expansion-e layer (e=3 ⊂ e=6). Whether an outer ring or channel group is used is decided by
 comparing its group-Lasso norm with a trainable threshold:
 
-    Eq. 2   w_k = w_3x3 + 1(‖w_5x5\\3x3‖² > t_k5) · (w_5x5\\3x3 + 1(‖w_7x7\\5x5‖² > t_k7) · w_7x7\\5x5)
+    Eq. 2   w_k = w_3x3 + 1(‖w_5x5\\3x3‖² > t_k5)
+                      · (w_5x5\\3x3 + 1(‖w_7x7\\5x5‖² > t_k7) · w_7x7\\5x5)
     Eq. 3   w   = 1(‖w_k,3‖² > t_e3) · (w_k,3 + 1(‖w_k,6\\3‖² > t_e6) · w_k,6\\3)
 
 1(·) is the hard indicator in the forward pass and σ(‖·‖² − t) in the backward pass (the
@@ -210,7 +211,7 @@ class SuperkernelMBConv(keras.layers.Layer):
         on_k = [ops.ones(())] + ring_ind + [ops.zeros(())]
         p_kernel = [on_k[j] * (1.0 - on_k[j + 1]) for j in range(len(self.kernels))]
         on_e = group_ind + [ops.zeros(())]
-        p_expansion = [on_e[l] * (1.0 - on_e[l + 1]) for l in range(len(self.expansions))]
+        p_expansion = [on_e[j] * (1.0 - on_e[j + 1]) for j in range(len(self.expansions))]
         return p_kernel, p_expansion
 
     def candidate_ops(self) -> list[Op]:
@@ -235,8 +236,8 @@ class SuperkernelMBConv(keras.layers.Layer):
         p_kernel, p_expansion = self._choice_probabilities()
         total = 0.0
         for j, k in enumerate(self.kernels):
-            for l, e in enumerate(self.expansions):
-                total = total + p_kernel[j] * p_expansion[l] * costs[Op(k, e)]
+            for i, e in enumerate(self.expansions):
+                total = total + p_kernel[j] * p_expansion[i] * costs[Op(k, e)]
         if self.allow_skip:
             total = total + (1.0 - sum(p_expansion)) * costs[SKIP]
         return total
@@ -251,7 +252,10 @@ class SuperkernelMBConv(keras.layers.Layer):
             raise ValueError(f"{op.name} is not a candidate of this layer")
         mid = self.c_in * op.expansion
         lo = (self.kernels[-1] - op.kernel) // 2
-        bn = lambda layer, n: [np.asarray(v)[:n] for v in layer.weights]  # noqa: E731
+
+        def bn(layer: Any, n: int) -> list[np.ndarray]:
+            return [np.asarray(v)[:n] for v in layer.weights]
+
         weights = {}
         if self.expand is not None and op.expansion != 1:
             weights["expand"] = [np.asarray(self.expand.kernel)[..., :mid]]
