@@ -8,7 +8,7 @@ setup(
     description="Hardware-aware NAS (Single-Path superkernel, mixed ops, latency models) for "
                 "Keras 3 / TensorFlow, with TFLite export and on-device benchmarking",
     packages=find_packages(include=["tfnas", "tfnas.*"]),
-    package_data={"tfnas": ["data/*.json"]},
+    package_data={"tfnas": ["latency/tables/*.json"]},
     python_requires=">=3.10",
     install_requires=[
         "tensorflow==2.21.0",
@@ -21,6 +21,7 @@ setup(
         "scikit-learn==1.9.1",
         "matplotlib==3.11.2",
         "tqdm==4.70.1",
+        "tensorboard==2.21.0",  # tf.summary needs it; TensorFlow 2.21 no longer pulls it in
     ],
     extras_require={
         "qat": ["tensorflow-model-optimization==0.8.1", "tf-keras==2.21.0"],

@@ -60,6 +60,9 @@ def run(main: Callable[[list[str]], int | None], *, tensorflow: bool = True) -> 
     def guarded(argv: list[str]) -> int | None:
         if len(argv) > 1:
             fail(f"unexpected arguments {argv[1:]}: every option is a --flag")
+        from absl import logging
+
+        logging.set_verbosity(logging.WARNING)  # checkpoint savers log every save at INFO
         if tensorflow:
             import_tensorflow_quietly()
         try:

@@ -41,45 +41,51 @@ def keras_module(backend: str = "keras") -> ModuleType:
         raise TfnasError(f"{backend} is not installed: pip install 'tfnas[qat]'") from None
 
 
+def batch_norm(k: ModuleType, name: str, sync_bn: bool = False) -> Any:
+    """BatchNormalization; `sync_bn` synchronises statistics across replicas."""
+    extra = {"synchronized": True} if sync_bn else {}
+    return k.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name,
+                                       **extra)
+
+
 def conv_bn(x: Any, k: ModuleType, filters: int, kernel: int, stride: int, name: str,
-            relu: bool = True) -> Any:
+            relu: bool = True, sync_bn: bool = False) -> Any:
     x = k.layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False,
                         kernel_initializer="he_normal", name=name)(x)
-    x = k.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
-                                    name=f"{name}_bn")(x)
+    x = batch_norm(k, f"{name}_bn", sync_bn)(x)
     return k.layers.ReLU(name=f"{name}_relu")(x) if relu else x
 
 
-def mbconv(x: Any, k: ModuleType, sig: LayerSignature, name: str) -> Any:
+def mbconv(x: Any, k: ModuleType, sig: LayerSignature, name: str, sync_bn: bool = False) -> Any:
     """The MBConv (or identity, for skip) that `sig` describes, applied to `x`."""
     if sig.op.is_skip:
         return x
     inputs = x
     if sig.op.expansion != 1:
-        x = conv_bn(x, k, sig.expanded, 1, 1, f"{name}_expand")
+        x = conv_bn(x, k, sig.expanded, 1, 1, f"{name}_expand", sync_bn=sync_bn)
     x = k.layers.DepthwiseConv2D(sig.op.kernel, strides=sig.stride, padding="same",
                                  use_bias=False, depthwise_initializer=_depthwise_initializer(k),
                                  name=f"{name}_dw")(x)
-    x = k.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
-                                    name=f"{name}_dw_bn")(x)
+    x = batch_norm(k, f"{name}_dw_bn", sync_bn)(x)
     x = k.layers.ReLU(name=f"{name}_dw_relu")(x)
-    x = conv_bn(x, k, sig.c_out, 1, 1, f"{name}_project", relu=False)
+    x = conv_bn(x, k, sig.c_out, 1, 1, f"{name}_project", relu=False, sync_bn=sync_bn)
     if sig.stride == 1 and sig.c_in == sig.c_out:
         x = k.layers.Add(name=f"{name}_add")([inputs, x])
     return x
 
 
-def stem(inputs: Any, k: ModuleType, space: SearchSpace) -> Any:
+def stem(inputs: Any, k: ModuleType, space: SearchSpace, sync_bn: bool = False) -> Any:
     """Stem conv and the fixed first layer: the part before the searchable layers."""
-    x = conv_bn(inputs, k, space.stem_channels, 3, space.stem_stride, "stem")
+    x = conv_bn(inputs, k, space.stem_channels, 3, space.stem_stride, "stem", sync_bn=sync_bn)
     if space.first_layer is not None:
-        x = mbconv(x, k, space.first_layer, "first")
+        x = mbconv(x, k, space.first_layer, "first", sync_bn)
     return x
 
 
-def head(x: Any, k: ModuleType, space: SearchSpace, dropout: float) -> Any:
+def head(x: Any, k: ModuleType, space: SearchSpace, dropout: float,
+         sync_bn: bool = False) -> Any:
     """1x1 conv, pooling, dropout and the classifier: the part after the searchable layers."""
-    x = conv_bn(x, k, space.head_channels, 1, 1, "head")
+    x = conv_bn(x, k, space.head_channels, 1, 1, "head", sync_bn=sync_bn)
     x = k.layers.GlobalAveragePooling2D(name="pool")(x)
     if dropout > 0:
         x = k.layers.Dropout(dropout, name="dropout")(x)
@@ -116,8 +122,9 @@ def recalibrate_batchnorm(model: Any, images: Any) -> None:
     the already-recalibrated layers before it (the BN recalibration that Once-for-All / BigNAS
     apply to sub-networks). Gives a freshly built or derived network realistic activations.
     """
-    norms = [layer for layer in model.layers
-             if type(layer).__name__ == "BatchNormalization"]
+    layers = (model._flatten_layers(include_self=False) if hasattr(model, "_flatten_layers")
+              else model.layers)  # nested layers too (the supernet's searchable blocks)
+    norms = [layer for layer in layers if type(layer).__name__ == "BatchNormalization"]
     saved = [layer.momentum for layer in norms]
     try:
         for layer in norms:

@@ -23,20 +23,21 @@ METHODS = ("superkernel",)
 
 
 def build(space: SearchSpace, *, method: str = "superkernel", dropout: float = 0.2,
-          drop_rate: float = 0.0, threshold_init: float = 0.0, seed: int | None = None) -> Any:
-    """The supernet of `space` for a search method."""
+          drop_rate: float = 0.0, threshold_init: float = 0.0, seed: int | None = None,
+          sync_bn: bool = False) -> Any:
+    """The supernet of `space` for a search method (`sync_bn`: cross-replica batch norm)."""
     if method not in METHODS:
         raise TfnasError(f"unknown search method {method!r}: choose {', '.join(METHODS)}")
     nets.check_dropout(dropout)
     inputs = nets.image_input(keras, space)
-    x = nets.stem(inputs, keras, space)
+    x = nets.stem(inputs, keras, space, sync_bn)
     for i, spec in enumerate(space.layers):
         x = SuperkernelMBConv(
             spec.c_out, spec.stride, kernels=space.kernels, expansions=space.expansions,
             allow_skip=SKIP in space.candidates(i), threshold_init=threshold_init,
-            drop_rate=drop_rate, seed=None if seed is None else seed + i,
+            drop_rate=drop_rate, seed=None if seed is None else seed + i, sync_bn=sync_bn,
             name=f"layer{i:02d}")(x)
-    outputs = nets.head(x, keras, space, dropout)
+    outputs = nets.head(x, keras, space, dropout, sync_bn)
     return keras.Model(inputs, outputs, name=f"supernet_{space.name}")
 
 
@@ -60,6 +61,12 @@ def architecture_variables(model: Any) -> list[Any]:
     """The thresholds (Single-Path's architecture parameters)."""
     return [v for layer in searchable_layers(model)
             for v in (layer.kernel_thresholds, layer.expansion_thresholds)]
+
+
+def set_drop_rate(model: Any, rate: float) -> None:
+    """Kernel-subset dropout probability of every searchable layer (0 ends it)."""
+    for layer in searchable_layers(model):
+        layer.drop_rate_var.assign(rate)
 
 
 def derive(model: Any, space: SearchSpace) -> Architecture:

@@ -1,7 +1,7 @@
 """Convert the Single-Path NAS Pixel 1 runtime model into tfnas' built-in `pixel1` table.
 
     python tools/convert_pixel1_table.py --src=../shared/data/pixel1/pixel1_runtime_model.json \
-        --out=tfnas/data/pixel1.json
+        --out=tfnas/latency/tables/pixel1.json
 
 The source maps layer index (0..21) → column → ms, columns 0..3 being MBConv3x3-e3, 3x3-e6,
 5x5-e3, 5x5-e6 (the authors' superkernel order). Their code adds 19.5999 ms for stem, head and
@@ -20,7 +20,7 @@ from absl import flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("src", None, "pixel1_runtime_model.json of the Single-Path NAS authors.")
-flags.DEFINE_string("out", "tfnas/data/pixel1.json", "Where to write the tfnas table.")
+flags.DEFINE_string("out", "tfnas/latency/tables/pixel1.json", "Where to write the table.")
 flags.mark_flag_as_required("src")
 
 FIXED_MS = 19.5999   # stem, head and logits (their supernet's constant)

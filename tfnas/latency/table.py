@@ -100,7 +100,8 @@ class LatencyTable:
     def load(cls, path: str | Path) -> "LatencyTable":
         """A table from a JSON file, or a built-in table by name (`pixel1`)."""
         if str(path) in BUILTIN_TABLES:
-            text = resources.files("tfnas.data").joinpath(f"{path}.json").read_text()
+            text = resources.files("tfnas.latency").joinpath("tables", f"{path}.json")
+            text = text.read_text()
         else:
             path = Path(path)
             if not path.is_file():

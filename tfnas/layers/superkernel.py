@@ -65,13 +65,15 @@ class SuperkernelMBConv(keras.layers.Layer):
         allow_skip: whether the layer may become the identity (needs stride 1, c_in == c_out).
         threshold_init: initial value of every threshold (0: all groups start on).
         drop_rate: probability of dropping each optional group during training (Sec. 4.2:
-            lets the nested sub-kernels train on their own during the first epochs).
+            lets the nested sub-kernels train on their own during the first epochs); held in
+            the non-trainable weight `drop_rate_var`, which the search sets to 0 later.
+        sync_bn: batch norm statistics synchronised across replicas (as on TPU pods).
     """
 
     def __init__(self, c_out: int, stride: int = 1, kernels: Sequence[int] = (3, 5),
                  expansions: Sequence[int] = (3, 6), allow_skip: bool = False,
                  threshold_init: float = 0.0, drop_rate: float = 0.0, seed: int | None = None,
-                 **kwargs: Any) -> None:
+                 sync_bn: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.c_out = int(c_out)
         self.stride = int(stride)
@@ -81,6 +83,7 @@ class SuperkernelMBConv(keras.layers.Layer):
         self.threshold_init = float(threshold_init)
         self.drop_rate = float(drop_rate)
         self.seed = seed
+        self.sync_bn = bool(sync_bn)
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     # --- weights --------------------------------------------------------------------------
@@ -95,7 +98,8 @@ class SuperkernelMBConv(keras.layers.Layer):
             self.expand = keras.layers.Conv2D(self.c_mid, 1, use_bias=False,
                                               kernel_initializer="he_normal", name="expand")
             self.expand_bn = keras.layers.BatchNormalization(
-                momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name="expand_bn")
+                momentum=BN_MOMENTUM, epsilon=BN_EPSILON, synchronized=self.sync_bn,
+                name="expand_bn")
             self.expand.build(input_shape)
             self.expand_bn.build((*input_shape[:-1], self.c_mid))
         k = self.kernels[-1]
@@ -103,13 +107,14 @@ class SuperkernelMBConv(keras.layers.Layer):
             name="depthwise_kernel", shape=(k, k, self.c_mid, 1),
             initializer=keras.initializers.VarianceScaling(2.0, "fan_out", "truncated_normal"))
         self.dw_bn = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
-                                                     name="dw_bn")
+                                                     synchronized=self.sync_bn, name="dw_bn")
         self.dw_bn.build((*input_shape[:-1], self.c_mid))
         self.project = keras.layers.Conv2D(self.c_out, 1, use_bias=False,
                                            kernel_initializer="he_normal", name="project")
         self.project.build((*input_shape[:-1], self.c_mid))
         self.project_bn = keras.layers.BatchNormalization(
-            momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name="project_bn")
+            momentum=BN_MOMENTUM, epsilon=BN_EPSILON, synchronized=self.sync_bn,
+            name="project_bn")
         self.project_bn.build((*input_shape[:-1], self.c_out))
         init = keras.initializers.Constant(self.threshold_init)
         # one threshold per outer kernel ring, and per channel group (the first only if skippable)
@@ -118,6 +123,10 @@ class SuperkernelMBConv(keras.layers.Layer):
         self.expansion_thresholds = self.add_weight(
             name="expansion_thresholds", initializer=init,
             shape=(len(self.expansions) - (0 if self.allow_skip else 1),))
+        # a variable, so the search can end kernel-subset dropout without retracing its step
+        self.drop_rate_var = self.add_weight(
+            name="drop_rate", shape=(), trainable=False,
+            initializer=keras.initializers.Constant(self.drop_rate))
         bounds = [0] + [self.c_in * e for e in self.expansions]
         self._groups = [(bounds[j], bounds[j + 1]) for j in range(len(self.expansions))]
         self._rings = _ring_masks(self.kernels)
@@ -176,9 +185,9 @@ class SuperkernelMBConv(keras.layers.Layer):
         return ring_ind, group_ind, w_k, ring_norms, group_norms
 
     def _maybe_drop(self, ind: Any, training: bool) -> Any:
-        if not training or self.drop_rate <= 0:
+        if not training:
             return ind
-        keep = keras.random.uniform((), seed=self.seed_generator) >= self.drop_rate
+        keep = keras.random.uniform((), seed=self.seed_generator) >= self.drop_rate_var
         return ind * ops.cast(keep, ind.dtype)
 
     # --- forward --------------------------------------------------------------------------
@@ -272,5 +281,5 @@ class SuperkernelMBConv(keras.layers.Layer):
         config.update(c_out=self.c_out, stride=self.stride, kernels=list(self.kernels),
                       expansions=list(self.expansions), allow_skip=self.allow_skip,
                       threshold_init=self.threshold_init, drop_rate=self.drop_rate,
-                      seed=self.seed)
+                      seed=self.seed, sync_bn=self.sync_bn)
         return config

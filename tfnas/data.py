@@ -1,0 +1,200 @@
+"""Datasets as batched tf.data pipelines of (image in [-1, 1], int label).
+
+Specs (the `--dataset` flag):
+- `digits`: scikit-learn's 8x8 handwritten digits (1,797 images, ships offline), resized.
+- `synthetic`: random images whose class shifts a per-class pattern; learnable, any size.
+- `tfds:NAME`: a TensorFlow Datasets dataset (e.g. `tfds:imagenet2012`): decode, resize
+  (random crop and flip for training), normalise, shuffle, batch with `drop_remainder`.
+- `folder:PATH`: your own images, one subfolder per class (Keras `image_dataset_from_directory`).
+
+Every pipeline batches with `drop_remainder=True` (static shapes for TPU / XLA) and shuffles
+with a seed per epoch, so the order of epoch n is reproducible and a resumed search can skip
+the batches it already consumed (`Dataset.skip`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tfnas.errors import TfnasError
+
+KINDS = ("digits", "synthetic", "tfds:NAME", "folder:PATH")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+    """What a dataset gives, after resizing to the search space's input."""
+
+    name: str
+    num_classes: int
+    train_examples: int
+    val_examples: int
+
+
+@dataclasses.dataclass
+class Data:
+    """Train and validation pipelines; `train(epoch)` is the epoch's shuffled batches."""
+
+    spec: DataSpec
+    batch_size: int
+    _train: Any
+    _val: Any
+    seed: int
+    shuffle_buffer: int = 10_000
+
+    def train(self, epoch: int) -> Any:
+        import tensorflow as tf
+
+        buffer = max(1, min(self.spec.train_examples, self.shuffle_buffer))
+        ds = self._train.shuffle(buffer, seed=self.seed + epoch, reshuffle_each_iteration=False)
+        return ds.batch(self.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+    def val(self) -> Any:
+        import tensorflow as tf
+
+        return self._val.batch(self.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.spec.train_examples // self.batch_size
+
+
+def _resize(images: Any, size: int, channels: int) -> Any:
+    import tensorflow as tf
+
+    images = tf.image.resize(images, (size, size))
+    if images.shape[-1] == 1 and channels == 3:
+        images = tf.tile(images, (1, 1, 1, 3) if images.shape.rank == 4 else (1, 1, 3))
+    if images.shape[-1] != channels:
+        raise TfnasError(f"images have {images.shape[-1]} channels, the space takes {channels}")
+    return images
+
+
+def _from_arrays(name: str, images: np.ndarray, labels: np.ndarray, num_classes: int,
+                 size: int, channels: int, val_fraction: float, seed: int,
+                 batch_size: int) -> Data:
+    import tensorflow as tf
+
+    order = np.random.default_rng(seed).permutation(len(images))
+    n_val = int(round(len(images) * val_fraction))
+    val_idx, train_idx = order[:n_val], order[n_val:]
+    images = _resize(tf.constant(images, tf.float32), size, channels).numpy()
+    labels = labels.astype(np.int32)
+
+    def dataset(idx: np.ndarray) -> Any:
+        return tf.data.Dataset.from_tensor_slices((images[idx], labels[idx]))
+
+    spec = DataSpec(name, num_classes, len(train_idx), len(val_idx))
+    _check_batches(spec, batch_size)
+    return Data(spec, batch_size, dataset(train_idx), dataset(val_idx), seed)
+
+
+def _check_batches(spec: DataSpec, batch_size: int) -> None:
+    if batch_size < 1:
+        raise TfnasError(f"batch size must be positive, got {batch_size}")
+    if spec.train_examples < batch_size:
+        raise TfnasError(f"{spec.name} has {spec.train_examples} training examples, fewer than "
+                         f"one batch of {batch_size}: lower --batch_size")
+
+
+def digits(size: int, channels: int, batch_size: int, seed: int = 0,
+           val_fraction: float = 0.2) -> Data:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = (bunch.images[..., None] / 8.0 - 1.0).astype(np.float32)  # 0..16 → [-1, 1]
+    return _from_arrays("digits", images, bunch.target, 10, size, channels, val_fraction, seed,
+                        batch_size)
+
+
+def synthetic(size: int, channels: int, num_classes: int, batch_size: int, seed: int = 0,
+              examples: int = 2048, val_fraction: float = 0.2) -> Data:
+    rng = np.random.default_rng(seed)
+    patterns = rng.uniform(-1, 1, (num_classes, 8, 8, channels)).astype(np.float32)
+    labels = rng.integers(num_classes, size=examples)
+    images = patterns[labels] + rng.normal(0, 0.5, (examples, 8, 8, channels))
+    return _from_arrays("synthetic", np.clip(images, -1, 1).astype(np.float32), labels,
+                        num_classes, size, channels, val_fraction, seed, batch_size)
+
+
+def tfds_dataset(name: str, size: int, channels: int, batch_size: int, seed: int = 0,
+                 data_dir: str | None = None) -> Data:
+    """A TFDS dataset: 'train' for training, 'validation' (else 'test') for validation."""
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+        builder.download_and_prepare()
+    except Exception as err:  # unknown names, no network, no manual download...
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise TfnasError(f"cannot load TFDS dataset {name!r}: {first}") from None
+    info = builder.info
+    splits = info.splits
+    val_split = "validation" if "validation" in splits else "test" if "test" in splits else None
+    if "train" not in splits or val_split is None:
+        raise TfnasError(f"TFDS dataset {name!r} needs a 'train' and a 'validation' or 'test' "
+                         f"split, it has {sorted(splits)}")
+    num_classes = info.features["label"].num_classes
+
+    def preprocess(training: bool) -> Any:
+        def fn(example: dict) -> tuple[Any, Any]:
+            image = tf.cast(example["image"], tf.float32)
+            if training:
+                image = tf.image.random_flip_left_right(image)
+            image = _resize(image, size, channels) / 127.5 - 1.0
+            return image, tf.cast(example["label"], tf.int32)
+        return fn
+
+    options = tf.data.Options()
+    options.deterministic = True
+    train = builder.as_dataset("train").with_options(options).map(
+        preprocess(True), num_parallel_calls=tf.data.AUTOTUNE)
+    val = builder.as_dataset(val_split).with_options(options).map(
+        preprocess(False), num_parallel_calls=tf.data.AUTOTUNE)
+    spec = DataSpec(f"tfds:{name}", num_classes, splits["train"].num_examples,
+                    splits[val_split].num_examples)
+    _check_batches(spec, batch_size)
+    return Data(spec, batch_size, train, val, seed)
+
+
+def folder(path: str, size: int, channels: int, batch_size: int, seed: int = 0,
+           val_fraction: float = 0.2) -> Data:
+    import keras
+
+    if not Path(path).is_dir():
+        raise TfnasError(f"image folder {path!r} does not exist")
+    common = dict(image_size=(size, size), batch_size=None, seed=seed,
+                  validation_split=val_fraction, color_mode="rgb" if channels == 3 else
+                  "grayscale", label_mode="int")
+    try:
+        train = keras.utils.image_dataset_from_directory(path, subset="training", **common)
+        val = keras.utils.image_dataset_from_directory(path, subset="validation", **common)
+    except ValueError as err:
+        raise TfnasError(f"cannot read images from {path}: {err}") from None
+
+    def norm(x: Any, y: Any) -> tuple[Any, Any]:
+        return x / 127.5 - 1.0, y
+
+    spec = DataSpec(f"folder:{path}", len(train.class_names), int(train.cardinality()),
+                    int(val.cardinality()))
+    _check_batches(spec, batch_size)
+    return Data(spec, batch_size, train.map(norm), val.map(norm), seed)
+
+
+def load(spec: str, *, image_size: int, channels: int = 3, num_classes: int = 10,
+         batch_size: int, seed: int = 0) -> Data:
+    """The dataset named by a `--dataset` value (see the module docstring)."""
+    if spec == "digits":
+        return digits(image_size, channels, batch_size, seed)
+    if spec == "synthetic":
+        return synthetic(image_size, channels, num_classes, batch_size, seed)
+    if spec.startswith("tfds:") and len(spec) > 5:
+        return tfds_dataset(spec[5:], image_size, channels, batch_size, seed)
+    if spec.startswith("folder:") and len(spec) > 7:
+        return folder(spec[7:], image_size, channels, batch_size, seed)
+    raise TfnasError(f"unknown dataset {spec!r}: expected one of {', '.join(KINDS)}")

@@ -1,1 +1,0 @@
-"""Data files shipped with tfnas (built-in latency tables)."""

@@ -1,0 +1,53 @@
+"""The tf.distribute strategy of a run: TPUStrategy, MirroredStrategy or the default.
+
+`--tpu=NAME` (or `local`, or a grpc:// address) connects to the TPU and uses TPUStrategy.
+Without it, MirroredStrategy is used when the host has several devices of one kind (GPUs, or
+logical CPU devices set up for tests), else the default strategy (DESIGN.md rule 5).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tfnas.errors import TfnasError
+
+PRECISIONS = ("float32", "mixed_bfloat16")
+
+
+def strategy_for(tpu: str | None = None) -> Any:
+    import tensorflow as tf
+
+    if tpu:
+        try:
+            resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
+            tf.config.experimental_connect_to_cluster(resolver)
+            tf.tpu.experimental.initialize_tpu_system(resolver)
+        except (ValueError, tf.errors.OpError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise TfnasError(f"cannot reach TPU {tpu!r}: {first}") from None
+        return tf.distribute.TPUStrategy(resolver)
+    gpus = tf.config.list_logical_devices("GPU")
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy([d.name for d in gpus])
+    cpus = tf.config.list_logical_devices("CPU")
+    if not gpus and len(cpus) > 1:
+        return tf.distribute.MirroredStrategy([d.name for d in cpus])
+    return tf.distribute.get_strategy()
+
+
+def set_precision(precision: str) -> None:
+    """Global Keras dtype policy: float32, or bfloat16 compute with float32 variables."""
+    import keras
+
+    if precision not in PRECISIONS:
+        raise TfnasError(f"unknown precision {precision!r}: choose {', '.join(PRECISIONS)}")
+    keras.mixed_precision.set_global_policy(precision)
+
+
+def split_cpu(count: int) -> None:
+    """Makes `count` logical CPU devices (before TensorFlow initialises its devices)."""
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(count)])
