@@ -46,9 +46,11 @@ class SearchConfig:
     seed: int = 0
     kernel_dropout: float = 0.0
     dropout_epochs: int = 0
+    dropout: float = 0.2
     jit_compile: bool = False
     sync_bn: bool = True
     checkpoint_every: int = 50
+    target_ms: float | None = None
     verbose: bool = True
 
     def __post_init__(self) -> None:
@@ -63,6 +65,8 @@ class SearchConfig:
             problems.append("kernel_dropout must be in [0, 1)")
         if self.checkpoint_every < 1:
             problems.append("checkpoint_every must be at least 1")
+        if self.target_ms is not None and not self.target_ms > 0:
+            problems.append(f"target_ms must be positive, got {self.target_ms}")
         if problems:
             raise TfnasError("; ".join(problems))
 
@@ -98,6 +102,7 @@ class Search:
         with self.strategy.scope():
             self.model = supernet.build(space, method=config.method, seed=config.seed,
                                         drop_rate=config.kernel_dropout,
+                                        dropout=config.dropout,
                                         sync_bn=config.sync_bn and replicas > 1)
             self.optimizer = keras.optimizers.Adam(config.learning_rate)
             self.optimizer.build(self.model.trainable_variables)
@@ -105,8 +110,13 @@ class Search:
             self.epoch = tf.Variable(0, trainable=False, dtype=tf.int64, name="epoch")
             self.step = tf.Variable(0, trainable=False, dtype=tf.int64, name="step")
         self.architecture_variables = supernet.architecture_variables(self.model)
+        # Keras keeps RNG states (kernel-subset and classifier dropout) out of the model's
+        # checkpoint: add them, or a resumed search would draw other masks than a straight one
+        rng = [v.value for v in self.model.non_trainable_variables
+               if v.name == "seed_generator_state"]
         self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
-                                              lam=self.lam, epoch=self.epoch, step=self.step)
+                                              lam=self.lam, epoch=self.epoch, step=self.step,
+                                              rng=rng)
         self.manager = tf.train.CheckpointManager(self.checkpoint, config.model_dir,
                                                   max_to_keep=2)
         self._train_step = self._make_train_step()
@@ -275,7 +285,7 @@ class Search:
             "method": config.method, "space": config.space.name, "dataset": config.dataset,
             "cost": config.objective.kind, "lam": config.objective.lam,
             "cost_metric": config.cost_model.name, "cost_unit": config.cost_model.unit,
-            "target_ms": None,
+            "target_ms": config.target_ms,
             "predicted_ms": (config.cost_model.of(arch)
                              if config.cost_model.name == "latency" else None),
             "predicted_cost": config.cost_model.of(arch),
@@ -346,6 +356,7 @@ def _define_flags() -> None:
     flags.DEFINE_float("learning_rate", 0.01, "Adam learning rate (weights and thresholds).")
     flags.DEFINE_float("kernel_dropout", 0.0, "Drop rate of kernel subsets (paper Sec. 4.2).")
     flags.DEFINE_integer("dropout_epochs", 0, "Epochs with kernel-subset dropout.")
+    flags.DEFINE_float("dropout", 0.2, "Dropout before the classifier.")
     flags.DEFINE_integer("seed", 0, "Seed of weights, data order and dropout.")
     flags.DEFINE_string("model_dir", None, "Output and checkpoint directory.")
     flags.DEFINE_string("tpu", None, "TPU name or address: runs under TPUStrategy.")
@@ -353,6 +364,10 @@ def _define_flags() -> None:
     flags.DEFINE_bool("jit_compile", False, "Compile the train step with XLA (on for TPUs).")
     flags.DEFINE_integer("checkpoint_every", 50, "Steps between checkpoints.")
     flags.DEFINE_string("device", None, "Measure on a device (comes with device profiling).")
+    flags.DEFINE_float("target_ms", None, "Latency target in ms, reported next to the "
+                       "derived network's predicted latency.")
+    flags.DEFINE_bool("deterministic", True, "Deterministic TensorFlow ops (resumed searches "
+                      "end exactly where uninterrupted ones do).")
     flags.mark_flag_as_required("model_dir")
 
 
@@ -387,8 +402,9 @@ def config_from_flags(flags_values: Any) -> SearchConfig:
         space=space, dataset=f.dataset, cost_model=cost_model, objective=objective,
         model_dir=f.model_dir, method=f.method, epochs=f.epochs, warmup_epochs=f.warmup_epochs,
         batch_size=f.batch_size, learning_rate=f.learning_rate, seed=f.seed,
-        kernel_dropout=f.kernel_dropout, dropout_epochs=f.dropout_epochs,
-        jit_compile=f.jit_compile or bool(f.tpu), checkpoint_every=f.checkpoint_every)
+        kernel_dropout=f.kernel_dropout, dropout_epochs=f.dropout_epochs, dropout=f.dropout,
+        jit_compile=f.jit_compile or bool(f.tpu), checkpoint_every=f.checkpoint_every,
+        target_ms=f.target_ms)
 
 
 def main(argv: list[str]) -> None:
@@ -396,7 +412,14 @@ def main(argv: list[str]) -> None:
 
     from tfnas import distribute
 
+    from tfnas import cli
+
     config = config_from_flags(flags.FLAGS)  # every bad flag stops here, before training
+    cli.import_tensorflow_quietly()
+    if flags.FLAGS.deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
     distribute.set_precision(flags.FLAGS.precision)
     strategy = distribute.strategy_for(flags.FLAGS.tpu)
     search = Search(config, strategy)
@@ -408,7 +431,8 @@ def main(argv: list[str]) -> None:
     arch = Architecture.from_dict(report["arch"])
     print(arch.table())
     unit = config.cost_model.unit
-    print(f"predicted {config.cost_model.name}: {report['predicted_cost']:.4g} {unit}; "
+    target = f" (target {config.target_ms:g} ms)" if config.target_ms else ""
+    print(f"predicted {config.cost_model.name}: {report['predicted_cost']:.4g} {unit}{target}; "
           f"search took {report['search_seconds']:.0f} s; wrote {config.model_dir}/arch.json "
           "and report.json")
 
@@ -417,4 +441,4 @@ if __name__ == "__main__":
     from tfnas import cli
 
     _define_flags()
-    cli.run(main)
+    cli.run(main, tensorflow=False)  # flags are checked before TensorFlow loads

@@ -1,0 +1,129 @@
+"""The Single-Path search: XLA step, distributed step, resume after SIGTERM, λ, bad flags."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, error_lines
+from tfnas.costs import CostModel
+from tfnas.objectives import Objective
+from tfnas.search import Search, SearchConfig
+from tfnas.space import get_space
+
+
+def _config(tmp_path, name: str, **changes) -> SearchConfig:
+    space = get_space("tiny")
+    values = dict(space=space, dataset="digits", cost_model=CostModel.flops(space),
+                  objective=Objective("log", 0.3), model_dir=str(tmp_path / name), epochs=3,
+                  batch_size=64, seed=0, verbose=False)
+    values.update(changes)
+    return SearchConfig(**values)
+
+
+def _search_command(model_dir: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "tfnas.search", "--space=tiny", "--dataset=digits",
+            "--epochs=3", "--lam=0.3", "--batch_size=64", "--kernel_dropout=0.1",
+            "--dropout_epochs=2", "--checkpoint_every=1000", f"--model_dir={model_dir}",
+            *extra]
+
+
+def test_train_step_compiles_with_xla(tmp_path):
+    search = Search(_config(tmp_path, "xla", jit_compile=True))
+    search.lam.assign(0.3)
+    before = [np.asarray(v).copy() for v in search.architecture_variables]
+    images, labels = next(iter(search.data.train(0)))
+    terms = search.train_step(images, labels)
+    assert np.isfinite(terms["loss"]) and terms["cost"] == pytest.approx(1.226368, rel=1e-5)
+    after = [np.asarray(v) for v in search.architecture_variables]
+    assert all(np.any(a != b) for a, b in zip(after, before))  # thresholds updated in XLA
+
+
+def test_first_step_is_the_same_under_mirrored_strategy():
+    out = subprocess.run([sys.executable, str(ROOT / "tests" / "distributed_step.py")],
+                         capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout)
+    default, mirrored = result["default"], result["mirrored"]
+    assert default["replicas"] == 1 and mirrored["replicas"] == 2
+    for key in ("loss", "ce", "cost"):
+        assert abs(default[key] - mirrored[key]) < 1e-4, key
+    grads = np.array(default["grads"])
+    assert np.abs(grads).max() > 1e-3  # the comparison is not between zeros
+    assert np.abs(grads - np.array(mirrored["grads"])).max() < 1e-4
+    # without synchronised batch norm each replica normalises its half-batch: not the same
+    unsynced = np.array(result["mirrored_unsynced"]["grads"])
+    assert np.abs(grads - unsynced).max() > 1e-3
+
+
+def test_search_killed_mid_epoch_resumes_to_the_same_architecture(tmp_path):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    straight = subprocess.run(_search_command(tmp_path / "straight"), capture_output=True,
+                              text=True, timeout=600, cwd=ROOT, env=env)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+
+    killed_dir = tmp_path / "killed"
+    proc = subprocess.Popen(_search_command(killed_dir), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=env)
+    for line in proc.stdout:  # wait for epoch 0 to end, then stop inside epoch 1
+        if line.startswith("epoch 0:"):
+            break
+    time.sleep(0.7)
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.stdout.read()
+    assert proc.wait(timeout=120) == 143, rest[-2000:]
+    assert "checkpoint saved" in rest and "stopped at epoch 1 step" in rest
+    assert not (killed_dir / "arch.json").exists()
+
+    resumed = subprocess.run(_search_command(killed_dir), capture_output=True, text=True,
+                             timeout=600, cwd=ROOT, env=env)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming search" in resumed.stdout
+    assert (killed_dir / "arch.json").read_text() == (tmp_path / "straight" / "arch.json"
+                                                      ).read_text()
+    # the same trajectory, not just the same decisions: last epoch's validation and cost
+    last = lambda d: (d / "search_log.csv").read_text().splitlines()[-1].split(",")  # noqa
+    assert last(killed_dir)[3:6] == last(tmp_path / "straight")[3:6]
+
+
+def test_larger_lambda_derives_a_cheaper_network(tmp_path):
+    small = Search(_config(tmp_path, "small", objective=Objective("log", 0.02))).run()
+    large = Search(_config(tmp_path, "large", objective=Objective("log", 1.0))).run()
+    assert large["predicted_cost"] < small["predicted_cost"]
+    for report in (small, large):
+        for name in ("arch.json", "report.json", "search_log.csv"):
+            assert (Path(report_dir(tmp_path, report)) / name).exists()
+        assert report["flops"] / 1e6 == pytest.approx(report["predicted_cost"], rel=1e-9)
+
+
+def report_dir(tmp_path: Path, report: dict) -> Path:
+    return tmp_path / ("small" if report["lam"] == 0.02 else "large")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--dataset=mnist"], "unknown dataset 'mnist'"),
+    (["--latency_table=pixel1"], "no rows for 22 signature(s) of space 'tiny'"),
+    (["--lam=0"], "must be positive"),
+    (["--lam=-0.5"], "must be positive"),
+    (["--target_ms=0"], "target_ms must be positive"),
+    (["--target_ms=-80"], "target_ms must be positive"),
+    (["--cost=exp"], "--cost"),
+    (["--space=huge"], "unknown search space"),
+    (["--cost_metric=latency"], "needs --latency_table"),
+])
+def test_bad_flags_stop_before_training_with_one_line(tmp_path, args, message):
+    model_dir = tmp_path / "run"
+    out = subprocess.run([sys.executable, "-m", "tfnas.search", f"--model_dir={model_dir}",
+                          *args], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 2, out.stderr
+    lines = error_lines(out.stderr)
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+    assert "starting search" not in out.stdout and not model_dir.exists()
