@@ -127,3 +127,19 @@ def test_bad_flags_stop_before_training_with_one_line(tmp_path, args, message):
     lines = error_lines(out.stderr)
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
     assert "starting search" not in out.stdout and not model_dir.exists()
+
+
+def test_bfloat16_step_keeps_decisions_and_cost_in_float32(tmp_path):
+    import keras
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        search = Search(_config(tmp_path, "bf16"))
+        search.lam.assign(0.3)
+        images, labels = next(iter(search.data.train(0)))
+        terms = search.train_step(images, labels)
+        assert search.model.get_layer("layer00").compute_dtype == "bfloat16"
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert np.isfinite(terms["loss"])
+    assert terms["cost"] == pytest.approx(1.226368, rel=1e-6)  # float32 cost, not bf16

@@ -152,7 +152,11 @@ class SuperkernelMBConv(keras.layers.Layer):
 
     def _evaluate(self, training: bool) -> tuple[list[Any], list[Any], Any, list[Any],
                                                  list[Any]]:
-        w = self.depthwise_kernel
+        # decisions in float32 whatever the compute dtype: bfloat16 would round norms and
+        # thresholds to 3 significant digits
+        w = ops.cast(self.depthwise_kernel, "float32")
+        t_kernel = ops.cast(self.kernel_thresholds, "float32")
+        t_expansion = ops.cast(self.expansion_thresholds, "float32")
         rings = ops.convert_to_tensor(self._rings)[:, :, :, None, None]
         ring_ind: list[Any] = []
         ring_norms: list[Any] = []
@@ -161,7 +165,7 @@ class SuperkernelMBConv(keras.layers.Layer):
         for r in range(1, len(self.kernels)):  # Eq. 2
             part = w * rings[r]
             norm = ops.sum(ops.square(part)) / (float(self._rings[r].sum()) * self.c_mid)
-            ind = self._maybe_drop(indicator(norm, self.kernel_thresholds[r - 1]), training)
+            ind = self._maybe_drop(indicator(norm, t_kernel[r - 1]), training)
             on = ind if on is None else on * ind  # a ring counts only if all inner rings do
             ring_ind.append(on)
             ring_norms.append(norm)
@@ -178,7 +182,7 @@ class SuperkernelMBConv(keras.layers.Layer):
                 group_ind.append(on)
                 continue
             norm = ops.sum(ops.square(w_k[:, :, lo:hi, :])) / (area * (hi - lo))
-            t = self.expansion_thresholds[j if self.allow_skip else j - 1]
+            t = t_expansion[j if self.allow_skip else j - 1]
             on = on * self._maybe_drop(indicator(norm, t), training)
             group_ind.append(on)
             group_norms.append(norm)
@@ -187,7 +191,8 @@ class SuperkernelMBConv(keras.layers.Layer):
     def _maybe_drop(self, ind: Any, training: bool) -> Any:
         if not training:
             return ind
-        keep = keras.random.uniform((), seed=self.seed_generator) >= self.drop_rate_var
+        draw = keras.random.uniform((), seed=self.seed_generator, dtype="float32")
+        keep = draw >= ops.cast(self.drop_rate_var, "float32")
         return ind * ops.cast(keep, ind.dtype)
 
     # --- forward --------------------------------------------------------------------------
@@ -195,16 +200,18 @@ class SuperkernelMBConv(keras.layers.Layer):
     def call(self, inputs: Any, training: bool | None = None) -> Any:
         training = bool(training)
         ring_ind, group_ind, w_k = self.indicators(training)
-        channel_mask = ops.concatenate(
-            [ops.broadcast_to(g, (hi - lo,)) for g, (lo, hi) in zip(group_ind, self._groups)])
+        dtype = inputs.dtype
+        channel_mask = ops.cast(ops.concatenate(
+            [ops.broadcast_to(g, (hi - lo,)) for g, (lo, hi) in zip(group_ind, self._groups)]),
+            dtype)
         x = inputs
         if self.expand is not None:
             x = ops.relu(self.expand_bn(self.expand(x), training=training))
-        x = ops.depthwise_conv(x, w_k, strides=self.stride, padding="same")
+        x = ops.depthwise_conv(x, ops.cast(w_k, dtype), strides=self.stride, padding="same")
         x = ops.relu(self.dw_bn(x, training=training)) * channel_mask
         x = self.project_bn(self.project(x), training=training)
         if self.allow_skip:
-            x = x * group_ind[0]  # first group off: the block adds nothing (skip)
+            x = x * ops.cast(group_ind[0], dtype)  # first group off: the branch adds nothing
         return x + inputs if self.residual else x
 
     def compute_output_shape(self, input_shape: Sequence[int | None]) -> tuple:
