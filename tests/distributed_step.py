@@ -39,7 +39,10 @@ def first_step(strategy, sync_bn: bool, folder: str) -> dict:
     @tf.function
     def run(dist_images, dist_labels):
         terms, grads = search.strategy.run(replica, args=(dist_images, dist_labels))
-        reduce = lambda x: search.strategy.reduce("SUM", x, axis=None)  # noqa: E731
+
+        def reduce(x):
+            return search.strategy.reduce("SUM", x, axis=None)
+
         return ({k: reduce(v) for k, v in terms.items()}, [reduce(g) for g in grads])
 
     dist = search.strategy.experimental_distribute_dataset(

@@ -39,8 +39,8 @@ def test_epoch_order_is_reproducible_and_skippable():
 
 def test_synthetic_classes_are_learnable_patterns():
     d = data.load("synthetic", image_size=16, num_classes=4, batch_size=32, seed=1)
-    images, labels = [np.concatenate(x) for x in zip(*[(a.numpy(), b.numpy())
-                                                        for a, b in d.train(0)])]
+    pairs = [(a.numpy(), b.numpy()) for a, b in d.train(0)]
+    images, labels = (np.concatenate(x) for x in zip(*pairs))
     means = np.stack([images[labels == c].mean(axis=0) for c in range(4)])
     # class means differ far more than the noise left in a mean of ~100 images
     assert np.abs(means[0] - means[1]).mean() > 0.2

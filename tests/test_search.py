@@ -90,8 +90,11 @@ def test_search_killed_mid_epoch_resumes_to_the_same_architecture(tmp_path):
     assert (killed_dir / "arch.json").read_text() == (tmp_path / "straight" / "arch.json"
                                                       ).read_text()
     # the same trajectory, not just the same decisions: last epoch's validation and cost
-    last = lambda d: (d / "search_log.csv").read_text().splitlines()[-1].split(",")  # noqa
-    assert last(killed_dir)[3:6] == last(tmp_path / "straight")[3:6]
+    assert _last_log_row(killed_dir)[3:6] == _last_log_row(tmp_path / "straight")[3:6]
+
+
+def _last_log_row(model_dir: Path) -> list[str]:
+    return (model_dir / "search_log.csv").read_text().splitlines()[-1].split(",")
 
 
 def test_larger_lambda_derives_a_cheaper_network(tmp_path):

@@ -143,12 +143,19 @@ def tfds_dataset(name: str, size: int, channels: int, batch_size: int, seed: int
     num_classes = info.features["label"].num_classes
 
     def preprocess(training: bool) -> Any:
+        """Training: resize to 8/7 of the input, random crop, random flip (Inception-style
+        light augmentation); evaluation: resize to 8/7 and take the central crop."""
+        larger = int(round(size * 8 / 7))
+
         def fn(example: dict) -> tuple[Any, Any]:
-            image = tf.cast(example["image"], tf.float32)
+            image = _resize(tf.cast(example["image"], tf.float32), larger, channels)
             if training:
+                image = tf.image.random_crop(image, (size, size, channels))
                 image = tf.image.random_flip_left_right(image)
-            image = _resize(image, size, channels) / 127.5 - 1.0
-            return image, tf.cast(example["label"], tf.int32)
+            else:
+                offset = (larger - size) // 2
+                image = image[offset:offset + size, offset:offset + size, :]
+            return image / 127.5 - 1.0, tf.cast(example["label"], tf.int32)
         return fn
 
     options = tf.data.Options()
