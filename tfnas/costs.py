@@ -13,8 +13,6 @@ import dataclasses
 from tfnas.latency.table import LatencyTable
 from tfnas.space import Architecture, Op, SearchSpace
 
-METRICS = ("latency", "params", "flops")
-
 
 @dataclasses.dataclass(frozen=True)
 class CostModel:
@@ -28,12 +26,6 @@ class CostModel:
     def of(self, arch: Architecture) -> float:
         """Exact cost of an architecture."""
         return self.fixed + sum(rows[op] for rows, op in zip(self.layers, arch.ops))
-
-    def cheapest(self) -> float:
-        return self.fixed + sum(min(rows.values()) for rows in self.layers)
-
-    def dearest(self) -> float:
-        return self.fixed + sum(max(rows.values()) for rows in self.layers)
 
     @classmethod
     def latency(cls, space: SearchSpace, table: LatencyTable,

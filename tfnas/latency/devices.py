@@ -50,7 +50,7 @@ class Device(Protocol):
 
     `benchmark_many` times several models for comparison; a device that can hold them all at
     once interleaves them, so slow drifts of the host hit every model alike and their ratios
-    stay stable (`sequential_many` is the fallback for devices that cannot).
+    stay stable.
     """
 
     name: str
@@ -62,12 +62,6 @@ class Device(Protocol):
                        warmup: int = 10) -> list[BenchmarkResult]: ...
 
     def describe(self) -> dict[str, Any]: ...
-
-
-def sequential_many(device: Device, model_paths: Sequence[str | Path], *, runs: int = 100,
-                    warmup: int = 10) -> list[BenchmarkResult]:
-    """Times the models one after the other."""
-    return [device.benchmark(path, runs=runs, warmup=warmup) for path in model_paths]
 
 
 def _check_counts(runs: int, warmup: int) -> None:

@@ -54,13 +54,6 @@ class LatencyTable:
                 f"{space.name!r} ({shown}{more}); profile them with: python tools/build_lut.py "
                 f"--space={space.name} --device=local --out=lut.json")
 
-    def __getitem__(self, sig: LayerSignature) -> float:
-        try:
-            return self.rows[sig]
-        except KeyError:
-            raise TfnasError(f"latency table has no row for {sig.key}; profile it with "
-                             "python tools/build_lut.py") from None
-
     def cost(self, arch: Architecture) -> float:
         """Predicted latency of a whole architecture: fixed part plus its layers' rows."""
         self.check_covers_signatures(arch.signatures())

@@ -230,10 +230,6 @@ class SuperkernelMBConv(keras.layers.Layer):
         p_expansion = [on_e[j] * (1.0 - on_e[j + 1]) for j in range(len(self.expansions))]
         return p_kernel, p_expansion
 
-    def candidate_ops(self) -> list[Op]:
-        mbconvs = [Op(k, e) for k in self.kernels for e in self.expansions]
-        return mbconvs + ([SKIP] if self.allow_skip else [])
-
     def decisions(self) -> Op:
         """The op the hard indicators currently select."""
         p_kernel, p_expansion = self._choice_probabilities()
