@@ -32,6 +32,8 @@ class LatencyTable:
     fixed_ms: float
     device: dict[str, Any] = dataclasses.field(default_factory=dict)
     unit: str = "ms"
+    fixed_parts: dict[str, float] = dataclasses.field(default_factory=dict)  # e.g. stem, head
+    stats: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)  # per key
 
     def __post_init__(self) -> None:
         bad = [sig.key for sig, value in self.rows.items() if not value >= 0]
@@ -68,9 +70,14 @@ class LatencyTable:
     # --- serialisation --------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": FORMAT, "unit": self.unit, "device": self.device,
+        data = {"format": FORMAT, "unit": self.unit, "device": self.device,
                 "fixed_ms": self.fixed_ms,
                 "rows": {sig.key: value for sig, value in sorted(self.rows.items())}}
+        if self.fixed_parts:
+            data["fixed_parts"] = self.fixed_parts
+        if self.stats:
+            data["stats"] = self.stats
+        return data
 
     @classmethod
     def from_dict(cls, data: Any) -> "LatencyTable":
@@ -80,7 +87,9 @@ class LatencyTable:
             rows = {LayerSignature.from_key(key): float(value)
                     for key, value in data["rows"].items()}
             return cls(rows, float(data["fixed_ms"]), dict(data.get("device", {})),
-                       data.get("unit", "ms"))
+                       data.get("unit", "ms"),
+                       {k: float(v) for k, v in data.get("fixed_parts", {}).items()},
+                       dict(data.get("stats", {})))
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise TfnasError(f"malformed latency table: {err}") from None
 

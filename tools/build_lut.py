@@ -1,0 +1,44 @@
+"""Profile a search space on a device into a latency table (LUT).
+
+    python tools/build_lut.py --space=single_path --device=local --threads=1 --out=lut.json
+
+One small model per distinct layer signature (plus the stem and the head) is exported to
+TFLite and timed; the table is saved after every row, so an interrupted run continues where it
+stopped when started again with the same --out (only missing rows are measured).
+"""
+
+from __future__ import annotations
+
+from tfnas import cli
+from absl import flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("space", "tiny", "Search space preset.")
+flags.DEFINE_integer("input_size", None, "Override the space's input size.")
+flags.DEFINE_float("width_multiplier", None, "Override the space's width multiplier.")
+flags.DEFINE_integer("num_classes", None, "Override the space's number of classes.")
+flags.DEFINE_string("device", "local", "Where to measure: local (this host, LiteRT).")
+flags.DEFINE_integer("threads", 1, "Interpreter threads.", lower_bound=1)
+flags.DEFINE_integer("runs", 50, "Timed runs per row (the median is stored).", lower_bound=1)
+flags.DEFINE_integer("warmup", 5, "Untimed runs before timing.", lower_bound=0)
+flags.DEFINE_string("out", None, "The table (JSON); an existing one is completed.")
+flags.mark_flag_as_required("out")
+
+
+def main(argv: list[str]) -> None:
+    from tfnas.latency.devices import parse_device
+    from tfnas.latency.profiler import profile
+    from tfnas.space import get_space
+
+    overrides = {name: getattr(FLAGS, name) for name in
+                 ("input_size", "width_multiplier", "num_classes")
+                 if getattr(FLAGS, name) is not None}
+    space = get_space(FLAGS.space, **overrides)
+    device = parse_device(FLAGS.device, threads=FLAGS.threads)
+    table = profile(space, device, FLAGS.out, runs=FLAGS.runs, warmup=FLAGS.warmup)
+    print(f"{FLAGS.out}: {len(table.rows)} rows, fixed part {table.fixed_ms:.3f} ms "
+          f"(device {table.device.get('device')}, {table.device.get('threads')} thread(s))")
+
+
+if __name__ == "__main__":
+    cli.run(main)
