@@ -19,7 +19,9 @@ from absl import flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("model", None, ".tflite model to time (repeat the flag for more).")
-flags.DEFINE_string("device", "local", "Where to run: local (this host, LiteRT interpreter).")
+flags.DEFINE_string("device", "local", "Where to run: local (this host, LiteRT interpreter) or "
+                    "adb:SERIAL (Android, TFLite benchmark_model).")
+flags.DEFINE_enum("delegate", None, ["gpu", "nnapi"], "adb devices: GPU or NNAPI delegate.")
 flags.DEFINE_integer("threads", 1, "Interpreter threads.", lower_bound=1)
 flags.DEFINE_integer("runs", 100, "Timed runs per model (the median is reported).",
                      lower_bound=1)
@@ -32,11 +34,12 @@ def main(argv: list[str]) -> None:
     from tfnas.export import read_architecture
     from tfnas.latency.devices import parse_device
 
-    device = parse_device(FLAGS.device, threads=FLAGS.threads)
+    device = parse_device(FLAGS.device, threads=FLAGS.threads, delegate=FLAGS.delegate)
     for path in FLAGS.model:  # check every file before timing any
         read_architecture(path)
+    device.check()
     if not FLAGS.json:
-        print(f"timing {len(FLAGS.model)} model(s), {FLAGS.runs} runs each, interleaved...",
+        print(f"timing {len(FLAGS.model)} model(s) on {device.name}, {FLAGS.runs} runs each...",
               file=sys.stderr, flush=True)
     results = device.benchmark_many(FLAGS.model, runs=FLAGS.runs, warmup=FLAGS.warmup)
     rows = []

@@ -17,7 +17,9 @@ flags.DEFINE_string("space", "tiny", "Search space preset.")
 flags.DEFINE_integer("input_size", None, "Override the space's input size.")
 flags.DEFINE_float("width_multiplier", None, "Override the space's width multiplier.")
 flags.DEFINE_integer("num_classes", None, "Override the space's number of classes.")
-flags.DEFINE_string("device", "local", "Where to measure: local (this host, LiteRT).")
+flags.DEFINE_string("device", "local", "Where to measure: local (this host, LiteRT) or "
+                    "adb:SERIAL (Android phone, TFLite benchmark_model).")
+flags.DEFINE_enum("delegate", None, ["gpu", "nnapi"], "adb devices: GPU or NNAPI delegate.")
 flags.DEFINE_integer("threads", 1, "Interpreter threads.", lower_bound=1)
 flags.DEFINE_integer("runs", 50, "Timed runs per row (the median is stored).", lower_bound=1)
 flags.DEFINE_integer("warmup", 5, "Untimed runs before timing.", lower_bound=0)
@@ -34,7 +36,7 @@ def main(argv: list[str]) -> None:
                  ("input_size", "width_multiplier", "num_classes")
                  if getattr(FLAGS, name) is not None}
     space = get_space(FLAGS.space, **overrides)
-    device = parse_device(FLAGS.device, threads=FLAGS.threads)
+    device = parse_device(FLAGS.device, threads=FLAGS.threads, delegate=FLAGS.delegate)
     table = profile(space, device, FLAGS.out, runs=FLAGS.runs, warmup=FLAGS.warmup)
     print(f"{FLAGS.out}: {len(table.rows)} rows, fixed part {table.fixed_ms:.3f} ms "
           f"(device {table.device.get('device')}, {table.device.get('threads')} thread(s))")

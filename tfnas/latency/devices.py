@@ -4,14 +4,17 @@ Every device has one interface: `benchmark(model_path, runs=, warmup=)` returns 
 `BenchmarkResult` (median, mean, standard deviation, p90, min over `runs` timed invocations
 after `warmup` untimed ones), and `describe()` returns metadata for latency tables.
 
-`LocalDevice` times the LiteRT interpreter (`ai_edge_litert`, XNNPACK on CPU) on this host.
-Device specs as used on command lines: `local` (see `parse_device`).
+`LocalDevice` times the LiteRT interpreter (`ai_edge_litert`, XNNPACK on CPU) on this host;
+`AdbDevice` an Android phone through adb and TFLite's `benchmark_model`. Device specs as used
+on command lines: `local`, `adb:SERIAL` (see `parse_device`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import platform
+import re
+import subprocess
 import time
 from pathlib import Path
 from typing import Any, Protocol, Sequence
@@ -61,6 +64,9 @@ class Device(Protocol):
     def benchmark_many(self, model_paths: Sequence[str | Path], *, runs: int = 100,
                        warmup: int = 10) -> list[BenchmarkResult]: ...
 
+    def check(self) -> None:
+        """Raises a clear TfnasError when the device cannot run models."""
+
     def describe(self) -> dict[str, Any]: ...
 
 
@@ -87,6 +93,9 @@ class LocalDevice:
             raise TfnasError(f"threads must be at least 1, got {threads}")
         self.threads = threads
         self.name = f"local:{platform.node() or 'host'}"
+
+    def check(self) -> None:
+        """This host can always run models."""
 
     def load(self, model_path: str | Path) -> Any:
         """A ready LiteRT interpreter for the model, or a clear error."""
@@ -138,12 +147,127 @@ class LocalDevice:
                 "machine": platform.machine(), "processor": platform.processor()}
 
 
-DEVICE_KINDS = ("local",)
+def _first_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0] if lines else "no output"
 
 
-def parse_device(spec: str, *, threads: int = 1) -> Device:
-    """A device from its command-line spec: `local`."""
-    kind = spec.split(":", 1)[0]
-    if kind == "local":
+# benchmark_model (TensorFlow Lite / LiteRT tools/benchmark) prints, in microseconds, e.g.
+#   INFO: count=50 first=9906 curr=9800 min=9700 max=10400 avg=9850.2 std=120 p5=9710
+#         median=9830 p95=10100
+#   INFO: Inference timings in us: Init: 15000, First inference: 12000, Warmup (avg): ...
+# (older builds omit "INFO: " and the p5/median/p95 fields). The last count= line is the timed
+# run; benchmark_model prints no p90, so p90_ms holds its p95.
+_COUNT_RE = re.compile(r"count=(\d+) first=\S+ curr=\S+ min=(\S+) max=\S+ avg=(\S+) std=(\S+)"
+                       r"(?: p5=\S+ median=(\S+) p95=(\S+))?")
+_SUMMARY_RE = re.compile(r"Inference timings in us: .*Inference \(avg\): (\S+)")
+
+
+def parse_benchmark_model(output: str) -> BenchmarkResult:
+    """Statistics of the timed run in benchmark_model's output, or a clear error."""
+    matches = _COUNT_RE.findall(output)
+    if not matches or not _SUMMARY_RE.search(output):
+        raise TfnasError("could not read benchmark_model output (expected 'count=... avg=...' "
+                         f"and 'Inference timings in us'); it began: {_first_line(output)!r}")
+    count, low, avg, std, median, p95 = matches[-1]
+    try:
+        us = [float(x) if x else None for x in (low, avg, std, median, p95)]
+    except ValueError:
+        raise TfnasError(f"garbled benchmark_model statistics: {matches[-1]}") from None
+    low, avg, std, median, p95 = us
+    return BenchmarkResult(median_ms=(median if median is not None else avg) / 1e3,
+                           mean_ms=avg / 1e3, std_ms=std / 1e3,
+                           p90_ms=(p95 if p95 is not None else avg) / 1e3, min_ms=low / 1e3,
+                           runs=int(count))
+
+
+class AdbDevice:
+    """An Android device over adb, timed by TFLite's `benchmark_model` binary on the device.
+
+    Push the binary once (`adb push benchmark_model /data/local/tmp/ && adb shell chmod +x
+    /data/local/tmp/benchmark_model`); each benchmark pushes the model and runs the binary.
+    `delegate` is None (CPU, XNNPACK), "gpu" or "nnapi".
+    """
+
+    def __init__(self, serial: str, threads: int = 1, delegate: str | None = None,
+                 binary: str = "/data/local/tmp/benchmark_model", adb: str = "adb",
+                 timeout: float = 600) -> None:
+        if threads < 1:
+            raise TfnasError(f"threads must be at least 1, got {threads}")
+        if delegate not in (None, "gpu", "nnapi"):
+            raise TfnasError(f"unknown delegate {delegate!r}: choose gpu or nnapi")
+        self.serial, self.threads, self.delegate = serial, threads, delegate
+        self.binary, self.adb, self.timeout = binary, adb, timeout
+        self.name = f"adb:{serial}"
+        self._checked = False
+
+    def _run(self, *args: str) -> str:
+        command = [self.adb, *(["-s", self.serial] if self.serial else []), *args]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=self.timeout)
+        except FileNotFoundError:
+            raise TfnasError(f"{self.adb!r} not found: install Android platform-tools and put "
+                             "adb on PATH") from None
+        except subprocess.TimeoutExpired:
+            raise TfnasError(f"adb {' '.join(args[:2])} timed out after {self.timeout:.0f} s"
+                             ) from None
+        if done.returncode != 0:
+            message = _first_line(done.stderr or done.stdout)
+            if "not found" in message and "device" in message:
+                raise TfnasError(f"adb device {self.serial!r} not found ({message}); see "
+                                 "`adb devices`")
+            raise TfnasError(f"adb {' '.join(args[:2])} failed: {message}")
+        return done.stdout
+
+    def check(self) -> None:
+        """The device is attached and the benchmark binary is on it (clear error otherwise)."""
+        if self._checked:
+            return
+        state = self._run("get-state").strip()
+        if state != "device":
+            raise TfnasError(f"adb device {self.serial!r} is {state or 'not ready'}")
+        try:
+            self._run("shell", f"ls {self.binary}")
+        except TfnasError:
+            raise TfnasError(
+                f"{self.binary} is not on {self.name}: adb push benchmark_model "
+                f"{self.binary} && adb shell chmod +x {self.binary}") from None
+        self._checked = True
+
+    def benchmark(self, model_path: str | Path, *, runs: int = 100,
+                  warmup: int = 10) -> BenchmarkResult:
+        from tfnas.export import read_model_file
+
+        _check_counts(runs, warmup)
+        read_model_file(model_path)
+        self.check()
+        remote = f"{Path(self.binary).parent}/tfnas_{Path(model_path).name}"
+        self._run("push", str(model_path), remote)
+        args = [self.binary, f"--graph={remote}", f"--num_threads={self.threads}",
+                f"--num_runs={runs}", f"--warmup_runs={warmup}", "--min_secs=0"]
+        if self.delegate:
+            args.append(f"--use_{self.delegate}=true")
+        return parse_benchmark_model(self._run("shell", " ".join(args)))
+
+    def benchmark_many(self, model_paths: Sequence[str | Path], *, runs: int = 100,
+                       warmup: int = 10) -> list[BenchmarkResult]:
+        """One after the other: benchmark_model holds one model at a time."""
+        return [self.benchmark(path, runs=runs, warmup=warmup) for path in model_paths]
+
+    def describe(self) -> dict[str, Any]:
+        return {"device": self.name, "kind": "adb", "runtime": "benchmark_model",
+                "threads": self.threads, "delegate": self.delegate or "cpu",
+                "note": "p90_ms holds benchmark_model's p95"}
+
+
+DEVICE_KINDS = ("local", "adb:SERIAL")
+
+
+def parse_device(spec: str, *, threads: int = 1, delegate: str | None = None) -> Device:
+    """A device from its command-line spec: `local` or `adb:SERIAL`."""
+    kind, _, rest = spec.partition(":")
+    if spec == "local":
         return LocalDevice(threads=threads)
+    if kind == "adb" and rest:
+        return AdbDevice(rest, threads=threads, delegate=delegate)
     raise TfnasError(f"unknown device {spec!r}: expected one of {', '.join(DEVICE_KINDS)}")

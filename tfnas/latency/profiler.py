@@ -106,4 +106,3 @@ def _progress(total: int, enabled: bool) -> Any:
 
     return tqdm(total=total, disable=not enabled, unit="row", desc="profiling",
                 bar_format="{desc}: {n}/{total} rows [{elapsed}<{remaining} left] {postfix}")
-
