@@ -63,3 +63,40 @@ def test_table_of_another_device_is_not_completed(tmp_path):
     LatencyTable({}, 0.0, {"device": "Pixel 1", "threads": 1, "dtype": "float32"}).save(out)
     with pytest.raises(TfnasError, match="was measured on"):
         profile(get_space("tiny"), LocalDevice(), out, runs=1, warmup=0, progress=False)
+
+
+def test_calibration_fit_and_its_use_in_the_search_costs():
+    space = get_space("tiny")
+    table = LatencyTable.from_flops(space, ms_per_mflop=1.0)
+    archs = [Architecture.sample(space, s) for s in range(6)]
+    raw = [table.cost(a) for a in archs]
+    table.fit_calibration(raw, [1.05 * r + 0.2 for r in raw])  # 5% low plus 0.2 ms
+    assert table.scale == pytest.approx(1.05) and table.offset == pytest.approx(0.2)
+    for arch in archs:  # the per-layer cost model folds the affine correction in exactly
+        assert CostModel.latency(space, table).of(arch) == pytest.approx(
+            table.calibrated_cost(arch))
+    again = LatencyTable.from_dict(json.loads(json.dumps(table.to_dict())))
+    assert again.calibrated_cost(archs[0]) == pytest.approx(table.calibrated_cost(archs[0]))
+
+
+def test_build_lut_and_validate_latency_tools(tmp_path):
+    from conftest import run_tool
+
+    lut = tmp_path / "lut.json"
+    built = run_tool("build_lut.py", "--space=tiny", f"--out={lut}", "--runs=3", "--warmup=1",
+                     "--calibration_archs=3")
+    assert built.returncode == 0, built.stderr[-2000:]
+    table = LatencyTable.load(lut)
+    assert table.calibrated and len(table.calibration["measured_ms"]) == 3
+    again = run_tool("build_lut.py", "--space=tiny", f"--out={lut}", "--runs=3",
+                     "--calibration_archs=3")
+    assert again.returncode == 0 and "profiling" not in again.stderr  # nothing left to do
+    checked = run_tool("validate_latency.py", "--space=tiny", f"--latency_table={lut}",
+                       "--num_archs=3", "--runs=3", f"--out={tmp_path / 'val'}")
+    assert checked.returncode == 0, checked.stderr[-2000:]
+    report = json.loads((tmp_path / "val" / "validation.json").read_text())
+    assert report["num_archs"] == 3 and len(report["architectures"]) == 3
+    assert {"raw_mape", "calibrated_mape", "predictor_mape", "rmse_ms"} <= set(report)
+    calibration_archs = {tuple(ops) for ops in table.calibration["archs"]}
+    assert not {tuple(r["ops"]) for r in report["architectures"]} & calibration_archs
+    assert (tmp_path / "val" / "validation.png").stat().st_size > 1000

@@ -30,10 +30,13 @@ class CostModel:
     @classmethod
     def latency(cls, space: SearchSpace, table: LatencyTable,
                 table_name: str = "the latency table") -> "CostModel":
+        """Rows of the table, through its calibration when it has one: the correction is
+        affine, a·(fixed + Σ rows) + b = (a·fixed + b) + Σ a·rows, so it stays per layer."""
         table.check_covers(space, table_name)
-        layers = tuple({op: table.rows[space.signature(i, op)] for op in space.candidates(i)}
-                       for i in range(space.num_layers))
-        return cls("latency", "ms", table.fixed_ms, layers)
+        a, b = table.scale, table.offset
+        layers = tuple({op: a * table.rows[space.signature(i, op)]
+                        for op in space.candidates(i)} for i in range(space.num_layers))
+        return cls("latency", "ms", a * table.fixed_ms + b, layers)
 
     @classmethod
     def params(cls, space: SearchSpace) -> "CostModel":

@@ -3,8 +3,10 @@
     python tools/build_lut.py --space=single_path --device=local --threads=1 --out=lut.json
 
 One small model per distinct layer signature (plus the stem and the head) is exported to
-TFLite and timed; the table is saved after every row, so an interrupted run continues where it
-stopped when started again with the same --out (only missing rows are measured).
+TFLite and timed; then `--calibration_archs` whole networks are measured and a linear
+correction of the sum of rows is fitted and stored (the sum of isolated layers misses
+whole-network latency). The table is saved after every row and network, so an interrupted run
+continues where it stopped when started again with the same --out.
 """
 
 from __future__ import annotations
@@ -23,13 +25,16 @@ flags.DEFINE_enum("delegate", None, ["gpu", "nnapi"], "adb devices: GPU or NNAPI
 flags.DEFINE_integer("threads", 1, "Interpreter threads.", lower_bound=1)
 flags.DEFINE_integer("runs", 50, "Timed runs per row (the median is stored).", lower_bound=1)
 flags.DEFINE_integer("warmup", 5, "Untimed runs before timing.", lower_bound=0)
+flags.DEFINE_integer("calibration_archs", 8, "Whole networks measured to calibrate the sum of "
+                     "rows (0: none).", lower_bound=0)
+flags.DEFINE_integer("seed", 0, "Seed of the calibration networks.")
 flags.DEFINE_string("out", None, "The table (JSON); an existing one is completed.")
 flags.mark_flag_as_required("out")
 
 
 def main(argv: list[str]) -> None:
     from tfnas.latency.devices import parse_device
-    from tfnas.latency.profiler import profile
+    from tfnas.latency.profiler import calibrate, profile
     from tfnas.space import get_space
 
     overrides = {name: getattr(FLAGS, name) for name in
@@ -38,8 +43,12 @@ def main(argv: list[str]) -> None:
     space = get_space(FLAGS.space, **overrides)
     device = parse_device(FLAGS.device, threads=FLAGS.threads, delegate=FLAGS.delegate)
     table = profile(space, device, FLAGS.out, runs=FLAGS.runs, warmup=FLAGS.warmup)
+    table = calibrate(table, space, device, FLAGS.out, num_archs=FLAGS.calibration_archs,
+                      seed=FLAGS.seed, runs=FLAGS.runs, warmup=FLAGS.warmup)
+    fit = (f"; calibration on {len(table.calibration['measured_ms'])} networks: measured = "
+           f"{table.scale:.4f} x sum of rows + {table.offset:.3f} ms" if table.calibrated else "")
     print(f"{FLAGS.out}: {len(table.rows)} rows, fixed part {table.fixed_ms:.3f} ms "
-          f"(device {table.device.get('device')}, {table.device.get('threads')} thread(s))")
+          f"(device {table.device.get('device')}, {table.device.get('threads')} thread(s)){fit}")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from typing import Any, Callable
 from tfnas.errors import TfnasError
 from tfnas.latency.devices import Device
 from tfnas.latency.table import LatencyTable
-from tfnas.space import LayerSignature, SearchSpace
+from tfnas.space import Architecture, LayerSignature, SearchSpace
 
 FIXED_KEYS = ("stem", "head")
 
@@ -106,3 +106,53 @@ def _progress(total: int, enabled: bool) -> Any:
 
     return tqdm(total=total, disable=not enabled, unit="row", desc="profiling",
                 bar_format="{desc}: {n}/{total} rows [{elapsed}<{remaining} left] {postfix}")
+
+
+def measure_network(arch: Architecture, device: Device, *, runs: int = 50, warmup: int = 5,
+                    folder: str | None = None) -> dict[str, float]:
+    """Whole-network latency statistics of `arch` (float32 TFLite) on `device`."""
+    from tfnas import nets
+
+    with tempfile.TemporaryDirectory() as scratch:
+        return _measure(nets.build(arch), device, runs, warmup, folder or scratch)
+
+
+def calibrate(table: LatencyTable, space: SearchSpace, device: Device, out: str | Path, *,
+              num_archs: int = 8, seed: int = 0, runs: int = 50, warmup: int = 5,
+              progress: bool = True) -> LatencyTable:
+    """Measures `num_archs` whole networks (the all-smallest, the all-largest and random ones)
+    and fits the table's calibration; resumable like `profile` (networks already measured in
+    the table are not measured again)."""
+    import numpy as np
+
+    from tfnas.space import Op
+
+    if num_archs < 1:
+        return table
+    smallest = Architecture(space, tuple(min(space.candidates(i), key=lambda op: (
+        op.expansion, op.kernel)) for i in range(space.num_layers)))
+    largest = Architecture.uniform(space, Op(max(space.kernels), max(space.expansions)))
+    rng = np.random.default_rng(seed)
+    archs = [smallest, largest] + [Architecture.sample(space, rng) for _ in range(num_archs)]
+    archs = archs[:num_archs]
+    if table.calibration.get("space", space.name) != space.name:
+        raise TfnasError(f"the table is calibrated for space {table.calibration['space']!r}, "
+                         f"not {space.name!r}: write the calibration to a copy of the table")
+    table.calibration["space"] = space.name
+    done = table.calibration.setdefault("archs", [])
+    measured = table.calibration.setdefault("measured_ms", [])
+    todo = [a for a in archs if [op.name for op in a.ops] not in done]
+    bar = _progress(len(todo), progress and bool(todo))
+    bar.set_description("calibrating")
+    for arch in todo:
+        stats = measure_network(arch, device, runs=runs, warmup=warmup)
+        done.append([op.name for op in arch.ops])
+        measured.append(stats["median_ms"])
+        table.save(out)
+        bar.update(1)
+        bar.set_postfix_str(f"{stats['median_ms']:.3f} ms")
+    bar.close()
+    predicted = [table.cost(Architecture(space, tuple(ops))) for ops in done]
+    table.fit_calibration(predicted, measured)
+    table.save(out)
+    return table

@@ -34,6 +34,9 @@ class LatencyTable:
     unit: str = "ms"
     fixed_parts: dict[str, float] = dataclasses.field(default_factory=dict)  # e.g. stem, head
     stats: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)  # per key
+    # whole networks measured to calibrate the sum of rows: {"archs": [[op names]],
+    # "measured_ms": [...], "scale": a, "offset": b}; calibrated = a · (fixed + Σ rows) + b
+    calibration: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         bad = [sig.key for sig, value in self.rows.items() if not value >= 0]
@@ -61,6 +64,35 @@ class LatencyTable:
         self.check_covers_signatures(arch.signatures())
         return self.fixed_ms + sum(self.rows[sig] for sig in arch.signatures())
 
+    @property
+    def calibrated(self) -> bool:
+        return "scale" in self.calibration
+
+    @property
+    def scale(self) -> float:
+        return float(self.calibration.get("scale", 1.0))
+
+    @property
+    def offset(self) -> float:
+        return float(self.calibration.get("offset", 0.0))
+
+    def calibrated_cost(self, arch: Architecture) -> float:
+        """`cost(arch)` through the fitted correction (the raw sum when uncalibrated)."""
+        return self.scale * self.cost(arch) + self.offset
+
+    def fit_calibration(self, predicted: list[float], measured: list[float]) -> None:
+        """Least-squares measured ≈ scale · predicted + offset (scale alone below 3 points)."""
+        import numpy as np
+
+        x, y = np.asarray(predicted, float), np.asarray(measured, float)
+        if len(x) < 1:
+            raise TfnasError("calibration needs at least one measured network")
+        if len(x) >= 3 and np.ptp(x) > 0:
+            scale, offset = np.polyfit(x, y, 1)
+        else:
+            scale, offset = float((x @ y) / (x @ x)), 0.0
+        self.calibration.update(scale=float(scale), offset=float(offset))
+
     def check_covers_signatures(self, signatures: Iterable[LayerSignature]) -> None:
         missing = self.missing(signatures)
         if missing:
@@ -77,6 +109,8 @@ class LatencyTable:
             data["fixed_parts"] = self.fixed_parts
         if self.stats:
             data["stats"] = self.stats
+        if self.calibration:
+            data["calibration"] = self.calibration
         return data
 
     @classmethod
@@ -89,7 +123,7 @@ class LatencyTable:
             return cls(rows, float(data["fixed_ms"]), dict(data.get("device", {})),
                        data.get("unit", "ms"),
                        {k: float(v) for k, v in data.get("fixed_parts", {}).items()},
-                       dict(data.get("stats", {})))
+                       dict(data.get("stats", {})), dict(data.get("calibration", {})))
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise TfnasError(f"malformed latency table: {err}") from None
 
