@@ -121,6 +121,7 @@ def report_dir(tmp_path: Path, report: dict) -> Path:
     (["--cost=exp"], "--cost"),
     (["--space=huge"], "unknown search space"),
     (["--cost_metric=latency"], "needs --latency_table"),
+    (["--device=phone"], "unknown device 'phone'"),
 ])
 def test_bad_flags_stop_before_training_with_one_line(tmp_path, args, message):
     model_dir = tmp_path / "run"
@@ -146,3 +147,17 @@ def test_bfloat16_step_keeps_decisions_and_cost_in_float32(tmp_path):
         keras.mixed_precision.set_global_policy("float32")
     assert np.isfinite(terms["loss"])
     assert terms["cost"] == pytest.approx(1.226368, rel=1e-6)  # float32 cost, not bf16
+
+
+def test_search_on_a_device_builds_its_table_and_measures_the_result(tmp_path):
+    model_dir = tmp_path / "run"
+    out = subprocess.run([sys.executable, "-m", "tfnas.search", "--space=tiny", "--epochs=1",
+                          "--device=local", "--profile_runs=3", "--calibration_archs=2",
+                          f"--model_dir={model_dir}"], capture_output=True, text=True,
+                         timeout=600, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    table = json.loads((model_dir / "lut.json").read_text())
+    assert table["device"]["kind"] == "local" and len(table["calibration"]["measured_ms"]) == 2
+    report = json.loads((model_dir / "report.json").read_text())
+    assert report["cost_metric"] == "latency" and report["measured_ms"] > 0
+    assert report["predicted_ms"] == pytest.approx(report["predicted_cost"])

@@ -363,7 +363,14 @@ def _define_flags() -> None:
     flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16"], "Compute dtype.")
     flags.DEFINE_bool("jit_compile", False, "Compile the train step with XLA (on for TPUs).")
     flags.DEFINE_integer("checkpoint_every", 50, "Steps between checkpoints.")
-    flags.DEFINE_string("device", None, "Measure on a device (comes with device profiling).")
+    flags.DEFINE_string("device", None, "Profile this device (local or adb:SERIAL) into "
+                        "--latency_table (default MODEL_DIR/lut.json; only missing rows are "
+                        "measured), search on it, and measure the derived network there.")
+    flags.DEFINE_integer("threads", 1, "Threads on --device.", lower_bound=1)
+    flags.DEFINE_integer("profile_runs", 50, "Timed runs per table row and network.",
+                         lower_bound=1)
+    flags.DEFINE_integer("calibration_archs", 4, "Whole networks measured to calibrate the "
+                         "device's table.", lower_bound=0)
     flags.DEFINE_float("target_ms", None, "Latency target in ms, reported next to the "
                        "derived network's predicted latency.")
     flags.DEFINE_bool("deterministic", True, "Deterministic TensorFlow ops (resumed searches "
@@ -371,27 +378,38 @@ def _define_flags() -> None:
     flags.mark_flag_as_required("model_dir")
 
 
-def config_from_flags(flags_values: Any) -> SearchConfig:
-    """Validates the flags and builds the SearchConfig; every problem is one TfnasError."""
+def device_table_path(flags_values: Any) -> str:
+    """Where `--device` profiling writes (or completes) its table."""
+    f = flags_values
+    return f.latency_table or str(Path(f.model_dir) / "lut.json")
+
+
+def config_from_flags(flags_values: Any, table_ready: bool = True) -> SearchConfig:
+    """Validates the flags and builds the SearchConfig; every problem is one TfnasError.
+
+    With `--device`, call it once with `table_ready=False` to validate before profiling, and
+    again once the device's table exists."""
     from tfnas.latency.table import LatencyTable
     from tfnas.space import get_space
 
     f = flags_values
     if f.device:
-        raise TfnasError("--device is not supported yet: give --latency_table (a JSON table or "
-                         "pixel1), or search on analytic FLOPs")
+        from tfnas.latency.devices import parse_device
+
+        parse_device(f.device, threads=f.threads)  # a bad spec stops here
     overrides = {name: getattr(f, name) for name in
                  ("num_classes", "input_size", "width_multiplier") if getattr(f, name)}
     space = get_space(f.space, **overrides)
     objective = Objective(f.cost, f.lam)
-    metric = f.cost_metric or ("latency" if f.latency_table else "flops")
+    metric = f.cost_metric or ("latency" if f.latency_table or f.device else "flops")
     if metric == "params":
         cost_model = CostModel.params(space)
-    elif metric == "flops":
-        cost_model = CostModel.flops(space)
-    elif f.latency_table:
-        cost_model = CostModel.latency(space, LatencyTable.load(f.latency_table),
-                                       f"latency table {f.latency_table!r}")
+    elif metric == "flops" or (f.device and not table_ready):
+        cost_model = CostModel.flops(space)  # the device's table is built after validation
+    elif f.latency_table or f.device:
+        path = device_table_path(f)
+        cost_model = CostModel.latency(space, LatencyTable.load(path),
+                                       f"latency table {path!r}")
     else:
         raise TfnasError("--cost_metric=latency needs --latency_table (a JSON table or pixel1)")
     from tfnas import data
@@ -410,13 +428,25 @@ def config_from_flags(flags_values: Any) -> SearchConfig:
 def main(argv: list[str]) -> None:
     from absl import flags
 
-    from tfnas import distribute
+    from tfnas import cli, distribute
 
-    from tfnas import cli
-
-    config = config_from_flags(flags.FLAGS)  # every bad flag stops here, before training
+    f = flags.FLAGS
+    config = config_from_flags(f, table_ready=not f.device)  # bad flags stop here
     cli.import_tensorflow_quietly()
-    if flags.FLAGS.deterministic:
+    device = None
+    if f.device:  # build (or complete) the device's table, then search on it
+        from tfnas.latency.devices import parse_device
+        from tfnas.latency.profiler import calibrate, profile
+
+        device = parse_device(f.device, threads=f.threads)
+        device.check()
+        path = device_table_path(f)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        table = profile(config.space, device, path, runs=f.profile_runs)
+        calibrate(table, config.space, device, path, num_archs=f.calibration_archs,
+                  runs=f.profile_runs)
+        config = config_from_flags(f)
+    if f.deterministic:
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
@@ -429,6 +459,12 @@ def main(argv: list[str]) -> None:
         print(stop, flush=True)
         raise SystemExit(143)
     arch = Architecture.from_dict(report["arch"])
+    if device is not None:  # the derived network, measured on the device it was searched for
+        from tfnas.latency.profiler import measure_network
+
+        report["measured_ms"] = measure_network(arch, device, runs=f.profile_runs)["median_ms"]
+        (Path(config.model_dir) / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+        print(f"measured on {device.name}: {report['measured_ms']:.3f} ms")
     print(arch.table())
     unit = config.cost_model.unit
     target = f" (target {config.target_ms:g} ms)" if config.target_ms else ""
