@@ -41,21 +41,14 @@ def test_success_parses_the_timed_run(fake_adb, model):
     assert device.describe()["kind"] == "adb"
 
 
-def test_missing_device(fake_adb, model):
-    fake_adb.setenv("FAKE_ADB_MODE", "nodevice")
-    with pytest.raises(TfnasError, match="adb device 'FAKE123' not found"):
-        AdbDevice("FAKE123").benchmark(model)
-
-
-def test_missing_binary(fake_adb, model):
-    fake_adb.setenv("FAKE_ADB_MODE", "nobinary")
-    with pytest.raises(TfnasError, match="benchmark_model is not on adb:FAKE123: adb push"):
-        AdbDevice("FAKE123").benchmark(model)
-
-
-def test_garbled_output(fake_adb, model):
-    fake_adb.setenv("FAKE_ADB_MODE", "garbled")
-    with pytest.raises(TfnasError, match="could not read benchmark_model output.*Segmentation"):
+@pytest.mark.parametrize("mode,message", [
+    ("nodevice", "adb device 'FAKE123' not found"),
+    ("nobinary", "benchmark_model is not on adb:FAKE123: adb push"),
+    ("garbled", "could not read benchmark_model output.*Segmentation"),
+])
+def test_missing_device_missing_binary_and_garbled_output(fake_adb, model, mode, message):
+    fake_adb.setenv("FAKE_ADB_MODE", mode)
+    with pytest.raises(TfnasError, match=message):
         AdbDevice("FAKE123").benchmark(model)
 
 
