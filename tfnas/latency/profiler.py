@@ -101,11 +101,12 @@ def profile(space: SearchSpace, device: Device, out: str | Path, *, runs: int = 
     return table
 
 
-def _progress(total: int, enabled: bool) -> Any:
+def _progress(total: int, enabled: bool, what: str = "profiling", unit: str = "rows") -> Any:
     from tqdm import tqdm
 
-    return tqdm(total=total, disable=not enabled, unit="row", desc="profiling",
-                bar_format="{desc}: {n}/{total} rows [{elapsed}<{remaining} left] {postfix}")
+    return tqdm(total=total, disable=not enabled, desc=what,
+                bar_format="{desc}: {n}/{total} " + unit +
+                " [{elapsed}<{remaining} left] {postfix}")
 
 
 def measure_network(arch: Architecture, device: Device, *, runs: int = 50, warmup: int = 5,
@@ -142,8 +143,7 @@ def calibrate(table: LatencyTable, space: SearchSpace, device: Device, out: str 
     done = table.calibration.setdefault("archs", [])
     measured = table.calibration.setdefault("measured_ms", [])
     todo = [a for a in archs if [op.name for op in a.ops] not in done]
-    bar = _progress(len(todo), progress and bool(todo))
-    bar.set_description("calibrating")
+    bar = _progress(len(todo), progress and bool(todo), "calibrating", "networks")
     for arch in todo:
         stats = measure_network(arch, device, runs=runs, warmup=warmup)
         done.append([op.name for op in arch.ops])
