@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,25 @@ def test_benchmark_tool_on_the_fake_phone_and_its_errors(model):
     assert ok.returncode == 0, ok.stderr
     assert '"median_ms": 19.164' in ok.stdout
     assert bad.returncode == 2 and len(error_lines(bad.stderr)) == 1
+
+
+BOARD = f"{sys.executable} {ROOT / 'tests' / 'fixtures' / 'fake_board.py'}"
+
+
+@pytest.mark.parametrize("mode,median", [("plain", 12.5), ("bmm", 19.164)])
+def test_command_device_reads_plain_or_benchmark_model_output(model, mode, median):
+    device = parse_device(f"cmd:{BOARD} {mode} {{model}} {{runs}}")
+    result = device.benchmark(model, runs=21, warmup=2)
+    assert result.median_ms == pytest.approx(median) and result.runs == 21
+    assert device.describe()["kind"] == "cmd"
+
+
+@pytest.mark.parametrize("spec,message", [
+    (f"cmd:{BOARD} fail {{model}} 5", "failed \\(exit 3\\): board unreachable"),
+    (f"cmd:{BOARD} silent {{model}} 5", "no latency in the output"),
+    ("cmd:/no/such/benchmark {model}", "not found"),
+    (f"cmd:{BOARD} plain", "must contain \\{model\\}"),
+])
+def test_command_device_errors(model, spec, message):
+    with pytest.raises(TfnasError, match=message):
+        parse_device(spec).benchmark(model, runs=5, warmup=0)

@@ -20,7 +20,7 @@ from absl import flags
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("model", None, ".tflite model to time (repeat the flag for more).")
 flags.DEFINE_string("device", "local", "Where to run: local (this host, LiteRT interpreter) or "
-                    "adb:SERIAL (Android, TFLite benchmark_model).")
+                    "adb:SERIAL (Android, TFLite benchmark_model) or cmd:TEMPLATE (any command).")
 flags.DEFINE_enum("delegate", None, ["gpu", "nnapi"], "adb devices: GPU or NNAPI delegate.")
 flags.DEFINE_integer("threads", 1, "Interpreter threads.", lower_bound=1)
 flags.DEFINE_integer("runs", 100, "Timed runs per model (the median is reported).",

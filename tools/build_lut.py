@@ -20,7 +20,7 @@ flags.DEFINE_integer("input_size", None, "Override the space's input size.")
 flags.DEFINE_float("width_multiplier", None, "Override the space's width multiplier.")
 flags.DEFINE_integer("num_classes", None, "Override the space's number of classes.")
 flags.DEFINE_string("device", "local", "Where to measure: local (this host, LiteRT) or "
-                    "adb:SERIAL (Android phone, TFLite benchmark_model).")
+                    "adb:SERIAL (Android phone, benchmark_model) or cmd:TEMPLATE.")
 flags.DEFINE_enum("delegate", None, ["gpu", "nnapi"], "adb devices: GPU or NNAPI delegate.")
 flags.DEFINE_integer("threads", 1, "Interpreter threads.", lower_bound=1)
 flags.DEFINE_integer("runs", 50, "Timed runs per row (the median is stored).", lower_bound=1)

@@ -22,7 +22,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("space", "tiny", "Search space preset.")
 flags.DEFINE_integer("input_size", None, "Override the space's input size.")
 flags.DEFINE_string("latency_table", None, "The table to validate.")
-flags.DEFINE_string("device", "local", "Where to measure: local or adb:SERIAL.")
+flags.DEFINE_string("device", "local", "Where to measure: local, adb:SERIAL or cmd:TEMPLATE.")
 flags.DEFINE_integer("threads", 1, "Interpreter threads.", lower_bound=1)
 flags.DEFINE_integer("num_archs", 30, "Unseen architectures to measure.", lower_bound=1)
 flags.DEFINE_integer("seed", 1000, "Seed of the sampled architectures.")

@@ -5,8 +5,9 @@ Every device has one interface: `benchmark(model_path, runs=, warmup=)` returns 
 after `warmup` untimed ones), and `describe()` returns metadata for latency tables.
 
 `LocalDevice` times the LiteRT interpreter (`ai_edge_litert`, XNNPACK on CPU) on this host;
-`AdbDevice` an Android phone through adb and TFLite's `benchmark_model`. Device specs as used
-on command lines: `local`, `adb:SERIAL` (see `parse_device`).
+`AdbDevice` an Android phone through adb and TFLite's `benchmark_model`; `CommandDevice` any
+command that prints a latency (boards over ssh). Device specs as used on command lines:
+`local`, `adb:SERIAL`, `cmd:TEMPLATE` (see `parse_device`).
 """
 
 from __future__ import annotations
@@ -260,14 +261,81 @@ class AdbDevice:
                 "note": "p90_ms holds benchmark_model's p95"}
 
 
-DEVICE_KINDS = ("local", "adb:SERIAL")
+_MS_RE = re.compile(r"(?:median_ms[=:]\s*([0-9.]+))|(?:([0-9.]+)\s*ms\b)")
+
+
+class CommandDevice:
+    """Any command that runs a model file and prints its latency (e.g. over ssh to a board).
+
+    The template's `{model}`, `{runs}`, `{warmup}` and `{threads}` are filled in, e.g.
+    `cmd:ssh pi@board ./benchmark_model --graph={model} --num_runs={runs}` (copy the model
+    first in your own script if the board needs it). Its output may be benchmark_model's, or
+    any text with `median_ms=X` or `X ms` (the last such number is taken as the median).
+    """
+
+    def __init__(self, template: str, threads: int = 1, timeout: float = 600) -> None:
+        import shlex
+
+        try:
+            self.argv = shlex.split(template)
+        except ValueError as err:
+            raise TfnasError(f"bad command template {template!r}: {err}") from None
+        if not self.argv or "{model}" not in template:
+            raise TfnasError(f"the command template must contain {{model}}: {template!r}")
+        self.template, self.threads, self.timeout = template, threads, timeout
+        self.name = f"cmd:{self.argv[0]}"
+
+    def check(self) -> None:
+        import shutil
+
+        if shutil.which(self.argv[0]) is None:
+            raise TfnasError(f"command {self.argv[0]!r} of --device=cmd:... not found")
+
+    def benchmark(self, model_path: str | Path, *, runs: int = 100,
+                  warmup: int = 10) -> BenchmarkResult:
+        from tfnas.export import read_model_file
+
+        _check_counts(runs, warmup)
+        read_model_file(model_path)
+        self.check()
+        values = {"model": str(model_path), "runs": runs, "warmup": warmup,
+                  "threads": self.threads}
+        argv = [arg.format(**values) for arg in self.argv]
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            raise TfnasError(f"{self.argv[0]} timed out after {self.timeout:.0f} s") from None
+        if done.returncode != 0:
+            raise TfnasError(f"{self.argv[0]} failed (exit {done.returncode}): "
+                             f"{_first_line(done.stderr or done.stdout)}")
+        if _COUNT_RE.search(done.stdout):
+            return parse_benchmark_model(done.stdout)
+        found = _MS_RE.findall(done.stdout)
+        if not found:
+            raise TfnasError(f"no latency in the output of {self.argv[0]} (expected "
+                             f"'median_ms=X' or 'X ms'): {_first_line(done.stdout)!r}")
+        value = float(next(x for x in found[-1] if x))
+        return BenchmarkResult(value, value, 0.0, value, value, runs)
+
+    def benchmark_many(self, model_paths: Sequence[str | Path], *, runs: int = 100,
+                       warmup: int = 10) -> list[BenchmarkResult]:
+        return [self.benchmark(path, runs=runs, warmup=warmup) for path in model_paths]
+
+    def describe(self) -> dict[str, Any]:
+        return {"device": self.name, "kind": "cmd", "command": self.template,
+                "runtime": "external command", "threads": self.threads}
+
+
+DEVICE_KINDS = ("local", "adb:SERIAL", "cmd:TEMPLATE")
 
 
 def parse_device(spec: str, *, threads: int = 1, delegate: str | None = None) -> Device:
-    """A device from its command-line spec: `local` or `adb:SERIAL`."""
+    """A device from its command-line spec: `local`, `adb:SERIAL` or `cmd:TEMPLATE`."""
     kind, _, rest = spec.partition(":")
     if spec == "local":
         return LocalDevice(threads=threads)
     if kind == "adb" and rest:
         return AdbDevice(rest, threads=threads, delegate=delegate)
+    if kind == "cmd" and rest:
+        return CommandDevice(rest, threads=threads)
     raise TfnasError(f"unknown device {spec!r}: expected one of {', '.join(DEVICE_KINDS)}")
