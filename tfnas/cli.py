@@ -16,7 +16,7 @@ silence_tensorflow()  # entry points import this module before TensorFlow
 
 from absl import app, flags  # noqa: E402
 
-from tfnas.errors import TfnasError  # noqa: E402
+from tfnas.errors import TfnasError, error_line  # noqa: E402
 
 
 def fail(message: str) -> NoReturn:
@@ -29,7 +29,7 @@ def _parse_flags(argv: Sequence[str]) -> list[str]:
     try:
         return flags.FLAGS(list(argv))
     except flags.Error as err:
-        fail(str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
+        fail(error_line(err))
 
 
 def import_tensorflow_quietly() -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from tfnas.errors import TfnasError
+from tfnas.errors import TfnasError, error_line
 
 KINDS = ("digits", "synthetic", "tfds:NAME", "folder:PATH")
 
@@ -131,8 +131,7 @@ def tfds_dataset(name: str, size: int, channels: int, batch_size: int, seed: int
         builder = tfds.builder(name, data_dir=data_dir)
         builder.download_and_prepare()
     except Exception as err:  # unknown names, no network, no manual download...
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise TfnasError(f"cannot load TFDS dataset {name!r}: {first}") from None
+        raise TfnasError(f"cannot load TFDS dataset {name!r}: {error_line(err)}") from None
     info = builder.info
     splits = info.splits
     names = set(splits) or {"train", "test"}  # (mock builders in tests report no splits)
@@ -199,15 +198,21 @@ def folder(path: str, size: int, channels: int, batch_size: int, seed: int = 0,
     return Data(spec, batch_size, train.map(norm), val.map(norm), seed)
 
 
+def check_spec(spec: str) -> None:
+    """Raises the one-line error for a `--dataset` value of no known kind (loads nothing)."""
+    if not (spec in ("digits", "synthetic") or (spec.startswith("tfds:") and len(spec) > 5)
+            or (spec.startswith("folder:") and len(spec) > 7)):
+        raise TfnasError(f"unknown dataset {spec!r}: expected one of {', '.join(KINDS)}")
+
+
 def load(spec: str, *, image_size: int, channels: int = 3, num_classes: int = 10,
          batch_size: int, seed: int = 0) -> Data:
     """The dataset named by a `--dataset` value (see the module docstring)."""
+    check_spec(spec)
     if spec == "digits":
         return digits(image_size, channels, batch_size, seed)
     if spec == "synthetic":
         return synthetic(image_size, channels, num_classes, batch_size, seed)
-    if spec.startswith("tfds:") and len(spec) > 5:
+    if spec.startswith("tfds:"):
         return tfds_dataset(spec[5:], image_size, channels, batch_size, seed)
-    if spec.startswith("folder:") and len(spec) > 7:
-        return folder(spec[7:], image_size, channels, batch_size, seed)
-    raise TfnasError(f"unknown dataset {spec!r}: expected one of {', '.join(KINDS)}")
+    return folder(spec[7:], image_size, channels, batch_size, seed)

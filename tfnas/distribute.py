@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tfnas.errors import TfnasError
+from tfnas.errors import TfnasError, error_line
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 
@@ -23,8 +23,7 @@ def strategy_for(tpu: str | None = None) -> Any:
             tf.config.experimental_connect_to_cluster(resolver)
             tf.tpu.experimental.initialize_tpu_system(resolver)
         except (ValueError, tf.errors.OpError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise TfnasError(f"cannot reach TPU {tpu!r}: {first}") from None
+            raise TfnasError(f"cannot reach TPU {tpu!r}: {error_line(err)}") from None
         return tf.distribute.TPUStrategy(resolver)
     gpus = tf.config.list_logical_devices("GPU")
     if len(gpus) > 1:

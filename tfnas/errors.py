@@ -8,3 +8,14 @@ class TfnasError(ValueError):
     JSON, model files that do not exist or do not load. Entry points (`tfnas.cli.run`) print
     `error: <message>` on one line and exit with code 2.
     """
+
+
+def first_line(text: object, default: str = "no output") -> str:
+    """The first non-blank line of a message or a tool's output (errors stay one line)."""
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    return lines[0] if lines else default
+
+
+def error_line(err: BaseException) -> str:
+    """The first line of an exception's message, or its type when it has none."""
+    return first_line(err, type(err).__name__)

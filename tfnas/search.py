@@ -238,7 +238,6 @@ class Search:
             epoch_start = time.time()
             dist = self.strategy.experimental_distribute_dataset(
                 self.data.train(epoch).skip(first))
-            terms = {}
             for i, (images, labels) in enumerate(dist, start=first):
                 terms = {k: float(v) for k, v in self._train_step(images, labels).items()}
                 self.step.assign(i + 1)
@@ -397,9 +396,8 @@ def config_from_flags(flags_values: Any, table_ready: bool = True) -> SearchConf
         from tfnas.latency.devices import parse_device
 
         parse_device(f.device, threads=f.threads)  # a bad spec stops here
-    overrides = {name: getattr(f, name) for name in
-                 ("num_classes", "input_size", "width_multiplier") if getattr(f, name)}
-    space = get_space(f.space, **overrides)
+    space = get_space(f.space, num_classes=f.num_classes, input_size=f.input_size,
+                      width_multiplier=f.width_multiplier)
     objective = Objective(f.cost, f.lam)
     metric = f.cost_metric or ("latency" if f.latency_table or f.device else "flops")
     if metric == "params":
@@ -414,8 +412,7 @@ def config_from_flags(flags_values: Any, table_ready: bool = True) -> SearchConf
         raise TfnasError("--cost_metric=latency needs --latency_table (a JSON table or pixel1)")
     from tfnas import data
 
-    if not (f.dataset in ("digits", "synthetic") or f.dataset.startswith(("tfds:", "folder:"))):
-        raise TfnasError(f"unknown dataset {f.dataset!r}: expected one of {', '.join(data.KINDS)}")
+    data.check_spec(f.dataset)
     return SearchConfig(
         space=space, dataset=f.dataset, cost_model=cost_model, objective=objective,
         model_dir=f.model_dir, method=f.method, epochs=f.epochs, warmup_epochs=f.warmup_epochs,

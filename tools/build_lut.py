@@ -37,10 +37,8 @@ def main(argv: list[str]) -> None:
     from tfnas.latency.profiler import calibrate, profile
     from tfnas.space import get_space
 
-    overrides = {name: getattr(FLAGS, name) for name in
-                 ("input_size", "width_multiplier", "num_classes")
-                 if getattr(FLAGS, name) is not None}
-    space = get_space(FLAGS.space, **overrides)
+    space = get_space(FLAGS.space, input_size=FLAGS.input_size,
+                      width_multiplier=FLAGS.width_multiplier, num_classes=FLAGS.num_classes)
     device = parse_device(FLAGS.device, threads=FLAGS.threads, delegate=FLAGS.delegate)
     table = profile(space, device, FLAGS.out, runs=FLAGS.runs, warmup=FLAGS.warmup)
     table = calibrate(table, space, device, FLAGS.out, num_archs=FLAGS.calibration_archs,

@@ -24,10 +24,8 @@ def main(argv: list[str]) -> None:
     from tfnas.errors import TfnasError
     from tfnas.space import Architecture, get_space, parse_ops
 
-    overrides = {name: getattr(FLAGS, name) for name in
-                 ("width_multiplier", "input_size", "num_classes")
-                 if getattr(FLAGS, name) is not None}
-    space = get_space(FLAGS.space, **overrides)
+    space = get_space(FLAGS.space, input_size=FLAGS.input_size,
+                      width_multiplier=FLAGS.width_multiplier, num_classes=FLAGS.num_classes)
     given = [x for x in (FLAGS.op, FLAGS.ops, FLAGS.sample_seed) if x is not None]
     if len(given) != 1:
         raise TfnasError("give exactly one of --op, --ops or --sample_seed")

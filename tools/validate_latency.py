@@ -49,8 +49,7 @@ def main(argv: list[str]) -> None:
     from tfnas.latency.table import LatencyTable
     from tfnas.space import Architecture, get_space
 
-    overrides = {"input_size": FLAGS.input_size} if FLAGS.input_size else {}
-    space = get_space(FLAGS.space, **overrides)
+    space = get_space(FLAGS.space, input_size=FLAGS.input_size)
     table = LatencyTable.load(FLAGS.latency_table)
     table.check_covers(space, f"latency table {FLAGS.latency_table!r}")
     device = parse_device(FLAGS.device, threads=FLAGS.threads)

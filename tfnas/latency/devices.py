@@ -22,7 +22,7 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
-from tfnas.errors import TfnasError
+from tfnas.errors import TfnasError, error_line, first_line
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,8 +111,7 @@ class LocalDevice:
                 interpreter = Interpreter(model_content=data, num_threads=self.threads)
                 interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise TfnasError(f"LiteRT could not load {model_path}: {first}") from None
+            raise TfnasError(f"LiteRT could not load {model_path}: {error_line(err)}") from None
         return interpreter
 
     def benchmark(self, model_path: str | Path, *, runs: int = 100,
@@ -148,11 +147,6 @@ class LocalDevice:
                 "machine": platform.machine(), "processor": platform.processor()}
 
 
-def _first_line(text: str) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[0] if lines else "no output"
-
-
 # benchmark_model (TensorFlow Lite / LiteRT tools/benchmark) prints, in microseconds, e.g.
 #   INFO: count=50 first=9906 curr=9800 min=9700 max=10400 avg=9850.2 std=120 p5=9710
 #         median=9830 p95=10100
@@ -169,7 +163,7 @@ def parse_benchmark_model(output: str) -> BenchmarkResult:
     matches = _COUNT_RE.findall(output)
     if not matches or not _SUMMARY_RE.search(output):
         raise TfnasError("could not read benchmark_model output (expected 'count=... avg=...' "
-                         f"and 'Inference timings in us'); it began: {_first_line(output)!r}")
+                         f"and 'Inference timings in us'); it began: {first_line(output)!r}")
     count, low, avg, std, median, p95 = matches[-1]
     try:
         us = [float(x) if x else None for x in (low, avg, std, median, p95)]
@@ -213,7 +207,7 @@ class AdbDevice:
             raise TfnasError(f"adb {' '.join(args[:2])} timed out after {self.timeout:.0f} s"
                              ) from None
         if done.returncode != 0:
-            message = _first_line(done.stderr or done.stdout)
+            message = first_line(done.stderr or done.stdout)
             if "not found" in message and "device" in message:
                 raise TfnasError(f"adb device {self.serial!r} not found ({message}); see "
                                  "`adb devices`")
@@ -307,13 +301,13 @@ class CommandDevice:
             raise TfnasError(f"{self.argv[0]} timed out after {self.timeout:.0f} s") from None
         if done.returncode != 0:
             raise TfnasError(f"{self.argv[0]} failed (exit {done.returncode}): "
-                             f"{_first_line(done.stderr or done.stdout)}")
+                             f"{first_line(done.stderr or done.stdout)}")
         if _COUNT_RE.search(done.stdout):
             return parse_benchmark_model(done.stdout)
         found = _MS_RE.findall(done.stdout)
         if not found:
             raise TfnasError(f"no latency in the output of {self.argv[0]} (expected "
-                             f"'median_ms=X' or 'X ms'): {_first_line(done.stdout)!r}")
+                             f"'median_ms=X' or 'X ms'): {first_line(done.stdout)!r}")
         value = float(next(x for x in found[-1] if x))
         return BenchmarkResult(value, value, 0.0, value, value, runs)
 

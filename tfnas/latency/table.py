@@ -50,7 +50,12 @@ class LatencyTable:
 
     def check_covers(self, space: SearchSpace, name: str = "the latency table") -> None:
         """Raises one clear error when any signature the space can produce has no row."""
-        missing = self.missing(space.signatures())
+        self._require(space.signatures(), space, name)
+
+    def _require(self, signatures: Iterable[LayerSignature], space: SearchSpace,
+                 name: str) -> None:
+        """One error naming the missing signatures and the command that profiles them."""
+        missing = self.missing(signatures)
         if missing:
             shown = ", ".join(sig.key for sig in missing[:3])
             more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
@@ -61,7 +66,7 @@ class LatencyTable:
 
     def cost(self, arch: Architecture) -> float:
         """Predicted latency of a whole architecture: fixed part plus its layers' rows."""
-        self.check_covers_signatures(arch.signatures())
+        self._require(arch.signatures(), arch.space, "the latency table")
         return self.fixed_ms + sum(self.rows[sig] for sig in arch.signatures())
 
     @property
@@ -92,12 +97,6 @@ class LatencyTable:
         else:
             scale, offset = float((x @ y) / (x @ x)), 0.0
         self.calibration.update(scale=float(scale), offset=float(offset))
-
-    def check_covers_signatures(self, signatures: Iterable[LayerSignature]) -> None:
-        missing = self.missing(signatures)
-        if missing:
-            raise TfnasError(f"latency table has no rows for {', '.join(s.key for s in missing)}"
-                             "; profile them with python tools/build_lut.py")
 
     # --- serialisation --------------------------------------------------------------------
 

@@ -254,9 +254,12 @@ PRESET_NAMES: tuple[str, ...] = tuple(_PRESETS)
 
 
 def get_space(name: str, **overrides: Any) -> SearchSpace:
-    """A preset by name, with optional field overrides (e.g. `width_multiplier=0.35`)."""
+    """A preset by name, with optional field overrides (e.g. `width_multiplier=0.35`).
+
+    Overrides that are None are ignored, so unset command-line flags can be passed as is."""
     if name not in _PRESETS:
         raise TfnasError(f"unknown search space {name!r}: choose one of "
                          f"{', '.join(PRESET_NAMES)}")
+    overrides = {key: value for key, value in overrides.items() if value is not None}
     space = _PRESETS[name]
     return space.replace(**overrides) if overrides else space
