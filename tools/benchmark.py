@@ -35,16 +35,14 @@ def main(argv: list[str]) -> None:
     from tfnas.latency.devices import parse_device
 
     device = parse_device(FLAGS.device, threads=FLAGS.threads, delegate=FLAGS.delegate)
-    for path in FLAGS.model:  # check every file before timing any
-        read_architecture(path)
+    archs = [read_architecture(path) for path in FLAGS.model]  # check all before timing any
     device.check()
     if not FLAGS.json:
         print(f"timing {len(FLAGS.model)} model(s) on {device.name}, {FLAGS.runs} runs each...",
               file=sys.stderr, flush=True)
     results = device.benchmark_many(FLAGS.model, runs=FLAGS.runs, warmup=FLAGS.warmup)
     rows = []
-    for path, result in zip(FLAGS.model, results):
-        arch = read_architecture(path)
+    for path, arch, result in zip(FLAGS.model, archs, results):
         rows.append({"model": path, **result.to_dict(), "size_bytes": Path(path).stat().st_size,
                      "params": arch.params() if arch else None,
                      "flops": arch.flops() if arch else None})

@@ -40,9 +40,8 @@ def fixed_models(space: SearchSpace) -> dict[str, Any]:
     from tfnas import nets
 
     stem_in = nets.image_input(keras, space)
-    last = space.layers[-1]
-    size = -(-last.height // last.stride)
-    head_in = keras.Input((size, size, last.c_out))
+    size = space.final_size
+    head_in = keras.Input((size, size, space.layers[-1].c_out))
     return {"stem": keras.Model(stem_in, nets.stem(stem_in, keras, space)),
             "head": keras.Model(head_in, nets.head(head_in, keras, space, dropout=0.0))}
 
