@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -35,11 +37,14 @@ def test_local_benchmark_times_the_requested_runs_and_orders_models(tiny_models)
     device = LocalDevice(threads=1)
     small, large = device.benchmark_many([tiny_models["small"], tiny_models["large"]],
                                          runs=63, warmup=5)
-    assert small.runs == 63 and large.runs == 63  # a last partial chunk is timed too
-    assert 0 < small.min_ms <= small.median_ms <= small.p90_ms
+    assert small.runs == 63 and large.runs == 63
+    assert 0 < small.min_ms <= small.p10_ms <= small.median_ms <= small.p90_ms
     assert large.median_ms > 2 * small.median_ms  # far more FLOPs, measurably slower
     alone = device.benchmark(tiny_models["large"], runs=40, warmup=5)
     assert alone.runs == 40 and alone.median_ms > 2 * small.median_ms
+    began = time.perf_counter()
+    timed = device.benchmark(tiny_models["small"], runs=1, warmup=0, min_seconds=0.3)
+    assert time.perf_counter() - began >= 0.3 and timed.runs > 10  # runs until min_seconds
 
 
 def test_describe_gives_table_metadata():

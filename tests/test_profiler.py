@@ -9,6 +9,7 @@ import pytest
 from tfnas.costs import CostModel
 from tfnas.errors import TfnasError
 from tfnas.latency.devices import LocalDevice
+from tfnas.latency.meter import Meter, default_reference
 from tfnas.latency.profiler import profile
 from tfnas.latency.table import LatencyTable
 from tfnas.space import Architecture, get_space
@@ -16,6 +17,12 @@ from tfnas.space import Architecture, get_space
 
 class Stop(Exception):
     pass
+
+
+def quick_meter(space, group=2):
+    """A fast meter for tests: few runs, no minimum time, groups of two."""
+    return Meter(LocalDevice(), runs=3, warmup=1, min_seconds=0.0, group=group,
+                 reference=default_reference(space))
 
 
 def test_interrupted_profile_measures_only_the_missing_rows_when_run_again(tmp_path):
@@ -29,28 +36,32 @@ def test_interrupted_profile_measures_only_the_missing_rows_when_run_again(tmp_p
             raise Stop  # as if the process were killed after the 5th row was saved
 
     with pytest.raises(Stop):
-        profile(space, LocalDevice(), out, runs=3, warmup=1, progress=False,
-                on_row=stop_after_five)
+        profile(space, quick_meter(space), out, progress=False, on_row=stop_after_five)
     saved = LatencyTable.load(out)
-    assert len(saved.rows) + len(saved.fixed_parts) == 5
+    skips = [sig for sig in space.signatures() if sig.op.is_skip]  # 0 ms, never timed
+    assert len(saved.rows) - len(skips) + len(saved.fixed_parts) == 5
 
     second: list[str] = []
-    table = profile(space, LocalDevice(), out, runs=3, warmup=1, progress=False,
-                    on_row=lambda key, stats: second.append(key))
-    expected = len(space.signatures()) + 2  # every signature, plus stem and head
+    meter = quick_meter(space)
+    table = profile(space, meter, out, progress=False,
+                    on_row=lambda key, ms: second.append(key))
+    # the second run measured in the first one's units: same reference latency
+    assert meter.reference_ms == saved.device["reference_ms"] > 0
+    expected = len(space.signatures()) - len(skips) + 2  # timed signatures, stem and head
     assert len(second) == expected - 5 and not set(first) & set(second)
     assert len(table.rows) == len(space.signatures())
     assert set(table.fixed_parts) == {"stem", "head"}
     assert table.fixed_ms == pytest.approx(sum(table.fixed_parts.values()))
     # a third run has nothing left to measure
     third: list[str] = []
-    profile(space, LocalDevice(), out, runs=3, warmup=1, progress=False,
-            on_row=lambda key, stats: third.append(key))
+    profile(space, quick_meter(space), out, progress=False,
+            on_row=lambda key, ms: third.append(key))
     assert third == []
     # the table carries device metadata and per-row statistics, and serves the search
     data = json.loads(out.read_text())
     assert data["device"]["threads"] == 1 and data["device"]["dtype"] == "float32"
-    assert all(data["stats"][key]["runs"] in (0, 3) for key in data["stats"])
+    assert all(data["stats"][key]["runs"] >= 3 for key in data["stats"])
+    assert data["device"]["statistic"] == "p10" and data["device"]["reference"]["ops"]
     costs = CostModel.latency(space, table)
     big = Architecture.uniform(space, "mbconv_k5_e6")
     small = Architecture.uniform(space, "mbconv_k3_e3")
@@ -62,7 +73,7 @@ def test_table_of_another_device_is_not_completed(tmp_path):
     out = tmp_path / "lut.json"
     LatencyTable({}, 0.0, {"device": "Pixel 1", "threads": 1, "dtype": "float32"}).save(out)
     with pytest.raises(TfnasError, match="was measured on"):
-        profile(get_space("tiny"), LocalDevice(), out, runs=1, warmup=0, progress=False)
+        profile(get_space("tiny"), quick_meter(get_space("tiny")), out, progress=False)
 
 
 def test_calibration_fit_and_its_use_in_the_search_costs():
@@ -83,20 +94,30 @@ def test_build_lut_and_validate_latency_tools(tmp_path):
     from conftest import run_tool
 
     lut = tmp_path / "lut.json"
-    built = run_tool("build_lut.py", "--space=tiny", f"--out={lut}", "--runs=3", "--warmup=1",
+    quick = ("--runs=3", "--warmup=1", "--min_seconds=0")
+    built = run_tool("build_lut.py", "--space=tiny", f"--out={lut}", *quick,
                      "--calibration_archs=3")
     assert built.returncode == 0, built.stderr[-2000:]
     table = LatencyTable.load(lut)
     assert table.calibrated and len(table.calibration["measured_ms"]) == 3
-    again = run_tool("build_lut.py", "--space=tiny", f"--out={lut}", "--runs=3",
+    again = run_tool("build_lut.py", "--space=tiny", f"--out={lut}", *quick,
                      "--calibration_archs=3")
     assert again.returncode == 0 and "profiling" not in again.stderr  # nothing left to do
+    predictor = tmp_path / "predictor.json"
+    trained = run_tool("train_predictor.py", "--space=tiny", "--num_archs=10", "--steps=200",
+                       f"--latency_table={lut}", f"--out={predictor}", *quick)
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    assert "held-out 2: MAPE" in trained.stdout
+    dataset = json.loads((tmp_path / "predictor.dataset.json").read_text())
+    assert dataset["measurement"]["reference_ms"] == table.device["reference_ms"]
     checked = run_tool("validate_latency.py", "--space=tiny", f"--latency_table={lut}",
-                       "--num_archs=3", "--runs=3", f"--out={tmp_path / 'val'}")
+                       f"--predictor={predictor}", "--num_archs=3", *quick,
+                       f"--out={tmp_path / 'val'}")
     assert checked.returncode == 0, checked.stderr[-2000:]
     report = json.loads((tmp_path / "val" / "validation.json").read_text())
     assert report["num_archs"] == 3 and len(report["architectures"]) == 3
     assert {"raw_mape", "calibrated_mape", "predictor_mape", "rmse_ms"} <= set(report)
-    calibration_archs = {tuple(ops) for ops in table.calibration["archs"]}
-    assert not {tuple(r["ops"]) for r in report["architectures"]} & calibration_archs
+    assert report["predictor_mape"] >= 0
+    seen = {tuple(ops) for ops in table.calibration["archs"] + dataset["archs"]}
+    assert not {tuple(r["ops"]) for r in report["architectures"]} & seen  # unseen networks
     assert (tmp_path / "val" / "validation.png").stat().st_size > 1000

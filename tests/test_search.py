@@ -122,6 +122,8 @@ def report_dir(tmp_path: Path, report: dict) -> Path:
     (["--space=huge"], "unknown search space"),
     (["--cost_metric=latency"], "needs --latency_table"),
     (["--device=phone"], "unknown device 'phone'"),
+    (["--latency_model=mlp"], "expected table or predictor:PATH"),
+    (["--latency_model=predictor:/nowhere.json"], "does not exist"),
 ])
 def test_bad_flags_stop_before_training_with_one_line(tmp_path, args, message):
     model_dir = tmp_path / "run"
@@ -152,7 +154,8 @@ def test_bfloat16_step_keeps_decisions_and_cost_in_float32(tmp_path):
 def test_search_on_a_device_builds_its_table_and_measures_the_result(tmp_path):
     model_dir = tmp_path / "run"
     out = subprocess.run([sys.executable, "-m", "tfnas.search", "--space=tiny", "--epochs=1",
-                          "--device=local", "--profile_runs=3", "--calibration_archs=2",
+                          "--device=local", "--profile_runs=3", "--profile_seconds=0",
+                          "--calibration_archs=2",
                           f"--model_dir={model_dir}"], capture_output=True, text=True,
                          timeout=600, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -161,3 +164,26 @@ def test_search_on_a_device_builds_its_table_and_measures_the_result(tmp_path):
     report = json.loads((model_dir / "report.json").read_text())
     assert report["cost_metric"] == "latency" and report["measured_ms"] > 0
     assert report["predicted_ms"] == pytest.approx(report["predicted_cost"])
+
+
+def test_search_with_a_latency_predictor_reports_its_prediction(tmp_path):
+    from tfnas.latency import predictor
+    from tfnas.latency.table import LatencyTable
+    from tfnas.space import Architecture, get_space
+
+    space = get_space("tiny")
+    table = LatencyTable.from_flops(space, ms_per_mflop=1.0)
+    archs = [Architecture.sample(space, s) for s in range(40)]
+    model = predictor.fit(space, archs, [table.cost(a) for a in archs], steps=500)
+    path = tmp_path / "predictor.json"
+    model.save(path)
+    model_dir = tmp_path / "run"
+    out = subprocess.run([sys.executable, "-m", "tfnas.search", "--space=tiny", "--epochs=1",
+                          f"--latency_model=predictor:{path}", "--lam=0.5",
+                          f"--model_dir={model_dir}"], capture_output=True, text=True,
+                         timeout=600, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = json.loads((model_dir / "report.json").read_text())
+    arch = Architecture.from_dict(report["arch"])
+    assert report["cost_metric"] == "latency"
+    assert report["predicted_ms"] == pytest.approx(model.of(arch), rel=1e-6)

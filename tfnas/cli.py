@@ -8,7 +8,7 @@ exit with code 2, before any heavy work starts (DESIGN.md rule 7).
 from __future__ import annotations
 
 import sys
-from typing import Callable, NoReturn, Sequence
+from typing import TYPE_CHECKING, Callable, NoReturn, Sequence
 
 from tfnas.quiet import silence_tensorflow
 
@@ -17,6 +17,10 @@ silence_tensorflow()  # entry points import this module before TensorFlow
 from absl import app, flags  # noqa: E402
 
 from tfnas.errors import TfnasError, error_line  # noqa: E402
+
+if TYPE_CHECKING:
+    from tfnas.latency.meter import Meter
+    from tfnas.space import SearchSpace
 
 
 def fail(message: str) -> NoReturn:
@@ -71,3 +75,47 @@ def run(main: Callable[[list[str]], int | None], *, tensorflow: bool = True) -> 
             fail(str(err))
 
     app.run(guarded, flags_parser=_parse_flags)
+
+
+def define_measurement_flags(runs: int = 40, min_seconds: float = 3.0) -> None:
+    """The flags of every entry point that times models on a device (`tfnas.latency.meter`)."""
+    from tfnas.latency.devices import STATISTICS
+
+    flags.DEFINE_string("device", "local", "Where to measure: local (this host, LiteRT), "
+                        "adb:SERIAL (Android, benchmark_model) or cmd:TEMPLATE.")
+    flags.DEFINE_enum("delegate", None, ["gpu", "nnapi"], "adb devices: GPU or NNAPI delegate.")
+    flags.DEFINE_integer("threads", 1, "Interpreter threads.", lower_bound=1)
+    flags.DEFINE_integer("runs", runs, "Timed runs per model, at least.", lower_bound=1)
+    flags.DEFINE_integer("warmup", 5, "Untimed runs before timing.", lower_bound=0)
+    flags.DEFINE_float("min_seconds", min_seconds, "Each group of models is timed for at least "
+                       "this long.", lower_bound=0)
+    flags.DEFINE_enum("statistic", "p10", list(STATISTICS), "Latency statistic of the samples.")
+    flags.DEFINE_bool("reference", True, "Correct host drift: time models next to a reference "
+                      "network (see tfnas/latency/meter.py).")
+
+
+def meter_from_flags(values: flags.FlagValues, space: "SearchSpace") -> "Meter":
+    """The device and Meter the measurement flags describe (the device is checked)."""
+    from tfnas.latency.devices import parse_device
+    from tfnas.latency.meter import Meter, default_reference
+
+    device = parse_device(values.device, threads=values.threads, delegate=values.delegate)
+    device.check()
+    return Meter(device, runs=values.runs, warmup=values.warmup,
+                 min_seconds=values.min_seconds, statistic=values.statistic,
+                 reference=default_reference(space) if values.reference else None)
+
+
+def define_space_flags() -> None:
+    """--space and the overrides of its input size, width and classes."""
+    flags.DEFINE_string("space", "tiny", "Search space preset.")
+    flags.DEFINE_integer("input_size", None, "Override the space's input size.")
+    flags.DEFINE_float("width_multiplier", None, "Override the space's width multiplier.")
+    flags.DEFINE_integer("num_classes", None, "Override the space's number of classes.")
+
+
+def space_from_flags(values: flags.FlagValues) -> "SearchSpace":
+    from tfnas.space import get_space
+
+    return get_space(values.space, input_size=values.input_size,
+                     width_multiplier=values.width_multiplier, num_classes=values.num_classes)

@@ -343,6 +343,9 @@ def _define_flags() -> None:
     flags.DEFINE_enum("method", "superkernel", ["superkernel"], "Search method.")
     flags.DEFINE_string("latency_table", None,
                         "Latency table JSON, or a built-in table (pixel1).")
+    flags.DEFINE_string("latency_model", "table", "What predicts latency: table (the "
+                        "--latency_table or --device table) or predictor:PATH (an MLP from "
+                        "tools/train_predictor.py).")
     flags.DEFINE_enum("cost_metric", None, ["latency", "params", "flops"],
                       "What R counts: latency (ms, from --latency_table), params (M) or FLOPs "
                       "(M multiply-adds). Default: latency with a table, else flops.")
@@ -362,12 +365,15 @@ def _define_flags() -> None:
     flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16"], "Compute dtype.")
     flags.DEFINE_bool("jit_compile", False, "Compile the train step with XLA (on for TPUs).")
     flags.DEFINE_integer("checkpoint_every", 50, "Steps between checkpoints.")
-    flags.DEFINE_string("device", None, "Profile this device (local or adb:SERIAL) into "
+    flags.DEFINE_string("device", None, "Profile this device (local, adb:SERIAL or "
+                        "cmd:TEMPLATE) into "
                         "--latency_table (default MODEL_DIR/lut.json; only missing rows are "
                         "measured), search on it, and measure the derived network there.")
     flags.DEFINE_integer("threads", 1, "Threads on --device.", lower_bound=1)
-    flags.DEFINE_integer("profile_runs", 50, "Timed runs per table row and network.",
+    flags.DEFINE_integer("profile_runs", 40, "Timed runs per table row and network, at least.",
                          lower_bound=1)
+    flags.DEFINE_float("profile_seconds", 3.0, "Each group of models on --device is timed for "
+                       "at least this long.", lower_bound=0)
     flags.DEFINE_integer("calibration_archs", 4, "Whole networks measured to calibrate the "
                          "device's table.", lower_bound=0)
     flags.DEFINE_float("target_ms", None, "Latency target in ms, reported next to the "
@@ -399,8 +405,21 @@ def config_from_flags(flags_values: Any, table_ready: bool = True) -> SearchConf
     space = get_space(f.space, num_classes=f.num_classes, input_size=f.input_size,
                       width_multiplier=f.width_multiplier)
     objective = Objective(f.cost, f.lam)
-    metric = f.cost_metric or ("latency" if f.latency_table or f.device else "flops")
-    if metric == "params":
+    kind, _, predictor_path = f.latency_model.partition(":")
+    if f.latency_model != "table" and not (kind == "predictor" and predictor_path):
+        raise TfnasError(f"--latency_model={f.latency_model!r}: expected table or "
+                         "predictor:PATH")
+    metric = f.cost_metric or ("latency" if f.latency_table or f.device or predictor_path
+                               else "flops")
+    if metric == "latency" and predictor_path:
+        from tfnas.latency.predictor import LatencyPredictor
+
+        cost_model = LatencyPredictor.load(predictor_path)
+        if cost_model.space != space:
+            raise TfnasError(f"predictor {predictor_path!r} was trained for space "
+                             f"{cost_model.space.name!r} ({cost_model.space.num_layers} layers), "
+                             f"not this {space.name!r}")
+    elif metric == "params":
         cost_model = CostModel.params(space)
     elif metric == "flops" or (f.device and not table_ready):
         cost_model = CostModel.flops(space)  # the device's table is built after validation
@@ -435,13 +454,16 @@ def main(argv: list[str]) -> None:
         from tfnas.latency.devices import parse_device
         from tfnas.latency.profiler import calibrate, profile
 
+        from tfnas.latency.meter import Meter, default_reference
+
         device = parse_device(f.device, threads=f.threads)
         device.check()
+        meter = Meter(device, runs=f.profile_runs, min_seconds=f.profile_seconds,
+                      reference=default_reference(config.space))
         path = device_table_path(f)
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        table = profile(config.space, device, path, runs=f.profile_runs)
-        calibrate(table, config.space, device, path, num_archs=f.calibration_archs,
-                  runs=f.profile_runs)
+        table = profile(config.space, meter, path)
+        calibrate(table, config.space, meter, path, num_archs=f.calibration_archs)
         config = config_from_flags(f)
     if f.deterministic:
         import tensorflow as tf
@@ -459,9 +481,9 @@ def main(argv: list[str]) -> None:
     if device is not None:  # the derived network, measured on the device it was searched for
         from tfnas.latency.profiler import measure_network
 
-        report["measured_ms"] = measure_network(arch, device, runs=f.profile_runs)["median_ms"]
+        report["measured_ms"] = measure_network(arch, meter)
         (Path(config.model_dir) / "report.json").write_text(json.dumps(report, indent=1) + "\n")
-        print(f"measured on {device.name}: {report['measured_ms']:.3f} ms")
+        print(f"measured on {device.name}: {report['measured_ms']:.4g} ms")
     print(arch.table())
     unit = config.cost_model.unit
     target = f" (target {config.target_ms:g} ms)" if config.target_ms else ""

@@ -16,6 +16,7 @@ import keras
 from tfnas import nets
 from tfnas.costs import CostModel
 from tfnas.errors import TfnasError
+from tfnas.latency.predictor import LatencyPredictor
 from tfnas.layers.superkernel import SuperkernelMBConv
 from tfnas.space import SKIP, Architecture, SearchSpace
 
@@ -45,8 +46,22 @@ def searchable_layers(model: Any) -> list[SuperkernelMBConv]:
     return [layer for layer in model.layers if isinstance(layer, SuperkernelMBConv)]
 
 
-def expected_cost(model: Any, cost_model: CostModel) -> Any:
-    """Fixed cost plus every searchable layer's expected cost (Eq. 11-12)."""
+def soft_one_hot(model: Any, space: SearchSpace) -> Any:
+    """L x K op probabilities of the supernet (columns in `space.ops` order): the relaxed
+    one-hot a latency predictor reads."""
+    rows = []
+    for layer in searchable_layers(model):
+        probs = layer.op_probabilities()
+        rows.append(keras.ops.stack([keras.ops.cast(probs.get(op, 0.0), "float32")
+                                     for op in space.ops]))
+    return keras.ops.stack(rows)
+
+
+def expected_cost(model: Any, cost_model: CostModel | LatencyPredictor) -> Any:
+    """Fixed cost plus every searchable layer's expected cost (Eq. 11-12), or the latency
+    predictor's output for the relaxed one-hot of the supernet (LightNAS)."""
+    if isinstance(cost_model, LatencyPredictor):
+        return cost_model.soft_cost(soft_one_hot(model, cost_model.space))
     layers = searchable_layers(model)
     if len(layers) != len(cost_model.layers):
         raise TfnasError(f"cost model has {len(cost_model.layers)} layers, supernet has "

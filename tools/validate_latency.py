@@ -1,13 +1,15 @@
-"""How good is a latency table? Measure unseen networks and compare.
+"""How good is a latency model? Measure unseen networks and compare.
 
     python tools/validate_latency.py --space=tiny --latency_table=lut.json --device=local \
-        --num_archs=30 --out=runs/validation
+        --num_archs=30 --predictor=predictor.json --out=runs/validation
 
-Samples `--num_archs` random architectures (seeded apart from the calibration networks),
-measures each whole network on the device, and compares with the raw table (sum of rows) and
-the calibrated table. Writes DIR/validation.json (raw_mape, calibrated_mape, predictor_mape in
-percent, rmse_ms and max_error_ms of the calibrated table, one row per architecture) and
-DIR/validation.png (predicted vs measured).
+Samples `--num_archs` random architectures (seeded apart from the calibration networks and
+the predictor's training set), measures each whole network on the device in the table's
+units (its statistic and reference network, see tfnas/latency/meter.py), and compares them
+with the raw table (sum of rows), the calibrated table and, with `--predictor`, the MLP
+predictor. Writes DIR/validation.json (raw_mape, calibrated_mape, predictor_mape in percent,
+rmse_ms and max_error_ms of the calibrated table, the same for the predictor, one row per
+architecture) and DIR/validation.png (predicted vs measured).
 """
 
 from __future__ import annotations
@@ -19,72 +21,66 @@ from tfnas import cli
 from absl import flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("space", "tiny", "Search space preset.")
-flags.DEFINE_integer("input_size", None, "Override the space's input size.")
+cli.define_space_flags()
 flags.DEFINE_string("latency_table", None, "The table to validate.")
-flags.DEFINE_string("device", "local", "Where to measure: local, adb:SERIAL or cmd:TEMPLATE.")
-flags.DEFINE_integer("threads", 1, "Interpreter threads.", lower_bound=1)
+flags.DEFINE_string("predictor", None, "A latency predictor to validate too (optional).")
+cli.define_measurement_flags()
 flags.DEFINE_integer("num_archs", 30, "Unseen architectures to measure.", lower_bound=1)
 flags.DEFINE_integer("seed", 1000, "Seed of the sampled architectures.")
-flags.DEFINE_integer("runs", 50, "Timed runs per network.", lower_bound=1)
 flags.DEFINE_string("out", None, "Output folder.")
 flags.mark_flags_as_required(["latency_table", "out"])
 
 
-def _errors(predicted: list[float], measured: list[float]) -> dict[str, float]:
-    import numpy as np
-
-    p, m = np.asarray(predicted), np.asarray(measured)
-    return {"mape": float(np.mean(np.abs(p - m) / m) * 100),
-            "rmse_ms": float(np.sqrt(np.mean((p - m) ** 2))),
-            "max_error_ms": float(np.max(np.abs(p - m)))}
-
-
 def main(argv: list[str]) -> None:
-    import numpy as np
-    from tqdm import tqdm
-
-    from tfnas.latency.devices import parse_device
-    from tfnas.latency.profiler import measure_network
+    from tfnas.latency import measured, predictor
+    from tfnas.latency.profiler import measure_many
     from tfnas.latency.table import LatencyTable
-    from tfnas.space import Architecture, get_space
 
-    space = get_space(FLAGS.space, input_size=FLAGS.input_size)
+    space = cli.space_from_flags(FLAGS)
     table = LatencyTable.load(FLAGS.latency_table)
     table.check_covers(space, f"latency table {FLAGS.latency_table!r}")
-    device = parse_device(FLAGS.device, threads=FLAGS.threads)
-    device.check()
-    rng = np.random.default_rng(FLAGS.seed)
+    model = predictor.LatencyPredictor.load(FLAGS.predictor) if FLAGS.predictor else None
+    meter = cli.meter_from_flags(FLAGS, space)
+    meter.adopt(table.device)
     seen = {tuple(ops) for ops in table.calibration.get("archs", [])}
-    archs = []
-    while len(archs) < FLAGS.num_archs:
-        arch = Architecture.sample(space, rng)
-        if tuple(op.name for op in arch.ops) not in seen:
-            archs.append(arch)
-            seen.add(tuple(op.name for op in arch.ops))
-    rows = []
-    for arch in tqdm(archs, desc="measuring", unit="net"):
-        stats = measure_network(arch, device, runs=FLAGS.runs)
-        rows.append({"ops": [op.name for op in arch.ops], "measured_ms": stats["median_ms"],
-                     "raw_ms": table.cost(arch), "calibrated_ms": table.calibrated_cost(arch)})
-    measured = [r["measured_ms"] for r in rows]
-    raw = _errors([r["raw_ms"] for r in rows], measured)
-    cal = _errors([r["calibrated_ms"] for r in rows], measured)
-    report = {"space": space.name, "device": device.describe(), "table": FLAGS.latency_table,
-              "calibrated": table.calibrated, "num_archs": len(rows),
-              "raw_mape": raw["mape"], "calibrated_mape": cal["mape"], "predictor_mape": None,
+    if model is not None and model.metrics.get("dataset"):
+        trained, _, _ = measured.load(model.metrics["dataset"], space)
+        seen |= {tuple(op.name for op in a.ops) for a in trained}
+    archs = measured.sample_unique(space, FLAGS.num_archs, FLAGS.seed, exclude=seen)
+    ms = measure_many(archs, meter)
+    rows = [{"ops": [op.name for op in arch.ops], "measured_ms": m, "raw_ms": table.cost(arch),
+             "calibrated_ms": table.calibrated_cost(arch)} for arch, m in zip(archs, ms)]
+    if model is not None:
+        for row, value in zip(rows, model.predict(archs)):
+            row["predictor_ms"] = float(value)
+    raw = predictor.errors([r["raw_ms"] for r in rows], ms)
+    cal = predictor.errors([r["calibrated_ms"] for r in rows], ms)
+    mlp = predictor.errors([r["predictor_ms"] for r in rows], ms) if model else None
+    report = {"space": space.name, "device": table.device, "table": FLAGS.latency_table,
+              "predictor": FLAGS.predictor, "calibrated": table.calibrated,
+              "num_archs": len(rows), "raw_mape": raw["mape"], "calibrated_mape": cal["mape"],
+              "predictor_mape": mlp["mape"] if mlp else None,
               "rmse_ms": cal["rmse_ms"], "max_error_ms": cal["max_error_ms"],
-              "raw_rmse_ms": raw["rmse_ms"], "architectures": rows}
+              "raw_rmse_ms": raw["rmse_ms"],
+              "predictor_rmse_ms": mlp["rmse_ms"] if mlp else None,
+              "predictor_max_error_ms": mlp["max_error_ms"] if mlp else None,
+              "architectures": rows}
     out = Path(FLAGS.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "validation.json").write_text(json.dumps(report, indent=1) + "\n")
-    _plot(rows, out / "validation.png", space.name, device.name, raw["mape"], cal["mape"])
-    print(f"{len(rows)} unseen {space.name} networks on {device.name}: raw table MAPE "
-          f"{raw['mape']:.2f}%, calibrated MAPE {cal['mape']:.2f}% (RMSE {cal['rmse_ms']:.3f} ms"
-          f", max error {cal['max_error_ms']:.3f} ms); wrote {out}/validation.json and .png")
+    _plot(rows, out / "validation.png", space.name, meter.device.name,
+          {"raw table": raw["mape"], "calibrated table": cal["mape"],
+           **({"predictor": mlp["mape"]} if mlp else {})})
+    extra = (f"; predictor MAPE {mlp['mape']:.2f}% (RMSE {mlp['rmse_ms']:.4g} ms, max error "
+             f"{mlp['max_error_ms']:.4g} ms)" if mlp else "")
+    print(f"{len(rows)} unseen {space.name} networks on {meter.device.name}: raw table MAPE "
+          f"{raw['mape']:.2f}%, calibrated MAPE {cal['mape']:.2f}% (RMSE {cal['rmse_ms']:.4g} "
+          f"ms, max error {cal['max_error_ms']:.4g} ms){extra}; wrote {out}/validation.json "
+          "and .png")
 
 
-def _plot(rows: list[dict], path: Path, space: str, device: str, raw: float, cal: float) -> None:
+def _plot(rows: list[dict], path: Path, space: str, device: str,
+          mapes: dict[str, float]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -92,9 +88,11 @@ def _plot(rows: list[dict], path: Path, space: str, device: str, raw: float, cal
 
     measured = [r["measured_ms"] for r in rows]
     fig, ax = plt.subplots(figsize=(5, 5))
-    ax.scatter(measured, [r["raw_ms"] for r in rows], s=14, label=f"raw table ({raw:.2f}%)")
-    ax.scatter(measured, [r["calibrated_ms"] for r in rows], s=14,
-               label=f"calibrated ({cal:.2f}%)")
+    for label, key in (("raw table", "raw_ms"), ("calibrated table", "calibrated_ms"),
+                       ("predictor", "predictor_ms")):
+        if label in mapes:
+            ax.scatter(measured, [r[key] for r in rows], s=14,
+                       label=f"{label} ({mapes[label]:.2f}%)")
     low, high = min(measured) * 0.95, max(measured) * 1.05
     ax.plot([low, high], [low, high], "k--", lw=1, label="predicted = measured")
     ax.set(xlabel="measured latency (ms)", ylabel="predicted latency (ms)",
@@ -106,4 +104,4 @@ def _plot(rows: list[dict], path: Path, space: str, device: str, raw: float, cal
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(main, tensorflow=False)

@@ -1,8 +1,9 @@
 """Devices that run a .tflite model and time it.
 
 Every device has one interface: `benchmark(model_path, runs=, warmup=)` returns a
-`BenchmarkResult` (median, mean, standard deviation, p90, min over `runs` timed invocations
-after `warmup` untimed ones), and `describe()` returns metadata for latency tables.
+`BenchmarkResult` (median, mean, standard deviation, p10, p90, min over at least `runs` timed
+invocations after `warmup` untimed ones, spread over at least `min_seconds`), and
+`describe()` returns metadata for latency tables.
 
 `LocalDevice` times the LiteRT interpreter (`ai_edge_litert`, XNNPACK on CPU) on this host;
 `AdbDevice` an Android phone through adb and TFLite's `benchmark_model`; `CommandDevice` any
@@ -25,6 +26,9 @@ import numpy as np
 from tfnas.errors import TfnasError, error_line, first_line
 
 
+STATISTICS = ("median", "p10", "min", "mean")
+
+
 @dataclasses.dataclass(frozen=True)
 class BenchmarkResult:
     """Latency statistics of one model on one device, in milliseconds."""
@@ -35,6 +39,13 @@ class BenchmarkResult:
     p90_ms: float
     min_ms: float
     runs: int
+    p10_ms: float = float("nan")
+
+    def statistic(self, name: str) -> float:
+        """`median`, `p10`, `min` or `mean` in ms."""
+        if name not in STATISTICS:
+            raise TfnasError(f"unknown statistic {name!r}: choose {', '.join(STATISTICS)}")
+        return float(getattr(self, f"{name}_ms"))
 
     @classmethod
     def from_samples(cls, samples_ms: Any) -> "BenchmarkResult":
@@ -43,7 +54,8 @@ class BenchmarkResult:
             raise TfnasError("no timing samples")
         return cls(median_ms=float(np.median(times)), mean_ms=float(times.mean()),
                    std_ms=float(times.std()), p90_ms=float(np.percentile(times, 90)),
-                   min_ms=float(times.min()), runs=int(times.size))
+                   min_ms=float(times.min()), runs=int(times.size),
+                   p10_ms=float(np.percentile(times, 10)))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -59,11 +71,12 @@ class Device(Protocol):
 
     name: str
 
-    def benchmark(self, model_path: str | Path, *, runs: int = 100,
-                  warmup: int = 10) -> BenchmarkResult: ...
+    def benchmark(self, model_path: str | Path, *, runs: int = 100, warmup: int = 10,
+                  min_seconds: float = 0.0) -> BenchmarkResult: ...
 
     def benchmark_many(self, model_paths: Sequence[str | Path], *, runs: int = 100,
-                       warmup: int = 10) -> list[BenchmarkResult]: ...
+                       warmup: int = 10, min_seconds: float = 0.0
+                       ) -> list[BenchmarkResult]: ...
 
     def check(self) -> None:
         """Raises a clear TfnasError when the device cannot run models."""
@@ -114,13 +127,17 @@ class LocalDevice:
             raise TfnasError(f"LiteRT could not load {model_path}: {error_line(err)}") from None
         return interpreter
 
-    def benchmark(self, model_path: str | Path, *, runs: int = 100,
-                  warmup: int = 10) -> BenchmarkResult:
-        return self.benchmark_many([model_path], runs=runs, warmup=warmup)[0]
+    def benchmark(self, model_path: str | Path, *, runs: int = 100, warmup: int = 10,
+                  min_seconds: float = 0.0) -> BenchmarkResult:
+        return self.benchmark_many([model_path], runs=runs, warmup=warmup,
+                                   min_seconds=min_seconds)[0]
 
     def benchmark_many(self, model_paths: Sequence[str | Path], *, runs: int = 100,
-                       warmup: int = 10, chunk: int = 5) -> list[BenchmarkResult]:
-        """Loads every model, then times them round-robin, `chunk` runs of each per turn."""
+                       warmup: int = 10, min_seconds: float = 0.0,
+                       chunk: int = 1) -> list[BenchmarkResult]:
+        """Loads every model, then times them round-robin, `chunk` runs of each per turn, until
+        every model has `runs` samples and `min_seconds` have passed. Drifts of the host then
+        hit all models alike, and their ratios hold."""
         _check_counts(runs, warmup)
         interpreters = [self.load(path) for path in model_paths]
         rng = np.random.default_rng(0)
@@ -129,15 +146,16 @@ class LocalDevice:
                 interpreter.set_tensor(detail["index"], _random_input(detail, rng))
             for _ in range(warmup):
                 interpreter.invoke()
-        samples = np.empty((len(interpreters), runs))
+        samples: list[list[float]] = [[] for _ in interpreters]
         clock = time.perf_counter
-        for start_run in range(0, runs, chunk):
-            for row, interpreter in enumerate(interpreters):
-                for i in range(start_run, min(start_run + chunk, runs)):
+        began = clock()
+        while len(samples[0]) < runs or clock() - began < min_seconds:
+            for interpreter, times in zip(interpreters, samples):
+                for _ in range(chunk):
                     start = clock()
                     interpreter.invoke()
-                    samples[row, i] = (clock() - start) * 1e3
-        return [BenchmarkResult.from_samples(row) for row in samples]
+                    times.append((clock() - start) * 1e3)
+        return [BenchmarkResult.from_samples(times) for times in samples]
 
     def describe(self) -> dict[str, Any]:
         from importlib.metadata import version
@@ -152,9 +170,10 @@ class LocalDevice:
 #         median=9830 p95=10100
 #   INFO: Inference timings in us: Init: 15000, First inference: 12000, Warmup (avg): ...
 # (older builds omit "INFO: " and the p5/median/p95 fields). The last count= line is the timed
-# run; benchmark_model prints no p90, so p90_ms holds its p95.
+# run; benchmark_model prints no p10 or p90, so p10_ms holds its p5 (min on older builds) and
+# p90_ms its p95.
 _COUNT_RE = re.compile(r"count=(\d+) first=\S+ curr=\S+ min=(\S+) max=\S+ avg=(\S+) std=(\S+)"
-                       r"(?: p5=\S+ median=(\S+) p95=(\S+))?")
+                       r"(?: p5=(\S+) median=(\S+) p95=(\S+))?")
 _SUMMARY_RE = re.compile(r"Inference timings in us: .*Inference \(avg\): (\S+)")
 
 
@@ -164,16 +183,16 @@ def parse_benchmark_model(output: str) -> BenchmarkResult:
     if not matches or not _SUMMARY_RE.search(output):
         raise TfnasError("could not read benchmark_model output (expected 'count=... avg=...' "
                          f"and 'Inference timings in us'); it began: {first_line(output)!r}")
-    count, low, avg, std, median, p95 = matches[-1]
+    count, low, avg, std, p5, median, p95 = matches[-1]
     try:
-        us = [float(x) if x else None for x in (low, avg, std, median, p95)]
+        us = [float(x) if x else None for x in (low, avg, std, p5, median, p95)]
     except ValueError:
         raise TfnasError(f"garbled benchmark_model statistics: {matches[-1]}") from None
-    low, avg, std, median, p95 = us
+    low, avg, std, p5, median, p95 = us
     return BenchmarkResult(median_ms=(median if median is not None else avg) / 1e3,
                            mean_ms=avg / 1e3, std_ms=std / 1e3,
                            p90_ms=(p95 if p95 is not None else avg) / 1e3, min_ms=low / 1e3,
-                           runs=int(count))
+                           runs=int(count), p10_ms=(p5 if p5 is not None else low) / 1e3)
 
 
 class AdbDevice:
@@ -229,8 +248,8 @@ class AdbDevice:
                 f"{self.binary} && adb shell chmod +x {self.binary}") from None
         self._checked = True
 
-    def benchmark(self, model_path: str | Path, *, runs: int = 100,
-                  warmup: int = 10) -> BenchmarkResult:
+    def benchmark(self, model_path: str | Path, *, runs: int = 100, warmup: int = 10,
+                  min_seconds: float = 0.0) -> BenchmarkResult:
         from tfnas.export import read_model_file
 
         _check_counts(runs, warmup)
@@ -239,20 +258,21 @@ class AdbDevice:
         remote = f"{Path(self.binary).parent}/tfnas_{Path(model_path).name}"
         self._run("push", str(model_path), remote)
         args = [self.binary, f"--graph={remote}", f"--num_threads={self.threads}",
-                f"--num_runs={runs}", f"--warmup_runs={warmup}", "--min_secs=0"]
+                f"--num_runs={runs}", f"--warmup_runs={warmup}", f"--min_secs={min_seconds:g}"]
         if self.delegate:
             args.append(f"--use_{self.delegate}=true")
         return parse_benchmark_model(self._run("shell", " ".join(args)))
 
     def benchmark_many(self, model_paths: Sequence[str | Path], *, runs: int = 100,
-                       warmup: int = 10) -> list[BenchmarkResult]:
+                       warmup: int = 10, min_seconds: float = 0.0) -> list[BenchmarkResult]:
         """One after the other: benchmark_model holds one model at a time."""
-        return [self.benchmark(path, runs=runs, warmup=warmup) for path in model_paths]
+        return [self.benchmark(path, runs=runs, warmup=warmup, min_seconds=min_seconds)
+                for path in model_paths]
 
     def describe(self) -> dict[str, Any]:
         return {"device": self.name, "kind": "adb", "runtime": "benchmark_model",
                 "threads": self.threads, "delegate": self.delegate or "cpu",
-                "note": "p90_ms holds benchmark_model's p95"}
+                "note": "p10_ms and p90_ms hold benchmark_model's p5 and p95"}
 
 
 _MS_RE = re.compile(r"(?:median_ms[=:]\s*([0-9.]+))|(?:([0-9.]+)\s*ms\b)")
@@ -261,7 +281,8 @@ _MS_RE = re.compile(r"(?:median_ms[=:]\s*([0-9.]+))|(?:([0-9.]+)\s*ms\b)")
 class CommandDevice:
     """Any command that runs a model file and prints its latency (e.g. over ssh to a board).
 
-    The template's `{model}`, `{runs}`, `{warmup}` and `{threads}` are filled in, e.g.
+    The template's `{model}`, `{runs}`, `{warmup}`, `{threads}` and `{min_seconds}` are
+    filled in, e.g.
     `cmd:ssh pi@board ./benchmark_model --graph={model} --num_runs={runs}` (copy the model
     first in your own script if the board needs it). Its output may be benchmark_model's, or
     any text with `median_ms=X` or `X ms` (the last such number is taken as the median).
@@ -285,15 +306,15 @@ class CommandDevice:
         if shutil.which(self.argv[0]) is None:
             raise TfnasError(f"command {self.argv[0]!r} of --device=cmd:... not found")
 
-    def benchmark(self, model_path: str | Path, *, runs: int = 100,
-                  warmup: int = 10) -> BenchmarkResult:
+    def benchmark(self, model_path: str | Path, *, runs: int = 100, warmup: int = 10,
+                  min_seconds: float = 0.0) -> BenchmarkResult:
         from tfnas.export import read_model_file
 
         _check_counts(runs, warmup)
         read_model_file(model_path)
         self.check()
         values = {"model": str(model_path), "runs": runs, "warmup": warmup,
-                  "threads": self.threads}
+                  "threads": self.threads, "min_seconds": f"{min_seconds:g}"}
         argv = [arg.format(**values) for arg in self.argv]
         try:
             done = subprocess.run(argv, capture_output=True, text=True, timeout=self.timeout)
@@ -309,11 +330,12 @@ class CommandDevice:
             raise TfnasError(f"no latency in the output of {self.argv[0]} (expected "
                              f"'median_ms=X' or 'X ms'): {first_line(done.stdout)!r}")
         value = float(next(x for x in found[-1] if x))
-        return BenchmarkResult(value, value, 0.0, value, value, runs)
+        return BenchmarkResult(value, value, 0.0, value, value, runs, p10_ms=value)
 
     def benchmark_many(self, model_paths: Sequence[str | Path], *, runs: int = 100,
-                       warmup: int = 10) -> list[BenchmarkResult]:
-        return [self.benchmark(path, runs=runs, warmup=warmup) for path in model_paths]
+                       warmup: int = 10, min_seconds: float = 0.0) -> list[BenchmarkResult]:
+        return [self.benchmark(path, runs=runs, warmup=warmup, min_seconds=min_seconds)
+                for path in model_paths]
 
     def describe(self) -> dict[str, Any]:
         return {"device": self.name, "kind": "cmd", "command": self.template,

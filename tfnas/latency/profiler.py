@@ -1,106 +1,86 @@
 """Profile a search space on a device into a LatencyTable (Single-Path NAS Sec. 3.3 / FBNet LUT).
 
-For every distinct `LayerSignature` of the space, one small model holding only that MBConv is
-built, converted to a float32 .tflite, timed on the device (median of `runs` after `warmup`),
-and written as a row. The fixed part (stem and first layer, head and classifier) is timed as
-two more models. A skip row costs 0 ms: the identity adds no op to a TFLite network.
+For every distinct `LayerSignature` of the space, one small float32 .tflite holding only that
+MBConv is written (`timing_models`: the operators the TFLite converter emits, without its
+seconds of overhead per model), timed on the device through a `Meter` (drift-corrected against
+a reference network, see `meter.py`), and written as a row. The fixed part (stem and first
+layer, head and classifier) is timed as two more models. A skip row costs 0 ms: the identity
+adds no op to a TFLite network.
 
-Profiling is resumable: the table is rewritten after every row, and a second run against the
-same output measures only the rows still missing.
+Profiling is resumable: the table is rewritten after every group of rows, and a second run
+against the same output measures only the rows still missing, in the units (statistic,
+reference network and its latency) the table was started with.
 """
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 from tfnas.errors import TfnasError
-from tfnas.latency.devices import Device
+from tfnas.latency import timing_models
+from tfnas.latency.devices import BenchmarkResult
+from tfnas.latency.meter import Meter
 from tfnas.latency.table import LatencyTable
-from tfnas.space import Architecture, LayerSignature, SearchSpace
+from tfnas.space import Architecture, LayerSignature, Op, SearchSpace
 
 FIXED_KEYS = ("stem", "head")
 
 
-def signature_model(sig: LayerSignature) -> Any:
-    """A Keras model computing only the MBConv of `sig` (batch 1 after export)."""
-    import keras
-
-    from tfnas import nets
-
-    inputs = keras.Input((sig.height, sig.width, sig.c_in))
-    return keras.Model(inputs, nets.mbconv(inputs, keras, sig, "layer"))
-
-
-def fixed_models(space: SearchSpace) -> dict[str, Any]:
-    """The stem (with the fixed first layer) and the head, as two models."""
-    import keras
-
-    from tfnas import nets
-
-    stem_in = nets.image_input(keras, space)
-    size = space.final_size
-    head_in = keras.Input((size, size, space.layers[-1].c_out))
-    return {"stem": keras.Model(stem_in, nets.stem(stem_in, keras, space)),
-            "head": keras.Model(head_in, nets.head(head_in, keras, space, dropout=0.0))}
+def _open_table(out: Path, meter: Meter) -> LatencyTable:
+    """The table at `out` (the meter adopts its units), or a new empty one."""
+    meta = {**meter.device.describe(), "dtype": "float32"}
+    if not out.exists():
+        return LatencyTable({}, 0.0, meta, fixed_parts={})
+    table = LatencyTable.load(out)
+    known = {k: v for k, v in table.device.items() if k in ("device", "threads", "dtype")}
+    if any(meta.get(k) != v for k, v in known.items()):
+        raise TfnasError(f"{out} was measured on {known}, not on {meta['device']} with "
+                         f"{meta['threads']} thread(s): choose another --out")
+    meter.adopt(table.device)
+    return table
 
 
-def _measure(model: Any, device: Device, runs: int, warmup: int, folder: str) -> dict[str, float]:
-    from tfnas import export
-
-    path = Path(folder) / "model.tflite"
-    path.write_bytes(export.to_tflite(model))
-    result = device.benchmark(path, runs=runs, warmup=warmup)
-    return {"median_ms": result.median_ms, "p90_ms": result.p90_ms, "std_ms": result.std_ms,
-            "runs": result.runs}
-
-
-def profile(space: SearchSpace, device: Device, out: str | Path, *, runs: int = 50,
-            warmup: int = 5, progress: bool = True,
-            on_row: Callable[[str, dict[str, float]], None] | None = None) -> LatencyTable:
-    """Measures every missing row of `space` on `device` into the table at `out` (resumable)."""
+def profile(space: SearchSpace, meter: Meter, out: str | Path, *, progress: bool = True,
+            on_row: Callable[[str, float], None] | None = None) -> LatencyTable:
+    """Measures every missing row of `space` with `meter` into the table at `out`
+    (resumable)."""
     out = Path(out)
-    meta = {**device.describe(), "dtype": "float32", "runs": runs, "warmup": warmup,
-            "statistic": "median"}
-    if out.exists():
-        table = LatencyTable.load(out)
-        known = {k: v for k, v in table.device.items() if k in ("device", "threads", "dtype")}
-        if any(meta.get(k) != v for k, v in known.items()):
-            raise TfnasError(f"{out} was measured on {known}, not on {meta['device']} with "
-                             f"{meta['threads']} thread(s): choose another --out")
-    else:
-        table = LatencyTable({}, 0.0, meta, fixed_parts={})
-    todo: list[tuple[str, Any]] = [
-        (key, None) for key in FIXED_KEYS if key not in table.fixed_parts]
-    todo += [(sig.key, sig) for sig in space.signatures() if sig not in table.rows]
+    table = _open_table(out, meter)
+    for sig in space.signatures():
+        if sig.op.is_skip and sig not in table.rows:
+            table.rows[sig] = 0.0
+    todo = [key for key in FIXED_KEYS if key not in table.fixed_parts]
+    todo += [sig.key for sig in space.signatures() if sig not in table.rows]
     if not todo:
         return table
-    bar = _progress(len(todo), progress)
-    with tempfile.TemporaryDirectory() as folder:
-        models = fixed_models(space) if any(sig is None for _, sig in todo) else {}
-        for key, sig in todo:
-            if sig is not None and sig.op.is_skip:
-                stats = {"median_ms": 0.0, "p90_ms": 0.0, "std_ms": 0.0, "runs": 0}
-            else:
-                model = models[key] if sig is None else signature_model(sig)
-                stats = _measure(model, device, runs, warmup, folder)
-            if sig is None:
-                table.fixed_parts[key] = stats["median_ms"]
-                table.fixed_ms = sum(table.fixed_parts.values())
-            else:
-                table.rows[sig] = stats["median_ms"]
-            table.stats[key] = stats
-            table.save(out)  # every row lands on disk: an interrupted run loses at most one
-            if on_row:
-                on_row(key, stats)
-            bar.update(1)
-            bar.set_postfix_str(f"{key}: {stats['median_ms']:.3f} ms")
+    fixed = timing_models.fixed_parts(space) if any(k in FIXED_KEYS for k in todo) else {}
+    models = [fixed[key] if key in FIXED_KEYS else
+              timing_models.layer(LayerSignature.from_key(key)) for key in todo]
+    bar = progress_bar(len(todo), progress)
+
+    def row_done(index: int, ms: float, raw: BenchmarkResult) -> None:
+        key = todo[index]
+        if key in FIXED_KEYS:
+            table.fixed_parts[key] = ms
+            table.fixed_ms = sum(table.fixed_parts.values())
+        else:
+            table.rows[LayerSignature.from_key(key)] = ms
+        table.stats[key] = {"ms": ms, "median_ms": raw.median_ms, "p10_ms": raw.p10_ms,
+                            "std_ms": raw.std_ms, "runs": raw.runs}
+        table.device.update(meter.describe())
+        table.save(out)  # every row lands on disk: an interrupted run loses one group at most
+        if on_row:
+            on_row(key, ms)
+        bar.update(1)
+        bar.set_postfix_str(f"{key}: {ms:.4g} ms")
+
+    meter.measure(models, row_done)
     bar.close()
     return table
 
 
-def _progress(total: int, enabled: bool, what: str = "profiling", unit: str = "rows") -> Any:
+def progress_bar(total: int, enabled: bool, what: str = "profiling", unit: str = "rows") -> Any:
     from tqdm import tqdm
 
     return tqdm(total=total, disable=not enabled, desc=what,
@@ -108,24 +88,27 @@ def _progress(total: int, enabled: bool, what: str = "profiling", unit: str = "r
                 " [{elapsed}<{remaining} left] {postfix}")
 
 
-def measure_network(arch: Architecture, device: Device, *, runs: int = 50, warmup: int = 5,
-                    folder: str | None = None) -> dict[str, float]:
-    """Whole-network latency statistics of `arch` (float32 TFLite) on `device`."""
-    from tfnas import nets
-
-    with tempfile.TemporaryDirectory() as scratch:
-        return _measure(nets.build(arch), device, runs, warmup, folder or scratch)
+def measure_network(arch: Architecture, meter: Meter) -> float:
+    """Whole-network latency of `arch` (float32 TFLite) in ms, measured by `meter`."""
+    return meter.measure_one(timing_models.network(arch))
 
 
-def calibrate(table: LatencyTable, space: SearchSpace, device: Device, out: str | Path, *,
-              num_archs: int = 8, seed: int = 0, runs: int = 50, warmup: int = 5,
-              progress: bool = True) -> LatencyTable:
+def measure_many(archs: list[Architecture], meter: Meter, progress: bool = True
+                 ) -> list[float]:
+    """Whole-network latencies in ms, with a progress bar."""
+    bar = progress_bar(len(archs), progress, "measuring", "networks")
+    values = meter.measure([timing_models.network(a) for a in archs],
+                           lambda i, ms, raw: (bar.update(1), bar.set_postfix_str(f"{ms:.4g} ms")))
+    bar.close()
+    return values
+
+
+def calibrate(table: LatencyTable, space: SearchSpace, meter: Meter, out: str | Path, *,
+              num_archs: int = 8, seed: int = 0, progress: bool = True) -> LatencyTable:
     """Measures `num_archs` whole networks (the all-smallest, the all-largest and random ones)
     and fits the table's calibration; resumable like `profile` (networks already measured in
     the table are not measured again)."""
     import numpy as np
-
-    from tfnas.space import Op
 
     if num_archs < 1:
         return table
@@ -138,18 +121,21 @@ def calibrate(table: LatencyTable, space: SearchSpace, device: Device, out: str 
     if table.calibration.get("space", space.name) != space.name:
         raise TfnasError(f"the table is calibrated for space {table.calibration['space']!r}, "
                          f"not {space.name!r}: write the calibration to a copy of the table")
+    meter.adopt(table.device)
     table.calibration["space"] = space.name
     done = table.calibration.setdefault("archs", [])
     measured = table.calibration.setdefault("measured_ms", [])
     todo = [a for a in archs if [op.name for op in a.ops] not in done]
-    bar = _progress(len(todo), progress and bool(todo), "calibrating", "networks")
-    for arch in todo:
-        stats = measure_network(arch, device, runs=runs, warmup=warmup)
-        done.append([op.name for op in arch.ops])
-        measured.append(stats["median_ms"])
+    bar = progress_bar(len(todo), progress and bool(todo), "calibrating", "networks")
+
+    def network_done(index: int, ms: float, raw: BenchmarkResult) -> None:
+        done.append([op.name for op in todo[index].ops])
+        measured.append(ms)
         table.save(out)
         bar.update(1)
-        bar.set_postfix_str(f"{stats['median_ms']:.3f} ms")
+        bar.set_postfix_str(f"{ms:.4g} ms")
+
+    meter.measure([timing_models.network(arch) for arch in todo], network_done)
     bar.close()
     predicted = [table.cost(Architecture(space, tuple(ops))) for ops in done]
     table.fit_calibration(predicted, measured)

@@ -239,19 +239,25 @@ class SuperkernelMBConv(keras.layers.Layer):
         k = self.kernels[int(np.argmax([float(p) for p in p_kernel]))]
         return Op(k, self.expansions[int(np.argmax(pe))])
 
+    def op_probabilities(self) -> dict[Op, Any]:
+        """P(op) of every candidate: P(k)·P(e) for MBConv k x e, 1 − Σ P(e) for skip (a
+        relaxed one-hot: hard in the forward pass, sigmoid gradients in the backward one)."""
+        p_kernel, p_expansion = self._choice_probabilities()
+        probs = {Op(k, e): p_kernel[j] * p_expansion[i]
+                 for j, k in enumerate(self.kernels) for i, e in enumerate(self.expansions)}
+        if self.allow_skip:
+            probs[SKIP] = 1.0 - sum(p_expansion)
+        return probs
+
     def expected_cost(self, costs: dict[Op, float]) -> Any:
         """Eq. 11-12: Σ P(k)·P(e)·R(k, e) + P(skip)·R(skip), differentiable in the thresholds.
 
         `costs` maps each candidate op of this layer to its cost (a latency table's rows for
         the layer's signatures, or params / FLOPs).
         """
-        p_kernel, p_expansion = self._choice_probabilities()
         total = 0.0
-        for j, k in enumerate(self.kernels):
-            for i, e in enumerate(self.expansions):
-                total = total + p_kernel[j] * p_expansion[i] * costs[Op(k, e)]
-        if self.allow_skip:
-            total = total + (1.0 - sum(p_expansion)) * costs[SKIP]
+        for op, p in self.op_probabilities().items():
+            total = total + p * costs[op]
         return total
 
     def child_weights(self, op: Op) -> dict[str, list[np.ndarray]]:

@@ -1,0 +1,71 @@
+"""Drift-corrected measurement: values are scaled by the reference, and resume in its units."""
+
+from __future__ import annotations
+
+import pytest
+
+from tfnas.errors import TfnasError
+from tfnas.latency import measured, timing_models
+from tfnas.latency.devices import BenchmarkResult
+from tfnas.latency.meter import Meter, default_reference
+from tfnas.space import Architecture, get_space
+
+
+class SlowingDevice:
+    """A fake device whose speed halves between calls; the reference slows with the rest."""
+
+    name = "fake:slowing"
+
+    def __init__(self, sizes: dict[int, float]) -> None:
+        self.sizes, self.factor = sizes, 1.0
+
+    def benchmark_many(self, paths, *, runs, warmup, min_seconds):
+        results = []
+        for path in paths:
+            ms = self.sizes[len(open(path, "rb").read())] * self.factor
+            results.append(BenchmarkResult(ms, ms, 0.0, ms, ms, runs, p10_ms=ms))
+        self.factor *= 2.0
+        return results
+
+    def describe(self):
+        return {"device": self.name, "threads": 1}
+
+
+def test_reference_cancels_a_host_that_slows_down():
+    space = get_space("tiny")
+    ref, a, b = (default_reference(space), Architecture.sample(space, 1),
+                 Architecture.sample(space, 2))
+    models = [timing_models.network(x) for x in (ref, a, b)]
+    device = SlowingDevice({len(models[0]): 10.0, len(models[1]): 20.0, len(models[2]): 5.0})
+    meter = Meter(device, group=1, reference=ref)
+    assert meter.measure(models[1:]) == pytest.approx([20.0, 5.0])  # 1x, 2x, 4x slower calls
+    plain = Meter(SlowingDevice(device.sizes), group=1, reference=None)
+    assert plain.measure(models[1:]) == pytest.approx([20.0, 10.0])  # the drift shows
+
+
+def test_dataset_collection_resumes_in_the_same_units(tmp_path):
+    space = get_space("tiny")
+    ref = default_reference(space)
+    path = tmp_path / "data.json"
+    first = Meter(_real(), runs=2, warmup=0, min_seconds=0, reference=ref)
+    archs, ms = measured.collect(path, space, first, 3, seed=0, progress=False)
+    assert len(archs) == 3 and all(m > 0 for m in ms)
+    second = Meter(_real(), runs=2, warmup=0, min_seconds=0, reference=ref)
+    archs2, ms2 = measured.collect(path, space, second, 5, seed=0, progress=False)
+    assert second.reference_ms == first.reference_ms  # adopted, not re-measured
+    assert archs2[:3] == archs and ms2[:3] == ms and len(set(map(str, archs2))) == 5
+    with pytest.raises(TfnasError, match="another space"):
+        measured.collect(path, get_space("cifar"), second, 1, progress=False)
+
+
+def test_bad_meter_settings_are_clear():
+    with pytest.raises(TfnasError, match="unknown statistic"):
+        Meter(_real(), statistic="p99")
+    with pytest.raises(TfnasError, match="unknown statistic"):
+        BenchmarkResult.from_samples([1.0]).statistic("p99")
+
+
+def _real():
+    from tfnas.latency.devices import LocalDevice
+
+    return LocalDevice(threads=1)

@@ -1,0 +1,170 @@
+"""MLP latency predictor (LightNAS, Luo et al. Sec. 3.2; LA-DARTS' latency prediction module).
+
+Input: the L x K one-hot encoding of an Architecture (`Architecture.one_hot`, columns in
+`space.ops` order), flattened. Output: latency in ms. The network is
+
+    ms = y_mean + y_std · (x·w_lin + b_lin + MLP(x)),   MLP: (ReLU dense) x 2 → dense
+
+an MLP with a linear shortcut: the shortcut alone is a learned lookup table (latency is nearly
+a sum over layers), the hidden layers learn what a table cannot (layers that overlap or
+interfere). It is trained with Adam on mean squared error (plain NumPy, seeded, so no
+TensorFlow is needed to fit or use it), and is differentiable inside a search: `soft_cost`
+takes an L x K matrix of op probabilities (a relaxed one-hot) as a tensor and returns ms.
+
+Predictors are JSON files (`save` / `load`) that record the space and how their training
+latencies were measured (`measurement`: device, statistic, reference network).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from tfnas.errors import TfnasError
+from tfnas.space import Architecture, SearchSpace
+
+FORMAT = "tfnas.latency_predictor/1"
+
+
+@dataclasses.dataclass
+class LatencyPredictor:
+    """A trained MLP from one-hot architectures to ms."""
+
+    space: SearchSpace
+    weights: list[np.ndarray]  # w_lin, b_lin, then (W, b) per dense layer
+    y_mean: float
+    y_std: float
+    measurement: dict[str, Any] = dataclasses.field(default_factory=dict)
+    metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
+    name: str = "latency"
+    unit: str = "ms"
+
+    # --- use -------------------------------------------------------------------------------
+
+    def predict(self, archs: Sequence[Architecture]) -> np.ndarray:
+        """Latency in ms of each architecture."""
+        for arch in archs:
+            if arch.space.name != self.space.name or arch.space.num_layers != \
+                    self.space.num_layers:
+                raise TfnasError(f"the predictor is for space {self.space.name!r}, not "
+                                 f"{arch.space.name!r}")
+        x = np.stack([a.one_hot().reshape(-1) for a in archs]).astype(np.float64)
+        return self.y_mean + self.y_std * _forward(self.weights, x)[0]
+
+    def of(self, arch: Architecture) -> float:
+        """Latency in ms of one architecture (the CostModel interface)."""
+        return float(self.predict([arch])[0])
+
+    def soft_cost(self, probabilities: Any) -> Any:
+        """Differentiable ms of an L x K op-probability tensor (Keras ops, any backend)."""
+        from keras import ops
+
+        x = ops.reshape(ops.cast(probabilities, "float32"), (1, -1))
+        w = [ops.convert_to_tensor(v.astype(np.float32)) for v in self.weights]
+        out = ops.matmul(x, ops.expand_dims(w[0], 1)) + w[1]
+        h = x
+        dense = w[2:]
+        for i in range(0, len(dense), 2):
+            h = ops.matmul(h, dense[i]) + dense[i + 1]
+            if i + 2 < len(dense):
+                h = ops.relu(h)
+        return self.y_mean + self.y_std * ops.reshape(out + h, ())
+
+    # --- files -----------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT, "space": self.space.to_dict(), "y_mean": self.y_mean,
+                "y_std": self.y_std, "weights": [w.tolist() for w in self.weights],
+                "measurement": self.measurement, "metrics": self.metrics}
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict()) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "LatencyPredictor":
+        path = Path(path)
+        if not path.is_file():
+            raise TfnasError(f"latency predictor {str(path)!r} does not exist (train one with "
+                             "python tools/train_predictor.py)")
+        try:
+            data = json.loads(path.read_text())
+            if data.get("format") != FORMAT:
+                raise TfnasError(f"{path} is not a tfnas latency predictor")
+            return cls(SearchSpace.from_dict(data["space"]),
+                       [np.asarray(w, np.float64) for w in data["weights"]],
+                       float(data["y_mean"]), float(data["y_std"]),
+                       dict(data.get("measurement", {})), dict(data.get("metrics", {})))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as err:
+            raise TfnasError(f"malformed latency predictor {path}: {err}") from None
+
+
+def _forward(weights: list[np.ndarray], x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Output (N,) and the activations the backward pass needs."""
+    w_lin, b_lin, dense = weights[0], weights[1], weights[2:]
+    acts = [x]
+    h = x
+    for i in range(0, len(dense), 2):
+        h = h @ dense[i] + dense[i + 1]
+        if i + 2 < len(dense):
+            h = np.maximum(h, 0.0)
+        acts.append(h)
+    return x @ w_lin + b_lin[0] + h[:, 0], acts
+
+
+def _gradients(weights: list[np.ndarray], x: np.ndarray, y: np.ndarray,
+               weight_decay: float) -> list[np.ndarray]:
+    pred, acts = _forward(weights, x)
+    err = 2.0 * (pred - y) / len(y)  # d(mean squared error)/d(pred)
+    grads = [x.T @ err, np.array([err.sum()])]
+    dense = weights[2:]
+    delta = err[:, None]
+    dense_grads: list[np.ndarray] = []
+    for i in range(len(dense) - 2, -1, -2):
+        dense_grads = [acts[i // 2].T @ delta, delta.sum(axis=0)] + dense_grads
+        if i > 0:
+            delta = (delta @ dense[i].T) * (acts[i // 2] > 0)
+    grads += dense_grads
+    return [g + weight_decay * w if w.ndim == 2 else g for g, w in zip(grads, weights)]
+
+
+def fit(space: SearchSpace, archs: Sequence[Architecture], latencies_ms: Sequence[float], *,
+        hidden: int = 64, steps: int = 4000, learning_rate: float = 3e-3,
+        weight_decay: float = 1e-4, seed: int = 0) -> LatencyPredictor:
+    """Trains a predictor on measured architectures (full-batch Adam, seeded)."""
+    if len(archs) != len(latencies_ms) or len(archs) < 2:
+        raise TfnasError(f"a predictor needs at least 2 measured architectures, got "
+                         f"{len(archs)} with {len(latencies_ms)} latencies")
+    x = np.stack([a.one_hot().reshape(-1) for a in archs]).astype(np.float64)
+    y_ms = np.asarray(latencies_ms, np.float64)
+    y_mean, y_std = float(y_ms.mean()), float(y_ms.std() or 1.0)
+    y = (y_ms - y_mean) / y_std
+    rng = np.random.default_rng(seed)
+    d = x.shape[1]
+    sizes = [d, hidden, hidden, 1]
+    weights = [np.zeros(d), np.zeros(1)]
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        weights += [rng.normal(0, np.sqrt(2.0 / n_in), (n_in, n_out)) * (
+            0.1 if n_out == 1 else 1.0), np.zeros(n_out)]
+    m = [np.zeros_like(w) for w in weights]
+    v = [np.zeros_like(w) for w in weights]
+    for t in range(1, steps + 1):
+        lr = learning_rate * 0.5 * (1 + np.cos(np.pi * t / steps))  # cosine decay
+        for i, g in enumerate(_gradients(weights, x, y, weight_decay)):
+            m[i] = 0.9 * m[i] + 0.1 * g
+            v[i] = 0.999 * v[i] + 0.001 * g * g
+            weights[i] -= lr * (m[i] / (1 - 0.9 ** t)) / (np.sqrt(v[i] / (1 - 0.999 ** t)) + 1e-8)
+    return LatencyPredictor(space, weights, y_mean, y_std)
+
+
+def errors(predicted: Sequence[float], measured: Sequence[float]) -> dict[str, float]:
+    """MAPE (%), RMSE (ms) and the largest absolute error (ms)."""
+    p, m = np.asarray(predicted, float), np.asarray(measured, float)
+    return {"mape": float(np.mean(np.abs(p - m) / m) * 100),
+            "rmse_ms": float(np.sqrt(np.mean((p - m) ** 2))),
+            "max_error_ms": float(np.max(np.abs(p - m)))}

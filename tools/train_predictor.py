@@ -1,0 +1,64 @@
+"""Train the MLP latency predictor of a space on networks measured on a device.
+
+    python tools/train_predictor.py --space=tiny --device=local --num_archs=200 \
+        --latency_table=lut.json --out=predictor.json
+
+Samples `--num_archs` random architectures (seeded), measures each whole network on the
+device into `--dataset` (default: OUT with .dataset.json; resumable: a second run measures
+only the missing networks), trains the predictor on a random 80% and reports RMSE and MAPE on
+the held-out 20%, then refits on all of them and writes `--out`. With `--latency_table`, the
+networks are measured in that table's units (its statistic and reference network), so the
+table and the predictor can be compared and swapped.
+"""
+
+from __future__ import annotations
+
+from tfnas import cli
+from absl import flags
+
+FLAGS = flags.FLAGS
+cli.define_space_flags()
+cli.define_measurement_flags()
+flags.DEFINE_integer("num_archs", 300, "Networks to measure.", lower_bound=5)
+flags.DEFINE_integer("seed", 0, "Seed of the sampled networks, the split and the MLP.")
+flags.DEFINE_string("latency_table", None, "Measure in this table's units (optional).")
+flags.DEFINE_string("dataset", None, "The measured networks (JSON, resumable); default "
+                    "OUT.dataset.json.")
+flags.DEFINE_integer("hidden", 64, "Width of the two hidden layers.", lower_bound=1)
+flags.DEFINE_integer("steps", 4000, "Adam steps (full batch).", lower_bound=1)
+flags.DEFINE_string("out", None, "The predictor (JSON).")
+flags.mark_flag_as_required("out")
+
+
+def main(argv: list[str]) -> None:
+    import numpy as np
+
+    from tfnas.latency import measured, predictor
+    from tfnas.latency.table import LatencyTable
+
+    space = cli.space_from_flags(FLAGS)
+    meter = cli.meter_from_flags(FLAGS, space)
+    if FLAGS.latency_table:
+        meter.adopt(LatencyTable.load(FLAGS.latency_table).device)
+    dataset = FLAGS.dataset or f"{FLAGS.out.removesuffix('.json')}.dataset.json"
+    archs, ms = measured.collect(dataset, space, meter, FLAGS.num_archs, seed=FLAGS.seed)
+    order = np.random.default_rng(FLAGS.seed).permutation(len(archs))
+    n_test = max(1, len(archs) // 5)
+    test, train = order[:n_test], order[n_test:]
+    options = dict(hidden=FLAGS.hidden, steps=FLAGS.steps, seed=FLAGS.seed)
+    held_out = predictor.fit(space, [archs[i] for i in train], [ms[i] for i in train],
+                             **options)
+    metrics = predictor.errors(held_out.predict([archs[i] for i in test]),
+                               [ms[i] for i in test])
+    final = predictor.fit(space, archs, ms, **options)
+    final.measurement = {**meter.device.describe(), **meter.describe()}
+    final.metrics = {**metrics, "num_train": len(train), "num_test": len(test),
+                     "dataset": dataset}
+    final.save(FLAGS.out)
+    print(f"{FLAGS.out}: trained on {len(archs)} {space.name} networks from {meter.device.name}; "
+          f"held-out {len(test)}: MAPE {metrics['mape']:.2f}%, RMSE {metrics['rmse_ms']:.4f} ms, "
+          f"max error {metrics['max_error_ms']:.4f} ms")
+
+
+if __name__ == "__main__":
+    cli.run(main, tensorflow=False)
