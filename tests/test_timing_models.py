@@ -53,6 +53,9 @@ def test_written_models_run_and_a_skip_has_none():
                         (timing_models.network(Architecture.sample(space, 0)), (1, 10))]:
         interpreter = Interpreter(model_content=data)
         interpreter.allocate_tensors()
+        detail = interpreter.get_input_details()[0]
+        interpreter.set_tensor(detail["index"], np.random.default_rng(0).uniform(
+            -1, 1, detail["shape"]).astype(np.float32))
         interpreter.invoke()
         out = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
         assert out.shape == shape and np.all(np.isfinite(out))
