@@ -452,9 +452,8 @@ def main(argv: list[str]) -> None:
     device = None
     if f.device:  # build (or complete) the device's table, then search on it
         from tfnas.latency.devices import parse_device
-        from tfnas.latency.profiler import calibrate, profile
-
         from tfnas.latency.meter import Meter, default_reference
+        from tfnas.latency.profiler import calibrate, profile
 
         device = parse_device(f.device, threads=f.threads)
         device.check()

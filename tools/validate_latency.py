@@ -45,10 +45,10 @@ def main(argv: list[str]) -> None:
     seen = {tuple(ops) for ops in table.calibration.get("archs", [])}
     if model is not None and model.metrics.get("dataset"):
         trained, _, _ = measured.load(model.metrics["dataset"], space)
-        seen |= {tuple(op.name for op in a.ops) for a in trained}
+        seen |= {a.op_names for a in trained}
     archs = measured.sample_unique(space, FLAGS.num_archs, FLAGS.seed, exclude=seen)
     ms = measure_many(archs, meter)
-    rows = [{"ops": [op.name for op in arch.ops], "measured_ms": m, "raw_ms": table.cost(arch),
+    rows = [{"ops": list(arch.op_names), "measured_ms": m, "raw_ms": table.cost(arch),
              "calibrated_ms": table.calibrated_cost(arch)} for arch, m in zip(archs, ms)]
     if model is not None:
         for row, value in zip(rows, model.predict(archs)):

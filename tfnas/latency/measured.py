@@ -17,6 +17,7 @@ import numpy as np
 from tfnas.errors import TfnasError
 from tfnas.latency import timing_models
 from tfnas.latency.meter import Meter
+from tfnas.latency.profiler import measure_with_progress
 from tfnas.space import Architecture, SearchSpace
 
 FORMAT = "tfnas.latency_dataset/1"
@@ -47,7 +48,7 @@ def save(path: str | Path, space: SearchSpace, archs: list[Architecture],
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({
         "format": FORMAT, "space": space.to_dict(), "measurement": measurement,
-        "archs": [[op.name for op in a.ops] for a in archs], "measured_ms": measured_ms}) + "\n")
+        "archs": [list(a.op_names) for a in archs], "measured_ms": measured_ms}) + "\n")
 
 
 def sample_unique(space: SearchSpace, count: int, seed: int,
@@ -59,9 +60,8 @@ def sample_unique(space: SearchSpace, count: int, seed: int,
         if len(archs) == count:
             break
         arch = Architecture.sample(space, rng)
-        key = tuple(op.name for op in arch.ops)
-        if key not in seen:
-            seen.add(key)
+        if arch.op_names not in seen:
+            seen.add(arch.op_names)
             archs.append(arch)
     return archs
 
@@ -69,27 +69,17 @@ def sample_unique(space: SearchSpace, count: int, seed: int,
 def collect(path: str | Path, space: SearchSpace, meter: Meter, count: int, *, seed: int = 0,
             progress: bool = True) -> tuple[list[Architecture], list[float]]:
     """Measures `count` seeded random architectures into the dataset at `path` (resumable)."""
-    from tfnas.latency.profiler import progress_bar
-
     archs, measured, record = load(path, space)
     if record:
-        known = record.get("device")
-        if known != meter.device.describe().get("device"):
-            raise TfnasError(f"{path} was measured on {known}, not on {meter.device.name}: "
-                             "choose another dataset file")
-        meter.adopt(record)
-    wanted = sample_unique(space, count, seed)
-    have = {tuple(op.name for op in a.ops) for a in archs}
-    todo = [a for a in wanted if tuple(op.name for op in a.ops) not in have]
-    bar = progress_bar(len(todo), progress and bool(todo), "measuring", "networks")
+        meter.join(record, str(path))
+    have = {a.op_names for a in archs}
+    todo = [a for a in sample_unique(space, count, seed) if a.op_names not in have]
 
     def network_done(index: int, ms: float, raw: Any) -> None:
         archs.append(todo[index])
         measured.append(ms)
         save(path, space, archs, measured, {**meter.device.describe(), **meter.describe()})
-        bar.update(1)
-        bar.set_postfix_str(f"{ms:.3f} ms")
 
-    meter.measure([timing_models.network(a) for a in todo], network_done)
-    bar.close()
+    measure_with_progress(meter, [timing_models.network(a) for a in todo], progress,
+                          "measuring", "networks", network_done)
     return archs, measured

@@ -67,6 +67,17 @@ class Meter:
             info.update(reference=self.reference.to_dict(), reference_ms=self.reference_ms)
         return info
 
+    def join(self, recorded: dict[str, Any], source: str) -> None:
+        """Checks that `recorded` (a table's or dataset's measurement record) was taken on this
+        meter's device with the same threads and dtype, then adopts its units; `source` names
+        the file in the error."""
+        meta = {**self.device.describe(), "dtype": "float32"}  # timing models are float32
+        known = {k: v for k, v in recorded.items() if k in ("device", "threads", "dtype")}
+        if any(meta.get(k) != v for k, v in known.items()):
+            raise TfnasError(f"{source} was measured on {known}, not on {meta['device']} with "
+                             f"{meta['threads']} thread(s): choose another file")
+        self.adopt(recorded)
+
     def adopt(self, recorded: dict[str, Any]) -> None:
         """Uses the statistic and reference latency a table or dataset was measured with, so
         new numbers join it in the same units."""

@@ -29,15 +29,11 @@ FIXED_KEYS = ("stem", "head")
 
 def _open_table(out: Path, meter: Meter) -> LatencyTable:
     """The table at `out` (the meter adopts its units), or a new empty one."""
-    meta = {**meter.device.describe(), "dtype": "float32"}
     if not out.exists():
-        return LatencyTable({}, 0.0, meta, fixed_parts={})
+        return LatencyTable({}, 0.0, {**meter.device.describe(), "dtype": "float32"},
+                            fixed_parts={})
     table = LatencyTable.load(out)
-    known = {k: v for k, v in table.device.items() if k in ("device", "threads", "dtype")}
-    if any(meta.get(k) != v for k, v in known.items()):
-        raise TfnasError(f"{out} was measured on {known}, not on {meta['device']} with "
-                         f"{meta['threads']} thread(s): choose another --out")
-    meter.adopt(table.device)
+    meter.join(table.device, str(out))
     return table
 
 
@@ -50,33 +46,33 @@ def profile(space: SearchSpace, meter: Meter, out: str | Path, *, progress: bool
     for sig in space.signatures():
         if sig.op.is_skip and sig not in table.rows:
             table.rows[sig] = 0.0
-    todo = [key for key in FIXED_KEYS if key not in table.fixed_parts]
-    todo += [sig.key for sig in space.signatures() if sig not in table.rows]
+    # what to time: a fixed part's key (stem, head) or a signature
+    todo: list[str | LayerSignature] = [k for k in FIXED_KEYS if k not in table.fixed_parts]
+    todo += [sig for sig in space.signatures() if sig not in table.rows]
     if not todo:
         return table
     fixed = timing_models.fixed_parts(space) if any(k in FIXED_KEYS for k in todo) else {}
-    models = [fixed[key] if key in FIXED_KEYS else
-              timing_models.layer(LayerSignature.from_key(key)) for key in todo]
-    bar = progress_bar(len(todo), progress)
+    models = [fixed[item] if isinstance(item, str) else timing_models.layer(item)
+              for item in todo]
+    keys = [item if isinstance(item, str) else item.key for item in todo]
 
     def row_done(index: int, ms: float, raw: BenchmarkResult) -> None:
-        key = todo[index]
-        if key in FIXED_KEYS:
-            table.fixed_parts[key] = ms
+        item = todo[index]
+        if isinstance(item, str):
+            table.fixed_parts[item] = ms
             table.fixed_ms = sum(table.fixed_parts.values())
         else:
-            table.rows[LayerSignature.from_key(key)] = ms
-        table.stats[key] = {"ms": ms, "median_ms": raw.median_ms, "p10_ms": raw.p10_ms,
-                            "std_ms": raw.std_ms, "runs": raw.runs}
+            table.rows[item] = ms
+        table.stats[keys[index]] = {"ms": ms, "median_ms": raw.median_ms,
+                                    "p10_ms": raw.p10_ms, "std_ms": raw.std_ms,
+                                    "runs": raw.runs}
         table.device.update(meter.describe())
         table.save(out)  # every row lands on disk: an interrupted run loses one group at most
         if on_row:
-            on_row(key, ms)
-        bar.update(1)
-        bar.set_postfix_str(f"{key}: {ms:.4g} ms")
+            on_row(keys[index], ms)
 
-    meter.measure(models, row_done)
-    bar.close()
+    measure_with_progress(meter, models, progress, "profiling", "rows", row_done,
+                          label=lambda i: f"{keys[i]}: ")
     return table
 
 
@@ -88,6 +84,25 @@ def progress_bar(total: int, enabled: bool, what: str = "profiling", unit: str =
                 " [{elapsed}<{remaining} left] {postfix}")
 
 
+def measure_with_progress(meter: Meter, models: list[bytes], progress: bool, what: str,
+                          unit: str,
+                          on_value: Callable[[int, float, BenchmarkResult], None] | None = None,
+                          label: Callable[[int], str] = lambda index: "") -> list[float]:
+    """`meter.measure(models, on_value)` behind a progress bar that shows each latency."""
+    bar = progress_bar(len(models), progress and bool(models), what, unit)
+
+    def done(index: int, ms: float, raw: BenchmarkResult) -> None:
+        if on_value:
+            on_value(index, ms, raw)
+        bar.update(1)
+        bar.set_postfix_str(f"{label(index)}{ms:.4g} ms")
+
+    try:
+        return meter.measure(models, done)
+    finally:
+        bar.close()
+
+
 def measure_network(arch: Architecture, meter: Meter) -> float:
     """Whole-network latency of `arch` (float32 TFLite) in ms, measured by `meter`."""
     return meter.measure_one(timing_models.network(arch))
@@ -96,11 +111,8 @@ def measure_network(arch: Architecture, meter: Meter) -> float:
 def measure_many(archs: list[Architecture], meter: Meter, progress: bool = True
                  ) -> list[float]:
     """Whole-network latencies in ms, with a progress bar."""
-    bar = progress_bar(len(archs), progress, "measuring", "networks")
-    values = meter.measure([timing_models.network(a) for a in archs],
-                           lambda i, ms, raw: (bar.update(1), bar.set_postfix_str(f"{ms:.4g} ms")))
-    bar.close()
-    return values
+    return measure_with_progress(meter, [timing_models.network(a) for a in archs], progress,
+                                 "measuring", "networks")
 
 
 def calibrate(table: LatencyTable, space: SearchSpace, meter: Meter, out: str | Path, *,
@@ -125,18 +137,15 @@ def calibrate(table: LatencyTable, space: SearchSpace, meter: Meter, out: str | 
     table.calibration["space"] = space.name
     done = table.calibration.setdefault("archs", [])
     measured = table.calibration.setdefault("measured_ms", [])
-    todo = [a for a in archs if [op.name for op in a.ops] not in done]
-    bar = progress_bar(len(todo), progress and bool(todo), "calibrating", "networks")
+    todo = [a for a in archs if list(a.op_names) not in done]
 
     def network_done(index: int, ms: float, raw: BenchmarkResult) -> None:
-        done.append([op.name for op in todo[index].ops])
+        done.append(list(todo[index].op_names))
         measured.append(ms)
         table.save(out)
-        bar.update(1)
-        bar.set_postfix_str(f"{ms:.4g} ms")
 
-    meter.measure([timing_models.network(arch) for arch in todo], network_done)
-    bar.close()
+    measure_with_progress(meter, [timing_models.network(arch) for arch in todo], progress,
+                          "calibrating", "networks", network_done)
     predicted = [table.cost(Architecture(space, tuple(ops))) for ops in done]
     table.fit_calibration(predicted, measured)
     table.save(out)

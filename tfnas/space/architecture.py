@@ -117,6 +117,11 @@ class Architecture:
         except TfnasError as err:
             raise TfnasError(f"{path}: {err}") from None
 
+    @property
+    def op_names(self) -> tuple[str, ...]:
+        """The op of every layer by name (how tables and datasets list architectures)."""
+        return tuple(op.name for op in self.ops)
+
     # --- costs ----------------------------------------------------------------------------
 
     def signatures(self) -> list[LayerSignature]:
