@@ -37,20 +37,56 @@ def test_reference_cancels_a_host_that_slows_down():
                  Architecture.sample(space, 2))
     models = [timing_models.network(x) for x in (ref, a, b)]
     device = SlowingDevice({len(models[0]): 10.0, len(models[1]): 20.0, len(models[2]): 5.0})
-    meter = Meter(device, group=1, reference=ref)
+    meter = Meter(device, group=1, reference=ref, repeats=1)
     assert meter.measure(models[1:]) == pytest.approx([20.0, 5.0])  # 1x, 2x, 4x slower calls
-    plain = Meter(SlowingDevice(device.sizes), group=1, reference=None)
+    plain = Meter(SlowingDevice(device.sizes), group=1, reference=None, repeats=1)
     assert plain.measure(models[1:]) == pytest.approx([20.0, 10.0])  # the drift shows
+
+
+class BurstyDevice:
+    """A fake device on which the model's timing of each call is taken from `bursts`."""
+
+    name = "fake:bursty"
+
+    def __init__(self, reference_size: int, bursts: list[float]) -> None:
+        self.reference_size, self.bursts, self.calls = reference_size, list(bursts), 0
+
+    def benchmark_many(self, paths, *, runs, warmup, min_seconds):
+        results = []
+        for path in paths:
+            is_ref = len(open(path, "rb").read()) == self.reference_size
+            ms = 10.0 if is_ref else self.bursts[self.calls]
+            results.append(BenchmarkResult(ms, ms, 0.0, ms, ms, runs, p10_ms=ms))
+        self.calls += 1
+        return results
+
+
+def test_repeated_timings_keep_each_models_median_pass():
+    space = get_space("tiny")
+    ref, arch = default_reference(space), Architecture.sample(space, 1)
+    models = [timing_models.network(x) for x in (ref, arch)]
+    seen = []
+    meter = Meter(BurstyDevice(len(models[0]), [20.0, 31.0, 21.0]), reference=ref,
+                  reference_ms=10.0, repeats=3)
+    value = meter.measure(models[1:], on_value=lambda i, ms, raw: seen.append(raw.p10_ms))
+    assert value == pytest.approx([21.0]) and seen == [21.0]  # the burst (31) is dropped
+    once = Meter(BurstyDevice(len(models[0]), [31.0]), reference=ref, reference_ms=10.0,
+                 repeats=1)
+    assert once.measure(models[1:]) == pytest.approx([31.0])
+    with pytest.raises(TfnasError, match="repeats"):
+        Meter(_real(), repeats=0)
 
 
 def test_dataset_collection_resumes_in_the_same_units(tmp_path):
     space = get_space("tiny")
     ref = default_reference(space)
     path = tmp_path / "data.json"
-    first = Meter(_real(), runs=2, warmup=0, min_seconds=0, reference=ref)
+    first = Meter(_real(), runs=2, warmup=0, min_seconds=0, reference=ref,
+                  repeats=1)
     archs, ms = measured.collect(path, space, first, 3, seed=0, progress=False)
     assert len(archs) == 3 and all(m > 0 for m in ms)
-    second = Meter(_real(), runs=2, warmup=0, min_seconds=0, reference=ref)
+    second = Meter(_real(), runs=2, warmup=0, min_seconds=0, reference=ref,
+                   repeats=1)
     archs2, ms2 = measured.collect(path, space, second, 5, seed=0, progress=False)
     assert second.reference_ms == first.reference_ms  # adopted, not re-measured
     assert archs2[:3] == archs and ms2[:3] == ms and len(set(map(str, archs2))) == 5

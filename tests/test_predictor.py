@@ -31,6 +31,24 @@ def test_fit_predicts_unseen_architectures_within_one_percent():
     assert held_out["mape"] < constant["mape"] / 5  # far better than guessing the mean
 
 
+def test_a_table_prior_lets_few_measurements_reach_one_percent():
+    from tfnas.latency.table import LatencyTable
+
+    space = get_space("single_path")
+    rng = np.random.default_rng(3)
+    rows = {sig: float(rng.uniform(0.1, 1.0)) for sig in space.signatures()}
+    table = LatencyTable(rows, 2.0, calibration={"scale": 1.0, "offset": 0.0})
+    archs = [Architecture.sample(space, rng) for _ in range(130)]
+    # the device is 6% slower than the table says, and two layers interact
+    ms = [1.06 * table.cost(a) + 0.3 * a.one_hot()[2, 1] * a.one_hot()[3, 3] for a in archs]
+    prior = predictor.fit(space, archs[:30], ms[:30], table=table)
+    scratch = predictor.fit(space, archs[:30], ms[:30])
+    with_table = predictor.errors(prior.predict(archs[30:]), ms[30:])["mape"]
+    alone = predictor.errors(scratch.predict(archs[30:]), ms[30:])["mape"]
+    assert with_table < 1.0 and with_table < alone / 3, (with_table, alone)
+    assert predictor.errors([table.cost(a) for a in archs[30:]], ms[30:])["mape"] > 4.0
+
+
 def test_soft_cost_matches_predict_and_has_gradients():
     import tensorflow as tf
 

@@ -21,7 +21,7 @@ class Stop(Exception):
 
 def quick_meter(space, group=2):
     """A fast meter for tests: few runs, no minimum time, groups of two."""
-    return Meter(LocalDevice(), runs=3, warmup=1, min_seconds=0.0, group=group,
+    return Meter(LocalDevice(), runs=3, warmup=1, min_seconds=0.0, group=group, repeats=1,
                  reference=default_reference(space))
 
 
@@ -94,7 +94,7 @@ def test_build_lut_and_validate_latency_tools(tmp_path):
     from conftest import run_tool
 
     lut = tmp_path / "lut.json"
-    quick = ("--runs=3", "--warmup=1", "--min_seconds=0")
+    quick = ("--runs=3", "--warmup=1", "--min_seconds=0", "--repeats=1")
     built = run_tool("build_lut.py", "--space=tiny", f"--out={lut}", *quick,
                      "--calibration_archs=3")
     assert built.returncode == 0, built.stderr[-2000:]

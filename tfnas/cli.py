@@ -77,7 +77,8 @@ def run(main: Callable[[list[str]], int | None], *, tensorflow: bool = True) -> 
     app.run(guarded, flags_parser=_parse_flags)
 
 
-def define_measurement_flags(runs: int = 40, min_seconds: float = 3.0) -> None:
+def define_measurement_flags(runs: int = 40, min_seconds: float = 1.0,
+                             repeats: int = 3) -> None:
     """The flags of every entry point that times models on a device (`tfnas.latency.meter`)."""
     from tfnas.latency.devices import STATISTICS
 
@@ -89,6 +90,8 @@ def define_measurement_flags(runs: int = 40, min_seconds: float = 3.0) -> None:
     flags.DEFINE_integer("warmup", 5, "Untimed runs before timing.", lower_bound=0)
     flags.DEFINE_float("min_seconds", min_seconds, "Each group of models is timed for at least "
                        "this long.", lower_bound=0)
+    flags.DEFINE_integer("repeats", repeats, "Times each group is timed (on freshly loaded "
+                         "models); each model keeps its median.", lower_bound=1)
     flags.DEFINE_enum("statistic", "p10", list(STATISTICS), "Latency statistic of the samples.")
     flags.DEFINE_bool("reference", True, "Correct host drift: time models next to a reference "
                       "network (see tfnas/latency/meter.py).")
@@ -102,7 +105,8 @@ def meter_from_flags(values: flags.FlagValues, space: "SearchSpace") -> "Meter":
     device = parse_device(values.device, threads=values.threads, delegate=values.delegate)
     device.check()
     return Meter(device, runs=values.runs, warmup=values.warmup,
-                 min_seconds=values.min_seconds, statistic=values.statistic,
+                 min_seconds=values.min_seconds, repeats=values.repeats,
+                 statistic=values.statistic,
                  reference=default_reference(space) if values.reference else None)
 
 

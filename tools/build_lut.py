@@ -18,7 +18,7 @@ from absl import flags
 FLAGS = flags.FLAGS
 cli.define_space_flags()
 cli.define_measurement_flags()
-flags.DEFINE_integer("calibration_archs", 8, "Whole networks measured to calibrate the sum of "
+flags.DEFINE_integer("calibration_archs", 16, "Whole networks measured to calibrate the sum of "
                      "rows (0: none).", lower_bound=0)
 flags.DEFINE_integer("seed", 0, "Seed of the calibration networks.")
 flags.DEFINE_string("out", None, "The table (JSON); an existing one is completed.")

@@ -8,7 +8,8 @@ device into `--dataset` (default: OUT with .dataset.json; resumable: a second ru
 only the missing networks), trains the predictor on a random 80% and reports RMSE and MAPE on
 the held-out 20%, then refits on all of them and writes `--out`. With `--latency_table`, the
 networks are measured in that table's units (its statistic and reference network), so the
-table and the predictor can be compared and swapped.
+table and the predictor can be compared and swapped, and the predictor starts from the
+calibrated table and learns what it misses (`--notable_prior`: from scratch).
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ flags.DEFINE_string("latency_table", None, "Measure in this table's units (optio
 flags.DEFINE_string("dataset", None, "The measured networks (JSON, resumable); default "
                     "OUT.dataset.json.")
 flags.DEFINE_integer("hidden", 64, "Width of the two hidden layers.", lower_bound=1)
-flags.DEFINE_integer("steps", 4000, "Adam steps (full batch).", lower_bound=1)
+flags.DEFINE_integer("steps", 2000, "Adam steps (full batch).", lower_bound=1)
+flags.DEFINE_bool("table_prior", True, "With --latency_table: start from the calibrated table "
+                  "and learn what it misses (see tfnas/latency/predictor.py).")
 flags.DEFINE_string("out", None, "The predictor (JSON).")
 flags.mark_flag_as_required("out")
 
@@ -38,14 +41,16 @@ def main(argv: list[str]) -> None:
 
     space = cli.space_from_flags(FLAGS)
     meter = cli.meter_from_flags(FLAGS, space)
-    if FLAGS.latency_table:
-        meter.adopt(LatencyTable.load(FLAGS.latency_table).device)
+    table = LatencyTable.load(FLAGS.latency_table) if FLAGS.latency_table else None
+    if table is not None:
+        meter.adopt(table.device)
     dataset = FLAGS.dataset or f"{FLAGS.out.removesuffix('.json')}.dataset.json"
     archs, ms = measured.collect(dataset, space, meter, FLAGS.num_archs, seed=FLAGS.seed)
     order = np.random.default_rng(FLAGS.seed).permutation(len(archs))
     n_test = max(1, len(archs) // 5)
     test, train = order[:n_test], order[n_test:]
-    options = dict(hidden=FLAGS.hidden, steps=FLAGS.steps, seed=FLAGS.seed)
+    options = dict(hidden=FLAGS.hidden, steps=FLAGS.steps, seed=FLAGS.seed,
+                   table=table if FLAGS.table_prior else None)
     held_out = predictor.fit(space, [archs[i] for i in train], [ms[i] for i in train],
                              **options)
     metrics = predictor.errors(held_out.predict([archs[i] for i in test]),

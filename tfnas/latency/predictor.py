@@ -118,7 +118,7 @@ def _forward(weights: list[np.ndarray], x: np.ndarray) -> tuple[np.ndarray, list
 
 
 def _gradients(weights: list[np.ndarray], x: np.ndarray, y: np.ndarray,
-               weight_decay: float) -> list[np.ndarray]:
+               weight_decay: float, prior: np.ndarray, prior_decay: float) -> list[np.ndarray]:
     pred, acts = _forward(weights, x)
     err = 2.0 * (pred - y) / len(y)  # d(mean squared error)/d(pred)
     grads = [x.T @ err, np.array([err.sum()])]
@@ -130,13 +130,21 @@ def _gradients(weights: list[np.ndarray], x: np.ndarray, y: np.ndarray,
         if i > 0:
             delta = (delta @ dense[i].T) * (acts[i // 2] > 0)
     grads += dense_grads
+    grads[0] = grads[0] + prior_decay * (weights[0] - prior)  # the shortcut stays near the table
     return [g + weight_decay * w if w.ndim == 2 else g for g, w in zip(grads, weights)]
 
 
 def fit(space: SearchSpace, archs: Sequence[Architecture], latencies_ms: Sequence[float], *,
-        hidden: int = 64, steps: int = 4000, learning_rate: float = 3e-3,
-        weight_decay: float = 1e-4, seed: int = 0) -> LatencyPredictor:
-    """Trains a predictor on measured architectures (full-batch Adam, seeded)."""
+        hidden: int = 64, steps: int = 2000, learning_rate: float = 3e-3,
+        weight_decay: float = 1e-1, seed: int = 0, table: Any = None,
+        prior_decay: float = 1.0) -> LatencyPredictor:
+    """Trains a predictor on measured architectures (full-batch Adam, seeded).
+
+    With a `table` (a calibrated `LatencyTable` in the same units), the linear shortcut starts
+    as that table (each one-hot column's row, through the calibration) and is pulled back to it
+    with `prior_decay`: the MLP and the shortcut then learn only what the table misses, which a
+    few hundred noisy measurements can estimate, instead of the whole latency.
+    """
     if len(archs) != len(latencies_ms) or len(archs) < 2:
         raise TfnasError(f"a predictor needs at least 2 measured architectures, got "
                          f"{len(archs)} with {len(latencies_ms)} latencies")
@@ -147,7 +155,10 @@ def fit(space: SearchSpace, archs: Sequence[Architecture], latencies_ms: Sequenc
     rng = np.random.default_rng(seed)
     d = x.shape[1]
     sizes = [d, hidden, hidden, 1]
-    weights = [np.zeros(d), np.zeros(1)]
+    prior, prior_bias = np.zeros(d), 0.0
+    if table is not None:
+        prior, prior_bias = _table_prior(space, table, y_mean, y_std)
+    weights = [prior.copy(), np.array([prior_bias])]
     for n_in, n_out in zip(sizes[:-1], sizes[1:]):
         weights += [rng.normal(0, np.sqrt(2.0 / n_in), (n_in, n_out)) * (
             0.1 if n_out == 1 else 1.0), np.zeros(n_out)]
@@ -155,11 +166,25 @@ def fit(space: SearchSpace, archs: Sequence[Architecture], latencies_ms: Sequenc
     v = [np.zeros_like(w) for w in weights]
     for t in range(1, steps + 1):
         lr = learning_rate * 0.5 * (1 + np.cos(np.pi * t / steps))  # cosine decay
-        for i, g in enumerate(_gradients(weights, x, y, weight_decay)):
+        for i, g in enumerate(_gradients(weights, x, y, weight_decay, prior,
+                                         prior_decay if table is not None else 0.0)):
             m[i] = 0.9 * m[i] + 0.1 * g
             v[i] = 0.999 * v[i] + 0.001 * g * g
             weights[i] -= lr * (m[i] / (1 - 0.9 ** t)) / (np.sqrt(v[i] / (1 - 0.999 ** t)) + 1e-8)
     return LatencyPredictor(space, weights, y_mean, y_std)
+
+
+def _table_prior(space: SearchSpace, table: Any, y_mean: float,
+                 y_std: float) -> tuple[np.ndarray, float]:
+    """The calibrated table as a linear model of the flattened one-hot, in normalised units."""
+    table.check_covers(space)
+    rows = np.zeros((space.num_layers, len(space.ops)))
+    for i in range(space.num_layers):
+        for op in space.candidates(i):
+            rows[i, space.ops.index(op)] = table.rows.get(space.signature(i, op), 0.0)
+    weights = table.scale * rows.reshape(-1) / y_std
+    bias = (table.scale * table.fixed_ms + table.offset - y_mean) / y_std
+    return weights, float(bias)
 
 
 def errors(predicted: Sequence[float], measured: Sequence[float]) -> dict[str, float]:

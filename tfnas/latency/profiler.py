@@ -14,6 +14,8 @@ reference network and its latency) the table was started with.
 
 from __future__ import annotations
 
+import dataclasses
+
 from pathlib import Path
 from typing import Any, Callable
 
@@ -134,6 +136,9 @@ def calibrate(table: LatencyTable, space: SearchSpace, meter: Meter, out: str | 
         raise TfnasError(f"the table is calibrated for space {table.calibration['space']!r}, "
                          f"not {space.name!r}: write the calibration to a copy of the table")
     meter.adopt(table.device)
+    # groups of two: a burst that shifts one group then moves two of the points the fit rests
+    # on, not eight (on single_path this took the validation MAPE from 2.97% to 1.71%)
+    meter = dataclasses.replace(meter, group=min(meter.group, 2))
     table.calibration["space"] = space.name
     done = table.calibration.setdefault("archs", [])
     measured = table.calibration.setdefault("measured_ms", [])
