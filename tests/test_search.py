@@ -36,15 +36,22 @@ def _search_command(model_dir: Path, *extra: str) -> list[str]:
             *extra]
 
 
-def test_train_step_compiles_with_xla(tmp_path):
-    search = Search(_config(tmp_path, "xla", jit_compile=True))
+# hard Gumbel and proxyless (keras.ops.switch between paths) did not finish compiling the
+# whole supernet's step under XLA here within 8 minutes: open in issue 5
+@pytest.mark.parametrize("method", ["superkernel", "softmax"])
+def test_train_step_compiles_with_xla(tmp_path, method):
+    search = Search(_config(tmp_path, "xla", jit_compile=True, method=method))
     search.lam.assign(0.3)
     before = [np.asarray(v).copy() for v in search.architecture_variables]
+    weights = [np.asarray(v).copy() for v in search.weight_variables[:3]]
     images, labels = next(iter(search.data.train(0)))
     terms = search.train_step(images, labels)
-    assert np.isfinite(terms["loss"]) and terms["cost"] == pytest.approx(1.226368, rel=1e-5)
+    assert np.isfinite(terms["loss"]) and np.isfinite(terms["cost"])
+    if method == "superkernel":
+        assert terms["cost"] == pytest.approx(1.226368, rel=1e-5)  # all groups start on
     after = [np.asarray(v) for v in search.architecture_variables]
-    assert all(np.any(a != b) for a, b in zip(after, before))  # thresholds updated in XLA
+    assert all(np.any(a != b) for a, b in zip(after, before))  # α / thresholds updated in XLA
+    assert any(np.any(np.asarray(v) != w) for v, w in zip(search.weight_variables, weights))
 
 
 def test_first_step_is_the_same_under_mirrored_strategy():
@@ -155,7 +162,7 @@ def test_search_on_a_device_builds_its_table_and_measures_the_result(tmp_path):
     model_dir = tmp_path / "run"
     out = subprocess.run([sys.executable, "-m", "tfnas.search", "--space=tiny", "--epochs=1",
                           "--device=local", "--profile_runs=3", "--profile_seconds=0",
-                          "--calibration_archs=2",
+                          "--profile_repeats=1", "--calibration_archs=2",
                           f"--model_dir={model_dir}"], capture_output=True, text=True,
                          timeout=600, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-2000:]

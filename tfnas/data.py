@@ -62,6 +62,22 @@ class Data:
     def steps_per_epoch(self) -> int:
         return self.spec.train_examples // self.batch_size
 
+    def hold_out(self, fraction: float) -> tuple["Data", "Data"]:
+        """Splits the training examples: (the first 1 − fraction, the rest), e.g. weights
+        and architecture parameters of a bi-level search (DARTS Sec. 2.3); validation stays."""
+        n_arch = int(round(self.spec.train_examples * fraction))
+        n_weights = self.spec.train_examples - n_arch
+        if not 0 < fraction < 1 or min(n_arch, n_weights) < self.batch_size:
+            raise TfnasError(f"holding out {fraction:g} of {self.spec.train_examples} training "
+                             f"examples leaves fewer than a batch ({self.batch_size}) on one "
+                             "side: change --arch_split or --batch_size")
+        parts = []
+        for n, ds in ((n_weights, self._train.take(n_weights)),
+                      (n_arch, self._train.skip(n_weights))):
+            spec = dataclasses.replace(self.spec, train_examples=n)
+            parts.append(dataclasses.replace(self, spec=spec, _train=ds))
+        return parts[0], parts[1]
+
 
 def _resize(images: Any, size: int, channels: int) -> Any:
     import tensorflow as tf

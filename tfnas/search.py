@@ -51,6 +51,9 @@ class SearchConfig:
     sync_bn: bool = True
     checkpoint_every: int = 50
     target_ms: float | None = None
+    arch_learning_rate: float = 0.01  # Adam on α (multi-path methods)
+    arch_split: float = 0.2  # training examples held out for α (multi-path methods)
+    temperature: tuple[float, float] = (5.0, 0.5)  # Gumbel τ, first and last epoch
     verbose: bool = True
 
     def __post_init__(self) -> None:
@@ -65,6 +68,12 @@ class SearchConfig:
             problems.append("kernel_dropout must be in [0, 1)")
         if self.checkpoint_every < 1:
             problems.append("checkpoint_every must be at least 1")
+        if self.arch_learning_rate <= 0:
+            problems.append("arch_learning_rate must be positive")
+        if not 0 < self.arch_split < 1:
+            problems.append("arch_split must be in (0, 1)")
+        if not min(self.temperature) > 0:
+            problems.append("temperatures must be positive")
         if self.target_ms is not None and not self.target_ms > 0:
             problems.append(f"target_ms must be positive, got {self.target_ms}")
         if problems:
@@ -98,28 +107,44 @@ class Search:
             raise TfnasError(f"{config.dataset} has {self.data.spec.num_classes} classes but "
                              f"space {space.name!r} has {space.num_classes}: pick a matching "
                              "space or set --num_classes")
+        self.multi_path = supernet.is_multi_path(config.method)
+        # bi-level (multi-path): weights on one part of the training set, α on the rest
+        self.weight_data, self.arch_data = (self.data.hold_out(config.arch_split)
+                                            if self.multi_path else (self.data, None))
         keras.utils.set_random_seed(config.seed)
         with self.strategy.scope():
             self.model = supernet.build(space, method=config.method, seed=config.seed,
                                         drop_rate=config.kernel_dropout,
                                         dropout=config.dropout,
-                                        sync_bn=config.sync_bn and replicas > 1)
+                                        sync_bn=config.sync_bn and replicas > 1,
+                                        temperature=config.temperature[0])
+            self.architecture_variables = supernet.architecture_variables(self.model)
+            arch_ids = {id(v) for v in self.architecture_variables}
+            # one-level (superkernel): one optimizer trains weights and thresholds together
+            self.weight_variables = [v for v in self.model.trainable_variables
+                                     if not self.multi_path or id(v) not in arch_ids]
             self.optimizer = keras.optimizers.Adam(config.learning_rate)
-            self.optimizer.build(self.model.trainable_variables)
+            self.optimizer.build(self.weight_variables)
+            self.arch_optimizer = None
+            if self.multi_path:  # ProxylessNAS: β1 = 0, so α of unsampled paths stay put
+                self.arch_optimizer = keras.optimizers.Adam(
+                    config.arch_learning_rate,
+                    beta_1=0.0 if config.method == "proxyless" else 0.5)
+                self.arch_optimizer.build(self.architecture_variables)
             self.lam = tf.Variable(0.0, trainable=False, name="lam")
             self.epoch = tf.Variable(0, trainable=False, dtype=tf.int64, name="epoch")
             self.step = tf.Variable(0, trainable=False, dtype=tf.int64, name="step")
-        self.architecture_variables = supernet.architecture_variables(self.model)
         # Keras keeps RNG states (kernel-subset and classifier dropout) out of the model's
         # checkpoint: add them, or a resumed search would draw other masks than a straight one
         rng = [v.value for v in self.model.non_trainable_variables
                if v.name == "seed_generator_state"]
+        extra = {"arch_optimizer": self.arch_optimizer} if self.multi_path else {}
         self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
                                               lam=self.lam, epoch=self.epoch, step=self.step,
-                                              rng=rng)
+                                              rng=rng, **extra)
         self.manager = tf.train.CheckpointManager(self.checkpoint, config.model_dir,
                                                   max_to_keep=2)
-        self._train_step = self._make_train_step()
+        self._steps: dict[bool, Callable[..., dict[str, Any]]] = {}
 
     # --- the step ---------------------------------------------------------------------------
 
@@ -143,38 +168,76 @@ class Search:
         accuracy = tf.reduce_sum(correct) / self.config.batch_size
         return {"loss": ce + penalty, "ce": ce, "cost": cost / replicas, "accuracy": accuracy}
 
-    def _make_train_step(self) -> Callable[[Any, Any], dict[str, Any]]:
+    def _step_function(self, train_arch: bool) -> Callable[..., dict[str, Any]]:
+        """The compiled distributed step. One-level (superkernel): one gradient step on
+        CE + λ·penalty for weights and thresholds. Bi-level (multi-path): a weight step on CE
+        with a training batch, then (`train_arch`, i.e. after the warm-up) an α step on
+        CE + λ·penalty with a held-out batch; the step takes both batches."""
+        train_arch = train_arch and self.multi_path  # (one level: the same step throughout)
+        if train_arch in self._steps:
+            return self._steps[train_arch]
         import tensorflow as tf
 
-        variables = self.model.trainable_variables
+        from tfnas import supernet
+        from tfnas.layers.mixed import arch_phase
 
-        def replica_step(images: Any, labels: Any) -> dict[str, Any]:
+        def one_level(images: Any, labels: Any) -> dict[str, Any]:
             with tf.GradientTape() as tape:
                 terms = self.loss_terms(images, labels)
-            grads = tape.gradient(terms["loss"], variables)
-            self.optimizer.apply(grads, variables)
+            grads = tape.gradient(terms["loss"], self.weight_variables)
+            self.optimizer.apply(grads, self.weight_variables)
             return terms
 
-        @tf.function(jit_compile=self.config.jit_compile)
-        def step(images: Any, labels: Any) -> dict[str, Any]:
-            return replica_step(images, labels)
+        def bi_level(images: Any, labels: Any, arch_images: Any,
+                     arch_labels: Any) -> dict[str, Any]:
+            with tf.GradientTape() as tape:
+                terms = self.loss_terms(images, labels)
+            grads = tape.gradient(terms["ce"], self.weight_variables)
+            self.optimizer.apply(grads, self.weight_variables)
+            if train_arch:
+                with arch_phase(supernet.searchable_layers(self.model)):
+                    with tf.GradientTape() as tape:
+                        arch_terms = self.loss_terms(arch_images, arch_labels)
+                grads = tape.gradient(arch_terms["loss"], self.architecture_variables)
+                self.arch_optimizer.apply(grads, self.architecture_variables)
+                terms["cost"] = arch_terms["cost"]
+            return terms
+
+        step = tf.function(bi_level if self.multi_path else one_level,
+                           jit_compile=self.config.jit_compile)
 
         @tf.function
-        def distributed_step(dist_images: Any, dist_labels: Any) -> dict[str, Any]:
-            per_replica = self.strategy.run(step, args=(dist_images, dist_labels))
+        def distributed_step(*batch: Any) -> dict[str, Any]:
+            per_replica = self.strategy.run(step, args=batch)
             return {key: self.strategy.reduce("SUM", value, axis=None)
                     for key, value in per_replica.items()}
 
+        self._steps[train_arch] = distributed_step
         return distributed_step
 
-    def train_step(self, images: Any, labels: Any) -> dict[str, float]:
-        """One step on a global batch (distributed over the strategy's replicas)."""
+    def train_step(self, images: Any, labels: Any, arch_images: Any = None,
+                   arch_labels: Any = None) -> dict[str, float]:
+        """One step on a global batch (distributed over the strategy's replicas); multi-path
+        methods also take an α step on (arch_images, arch_labels), default the same batch."""
         import tensorflow as tf
 
+        batch = (images, labels)
+        if self.multi_path:
+            batch += (images if arch_images is None else arch_images,
+                      labels if arch_labels is None else arch_labels)
         dist = self.strategy.experimental_distribute_dataset(
-            tf.data.Dataset.from_tensors((images, labels)))
-        batch = next(iter(dist))
-        return {k: float(v) for k, v in self._train_step(*batch).items()}
+            tf.data.Dataset.from_tensors(batch))
+        return {k: float(v) for k, v in self._step_function(True)(*next(iter(dist))).items()}
+
+    def _epoch_batches(self, epoch: int) -> Any:
+        """The epoch's batches: (images, labels), or with the held-out α batches appended."""
+        train = self.weight_data.train(epoch)
+        if not self.multi_path:
+            return train
+        import tensorflow as tf
+
+        arch = self.arch_data.train(epoch).repeat()
+        return tf.data.Dataset.zip((train, arch)).map(lambda w, a: (*w, *a))
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -220,7 +283,7 @@ class Search:
         log_path = model_dir / "search_log.csv"
         start = time.time()
         elapsed_before = _previous_seconds(model_dir)
-        steps = self.data.steps_per_epoch
+        steps = self.weight_data.steps_per_epoch
         if config.verbose:
             print(f"{'resuming' if resumed else 'starting'} search: {config.method} on "
                   f"{config.dataset} ({self.data.spec.train_examples} train images), space "
@@ -231,15 +294,18 @@ class Search:
             self.lam.assign(0.0 if epoch < config.warmup_epochs else config.objective.lam)
             supernet.set_drop_rate(self.model, config.kernel_dropout
                                    if epoch < config.dropout_epochs else 0.0)
+            tau = _annealed(config.temperature, epoch, config.epochs)
+            supernet.set_temperature(self.model, tau)
+            step_fn = self._step_function(epoch >= config.warmup_epochs)
             first = int(self.step)
             bar = keras.utils.Progbar(steps, verbose=1 if config.verbose else 0,
                                       stateful_metrics=["cost", "lam"])
             sums = {"ce": 0.0, "accuracy": 0.0}
             epoch_start = time.time()
             dist = self.strategy.experimental_distribute_dataset(
-                self.data.train(epoch).skip(first))
-            for i, (images, labels) in enumerate(dist, start=first):
-                terms = {k: float(v) for k, v in self._train_step(images, labels).items()}
+                self._epoch_batches(epoch).skip(first))
+            for i, batch in enumerate(dist, start=first):
+                terms = {k: float(v) for k, v in step_fn(*batch).items()}
                 self.step.assign(i + 1)
                 for key in sums:
                     sums[key] += terms[key]
@@ -295,6 +361,12 @@ class Search:
         return report
 
 
+def _annealed(temperature: tuple[float, float], epoch: int, epochs: int) -> float:
+    """Gumbel τ of an epoch: exponential from the first value to the last (FBNet Sec. 3.3)."""
+    start, end = temperature
+    return start * (end / start) ** (epoch / max(epochs - 1, 1))
+
+
 def _append_log(path: Path, row: dict[str, Any]) -> None:
     new = not path.exists()
     with path.open("a", newline="") as f:
@@ -333,14 +405,21 @@ class StopOnSignal:
 def _define_flags() -> None:
     from absl import flags
 
-    from tfnas import data, objectives, space
+    from tfnas import data, objectives, space, supernet
 
     flags.DEFINE_string("space", "tiny", f"Search space preset: {', '.join(space.PRESET_NAMES)}.")
     flags.DEFINE_integer("num_classes", None, "Override the space's number of classes.")
     flags.DEFINE_integer("input_size", None, "Override the space's input size.")
     flags.DEFINE_float("width_multiplier", None, "Override the space's width multiplier.")
     flags.DEFINE_string("dataset", "digits", f"Dataset: {', '.join(data.KINDS)}.")
-    flags.DEFINE_enum("method", "superkernel", ["superkernel"], "Search method.")
+    flags.DEFINE_enum("method", "superkernel", list(supernet.METHODS), "Search method: "
+                      "superkernel (Single-Path NAS), softmax (DARTS/FBNet mixed op), gumbel "
+                      "(hard Gumbel-softmax, one path per step: LightNAS), gumbel_soft (FBNet), "
+                      "proxyless (ProxylessNAS binary gates).")
+    flags.DEFINE_float("arch_learning_rate", 0.01, "Adam learning rate of α (multi-path).")
+    flags.DEFINE_float("arch_split", 0.2, "Training examples held out to learn α (multi-path).")
+    flags.DEFINE_float("tau_start", 5.0, "Gumbel temperature of the first epoch.")
+    flags.DEFINE_float("tau_end", 0.5, "Gumbel temperature of the last epoch.")
     flags.DEFINE_string("latency_table", None,
                         "Latency table JSON, or a built-in table (pixel1).")
     flags.DEFINE_string("latency_model", "table", "What predicts latency: table (the "
@@ -372,8 +451,10 @@ def _define_flags() -> None:
     flags.DEFINE_integer("threads", 1, "Threads on --device.", lower_bound=1)
     flags.DEFINE_integer("profile_runs", 40, "Timed runs per table row and network, at least.",
                          lower_bound=1)
-    flags.DEFINE_float("profile_seconds", 3.0, "Each group of models on --device is timed for "
+    flags.DEFINE_float("profile_seconds", 1.0, "Each group of models on --device is timed for "
                        "at least this long.", lower_bound=0)
+    flags.DEFINE_integer("profile_repeats", 3, "Times each group of models on --device is "
+                         "timed; each model keeps its median.", lower_bound=1)
     flags.DEFINE_integer("calibration_archs", 4, "Whole networks measured to calibrate the "
                          "device's table.", lower_bound=0)
     flags.DEFINE_float("target_ms", None, "Latency target in ms, reported next to the "
@@ -438,7 +519,8 @@ def config_from_flags(flags_values: Any, table_ready: bool = True) -> SearchConf
         batch_size=f.batch_size, learning_rate=f.learning_rate, seed=f.seed,
         kernel_dropout=f.kernel_dropout, dropout_epochs=f.dropout_epochs, dropout=f.dropout,
         jit_compile=f.jit_compile or bool(f.tpu), checkpoint_every=f.checkpoint_every,
-        target_ms=f.target_ms)
+        target_ms=f.target_ms, arch_learning_rate=f.arch_learning_rate,
+        arch_split=f.arch_split, temperature=(f.tau_start, f.tau_end))
 
 
 def main(argv: list[str]) -> None:
@@ -458,6 +540,7 @@ def main(argv: list[str]) -> None:
         device = parse_device(f.device, threads=f.threads)
         device.check()
         meter = Meter(device, runs=f.profile_runs, min_seconds=f.profile_seconds,
+                      repeats=f.profile_repeats,
                       reference=default_reference(config.space))
         path = device_table_path(f)
         Path(path).parent.mkdir(parents=True, exist_ok=True)

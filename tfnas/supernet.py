@@ -1,7 +1,9 @@
 """Supernets: the searchable network of a space, its expected cost, and derive() → Architecture.
 
-`build(space)` makes a functional Keras model: the fixed stem and head of `tfnas.nets`
-around one searchable layer per position of the space (the Single-Path superkernel MBConv).
+`build(space, method=...)` makes a functional Keras model: the fixed stem and head of
+`tfnas.nets` around one searchable layer per position of the space: the Single-Path
+superkernel MBConv (`superkernel`), or a multi-path `MixedOp` (`softmax`, `gumbel` (hard,
+LightNAS), `gumbel_soft` (FBNet), `proxyless`; `tfnas.layers.mixed`).
 `expected_cost(model, cost_model)` = fixed + Σ layer.expected_cost(rows) is differentiable in
 the architecture parameters and independent of the batch (DESIGN.md rule 3); call it under
 the same GradientTape as the forward pass. `derive(model, space)` reads each layer's decision.
@@ -17,22 +19,34 @@ from tfnas import nets
 from tfnas.costs import CostModel
 from tfnas.errors import TfnasError
 from tfnas.latency.predictor import LatencyPredictor
+from tfnas.layers.mixed import MixedOp
 from tfnas.layers.superkernel import SuperkernelMBConv
 from tfnas.space import SKIP, Architecture, SearchSpace
 
-METHODS = ("superkernel",)
+METHODS = ("superkernel", "softmax", "gumbel", "gumbel_soft", "proxyless")
+# method -> (MixedOp mode, hard)
+MIXED_MODES = {"softmax": ("softmax", False), "gumbel": ("gumbel", True),
+               "gumbel_soft": ("gumbel", False), "proxyless": ("proxyless", False)}
 
 
 def build(space: SearchSpace, *, method: str = "superkernel", dropout: float = 0.2,
           drop_rate: float = 0.0, threshold_init: float = 0.0, seed: int | None = None,
-          sync_bn: bool = False) -> Any:
-    """The supernet of `space` for a search method (`sync_bn`: cross-replica batch norm)."""
+          sync_bn: bool = False, temperature: float = 5.0) -> Any:
+    """The supernet of `space` for a search method (`sync_bn`: cross-replica batch norm;
+    `temperature`: initial Gumbel τ)."""
     if method not in METHODS:
         raise TfnasError(f"unknown search method {method!r}: choose {', '.join(METHODS)}")
     nets.check_dropout(dropout)
     inputs = nets.image_input(keras, space)
     x = nets.stem(inputs, keras, space, sync_bn)
     for i, spec in enumerate(space.layers):
+        if method in MIXED_MODES:
+            mode, hard = MIXED_MODES[method]
+            x = MixedOp(spec.c_out, spec.stride, [op.name for op in space.candidates(i)],
+                        mode=mode, hard=hard, temperature=temperature,
+                        seed=None if seed is None else seed + i, sync_bn=sync_bn,
+                        name=f"layer{i:02d}")(x)
+            continue
         x = SuperkernelMBConv(
             spec.c_out, spec.stride, kernels=space.kernels, expansions=space.expansions,
             allow_skip=SKIP in space.candidates(i), threshold_init=threshold_init,
@@ -42,8 +56,8 @@ def build(space: SearchSpace, *, method: str = "superkernel", dropout: float = 0
     return keras.Model(inputs, outputs, name=f"supernet_{space.name}")
 
 
-def searchable_layers(model: Any) -> list[SuperkernelMBConv]:
-    return [layer for layer in model.layers if isinstance(layer, SuperkernelMBConv)]
+def searchable_layers(model: Any) -> list[SuperkernelMBConv | MixedOp]:
+    return [layer for layer in model.layers if isinstance(layer, (SuperkernelMBConv, MixedOp))]
 
 
 def soft_one_hot(model: Any, space: SearchSpace) -> Any:
@@ -73,15 +87,29 @@ def expected_cost(model: Any, cost_model: CostModel | LatencyPredictor) -> Any:
 
 
 def architecture_variables(model: Any) -> list[Any]:
-    """The thresholds (Single-Path's architecture parameters)."""
+    """The thresholds (Single-Path's architecture parameters) or the α of mixed ops."""
     return [v for layer in searchable_layers(model)
-            for v in (layer.kernel_thresholds, layer.expansion_thresholds)]
+            for v in ((layer.alpha,) if isinstance(layer, MixedOp) else
+                      (layer.kernel_thresholds, layer.expansion_thresholds))]
+
+
+def is_multi_path(method: str) -> bool:
+    """Multi-path methods learn α on held-out data (bi-level); the superkernel is one-level."""
+    return method in MIXED_MODES
+
+
+def set_temperature(model: Any, tau: float) -> None:
+    """The Gumbel-softmax temperature of every mixed op."""
+    for layer in searchable_layers(model):
+        if isinstance(layer, MixedOp):
+            layer.temperature.assign(tau)
 
 
 def set_drop_rate(model: Any, rate: float) -> None:
     """Kernel-subset dropout probability of every searchable layer (0 ends it)."""
     for layer in searchable_layers(model):
-        layer.drop_rate_var.assign(rate)
+        if isinstance(layer, SuperkernelMBConv):
+            layer.drop_rate_var.assign(rate)
 
 
 def derive(model: Any, space: SearchSpace) -> Architecture:

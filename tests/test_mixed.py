@@ -1,0 +1,130 @@
+"""Multi-path mixed ops: probabilities, one path per layer for hard Gumbel, proxyless gradients
+that touch only sampled paths, E[R] of a one-hot p, and save/load."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfnas import supernet
+from tfnas.costs import CostModel
+from tfnas.latency.table import LatencyTable
+from tfnas.layers import mixed
+from tfnas.space import get_space
+
+SPACE = get_space("tiny")
+IMAGES = tf.random.stateless_normal((4, 16, 16, 3), seed=(1, 2))
+
+
+def _net(method):
+    net = supernet.build(SPACE, method=method, seed=0)
+    net(IMAGES[:1])
+    return net
+
+
+def _favour(net, op_index):
+    """α that makes candidate `op_index` of every layer (or its last one) all but certain."""
+    for layer in supernet.searchable_layers(net):
+        alpha = np.zeros(len(layer.candidates), np.float32)
+        alpha[min(op_index, len(alpha) - 1)] = 100.0
+        layer.alpha.assign(alpha)
+
+
+@pytest.fixture
+def path_counter(monkeypatch):
+    """A variable counting MBConv path executions (branches not taken do not run)."""
+    count = tf.Variable(0, dtype=tf.int64)
+    original = mixed.MBConvPath.call
+
+    def counted(self, inputs, training=None):
+        count.assign_add(1)
+        return original(self, inputs, training=training)
+
+    monkeypatch.setattr(mixed.MBConvPath, "call", counted)
+    return count
+
+
+@pytest.mark.parametrize("method", ["softmax", "gumbel", "gumbel_soft", "proxyless"])
+def test_probabilities_sum_to_one(method):
+    net = _net(method)
+    for layer in supernet.searchable_layers(net):
+        layer.alpha.assign(np.random.default_rng(0).normal(0, 3, len(layer.candidates)))
+    rows = supernet.soft_one_hot(net, SPACE).numpy()
+    assert rows.shape == (SPACE.num_layers, len(SPACE.ops))
+    np.testing.assert_allclose(rows.sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_hard_gumbel_runs_one_path_per_layer_yet_alpha_learns(path_counter):
+    net = _net("gumbel")
+    _favour(net, 0)  # an MBConv in every layer, so each layer runs exactly one path
+    alphas = supernet.architecture_variables(net)
+
+    @tf.function
+    def step(images):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.square(net(images, training=True)))
+        return tape.gradient(loss, alphas)
+
+    path_counter.assign(0)
+    grads = step(IMAGES)
+    assert int(path_counter.numpy()) == SPACE.num_layers
+    assert all(np.count_nonzero(g.numpy()) >= 1 for g in grads)
+    # the softmax mixed op runs every MBConv path of every layer
+    soft = _net("softmax")
+    path_counter.assign(0)
+    tf.function(lambda x: soft(x, training=True))(IMAGES)
+    paths = sum(len(layer.paths) for layer in supernet.searchable_layers(soft))
+    assert int(path_counter.numpy()) == paths > SPACE.num_layers
+
+
+def test_proxyless_changes_only_the_alpha_of_sampled_paths(path_counter):
+    import keras
+
+    net = _net("proxyless")
+    layers = supernet.searchable_layers(net)
+    alphas = supernet.architecture_variables(net)
+    optimizer = keras.optimizers.Adam(0.1, beta_1=0.0)  # as the search sets it for proxyless
+    for _ in range(3):
+        before = [a.numpy().copy() for a in alphas]
+        with mixed.arch_phase(layers), tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.square(net(IMAGES, training=True)))
+        grads = tape.gradient(loss, alphas)
+        optimizer.apply(grads, alphas)
+        for layer, g, old, a in zip(layers, grads, before, alphas):
+            sampled = np.flatnonzero(g.numpy())
+            assert len(sampled) == min(2, len(layer.candidates))
+            untouched = np.setdiff1d(np.arange(len(old)), sampled)
+            np.testing.assert_array_equal(a.numpy()[untouched], old[untouched])
+    # a weight step runs only the opened path of each layer
+    path_counter.assign(0)
+    net(IMAGES, training=True)
+    assert int(path_counter.numpy()) <= SPACE.num_layers
+
+
+@pytest.mark.parametrize("method", ["softmax", "gumbel", "proxyless"])
+def test_expected_latency_of_a_one_hot_p_is_the_table_latency_of_the_argmax(method):
+    table = LatencyTable.from_flops(SPACE)
+    cost_model = CostModel.latency(SPACE, table, "table")
+    net = _net(method)
+    rng = np.random.default_rng(1)
+    for layer in supernet.searchable_layers(net):
+        alpha = np.zeros(len(layer.candidates), np.float32)
+        alpha[rng.integers(len(alpha))] = 100.0
+        layer.alpha.assign(alpha)
+    arch = supernet.derive(net, SPACE)
+    expected = float(supernet.expected_cost(net, cost_model))
+    assert expected == pytest.approx(cost_model.of(arch), rel=1e-5)
+    assert expected == pytest.approx(table.cost(arch), rel=1e-5)
+
+
+def test_mixed_op_round_trips_through_save_and_load(tmp_path):
+    import keras
+
+    net = _net("gumbel")
+    _favour(net, 1)
+    path = tmp_path / "net.keras"
+    net.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(loaded(IMAGES), net(IMAGES), atol=1e-5)
+    assert supernet.derive(loaded, SPACE) == supernet.derive(net, SPACE)

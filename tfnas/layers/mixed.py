@@ -1,0 +1,249 @@
+"""Multi-path mixed ops: one separate path per candidate op, weighted by architecture logits α.
+
+Three ways to mix them (`mode`):
+
+- `softmax` (DARTS, Liu et al. 2019, Eq. 2; FBNet's relaxation): out = Σ_j p_j · o_j(x),
+  p = softmax(α). Every path is computed.
+- `gumbel` (FBNet, Wu et al. 2019, Eq. 5-6): p = softmax((α + g) / τ), g ~ Gumbel(0, 1), τ held
+  in the non-trainable weight `temperature` (the search anneals it). `hard=True` is the
+  LightNAS variant (Luo et al. 2022, Sec. 3.3): the forward pass computes only the path of
+  argmax p (one-hot gates, `keras.ops.switch`), and the gradient is that of the soft p
+  (straight-through: gate = onehot + p − stop_gradient(p)), so α learns while one path runs.
+- `proxyless` (ProxylessNAS, Cai et al. 2019, Sec. 3.2): binary gates. Each step samples two
+  paths from p = softmax(α) (without replacement), renormalises their probabilities q and opens
+  one of them with probability q. In a weight step only the open path is computed. In an
+  architecture step (`arch_phase`) both sampled paths are computed and α gets the
+  BinaryConnect estimate of Eq. 4, ∂L/∂α_i = Σ_j ∂L/∂g_j · ∂q_j/∂α_i with ∂L/∂g_j the loss's
+  sensitivity to path j (gate = g + q − stop_gradient(q)); α of paths not sampled get no
+  gradient. Memory then holds one path for weights and two for α, not all of them.
+
+Runtime is accounted in the layer (FBNet Eq. 4, ProxylessNAS Eq. 5): E[R] = Σ_j p_j · R_j with
+p = softmax(α), R_j the layer's latency table rows (or the predictor on the soft one-hot,
+`op_probabilities`). With a one-hot p this is the table latency of the argmax op.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator, Sequence
+
+import keras
+import numpy as np
+from keras import ops
+
+from tfnas.nets import BN_EPSILON, BN_MOMENTUM
+from tfnas.space import Op
+
+MODES = ("softmax", "gumbel", "proxyless")
+
+
+@keras.saving.register_keras_serializable(package="tfnas")
+class MBConvPath(keras.layers.Layer):
+    """One candidate path: the standalone MBConv k x e without its residual (as
+    `tfnas.nets.mbconv` builds it: 1x1 expand, k x k depthwise, 1x1 project, each with BN)."""
+
+    def __init__(self, c_out: int, stride: int, kernel: int, expansion: int,
+                 sync_bn: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.c_out, self.stride = int(c_out), int(stride)
+        self.kernel, self.expansion, self.sync_bn = int(kernel), int(expansion), bool(sync_bn)
+
+    def build(self, input_shape: Sequence[int | None]) -> None:
+        c_in = int(input_shape[-1])
+        mid = c_in * self.expansion
+
+        def bn(name: str) -> Any:
+            return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
+                                                   synchronized=self.sync_bn, name=name)
+
+        self.stack: list[tuple[Any, Any, bool]] = []
+        if self.expansion != 1:
+            self.stack.append((keras.layers.Conv2D(mid, 1, use_bias=False, name="expand",
+                                                   kernel_initializer="he_normal"),
+                               bn("expand_bn"), True))
+        self.stack.append((keras.layers.DepthwiseConv2D(
+            self.kernel, strides=self.stride, padding="same", use_bias=False, name="dw",
+            depthwise_initializer=keras.initializers.VarianceScaling(
+                2.0, "fan_out", "truncated_normal")), bn("dw_bn"), True))
+        self.stack.append((keras.layers.Conv2D(self.c_out, 1, use_bias=False, name="project",
+                                               kernel_initializer="he_normal"),
+                           bn("project_bn"), False))
+        shape = tuple(input_shape)
+        for layer, norm, _ in self.stack:
+            layer.build(shape)
+            shape = layer.compute_output_shape(shape)
+            norm.build(shape)
+        self.built = True
+
+    def call(self, inputs: Any, training: bool | None = None) -> Any:
+        x = inputs
+        for layer, norm, relu in self.stack:
+            x = norm(layer(x), training=training)
+            if relu:
+                x = ops.relu(x)
+        return x
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(c_out=self.c_out, stride=self.stride, kernel=self.kernel,
+                      expansion=self.expansion, sync_bn=self.sync_bn)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="tfnas")
+class MixedOp(keras.layers.Layer):
+    """A searchable layer over separate candidate paths (see the module docstring).
+
+    Args:
+        c_out: output channels.
+        stride: stride of every MBConv path.
+        candidates: op names of the layer (`mbconv_k3_e6`, ..., `skip`; skip needs stride 1
+            and c_in == c_out).
+        mode: `softmax`, `gumbel` or `proxyless`.
+        hard: gumbel only: one-hot forward, straight-through gradient (LightNAS).
+        temperature: initial Gumbel-softmax temperature τ.
+        seed: seed of the Gumbel noise and path sampling.
+        sync_bn: cross-replica batch norm.
+    """
+
+    def __init__(self, c_out: int, stride: int, candidates: Sequence[str], mode: str = "softmax",
+                 hard: bool = False, temperature: float = 5.0, seed: int | None = None,
+                 sync_bn: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if mode not in MODES:
+            raise ValueError(f"unknown mixed-op mode {mode!r}: choose {', '.join(MODES)}")
+        self.c_out, self.stride = int(c_out), int(stride)
+        self.candidates = tuple(Op.parse(c) for c in candidates)
+        if len(self.candidates) < 1:
+            raise ValueError("a mixed op needs at least one candidate")
+        self.mode, self.hard = mode, bool(hard)
+        self.temperature_init = float(temperature)
+        self.seed, self.sync_bn = seed, bool(sync_bn)
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.arch_phase = False  # proxyless: compute both sampled paths (set by `arch_phase`)
+
+    def build(self, input_shape: Sequence[int | None]) -> None:
+        self.c_in = int(input_shape[-1])
+        skip = any(op.is_skip for op in self.candidates)
+        if skip and (self.stride != 1 or self.c_in != self.c_out):
+            raise ValueError("skip needs stride 1 and c_in == c_out")
+        # the MBConv paths (skip has none); `_slot[j]`: index of candidate j's path, or -1
+        self.paths = [MBConvPath(self.c_out, self.stride, op.kernel, op.expansion, self.sync_bn,
+                                 name=f"path_{op.name}")
+                      for op in self.candidates if not op.is_skip]
+        self._path_of, n = [], 0
+        for op in self.candidates:
+            self._path_of.append(-1 if op.is_skip else n)
+            n += 0 if op.is_skip else 1
+        for path in self.paths:
+            path.build(input_shape)
+        self.alpha = self.add_weight(name="alpha", shape=(len(self.candidates),),
+                                     initializer="zeros")
+        self.temperature = self.add_weight(
+            name="temperature", shape=(), trainable=False,
+            initializer=keras.initializers.Constant(self.temperature_init))
+        self.built = True
+
+    @property
+    def residual(self) -> bool:
+        return self.stride == 1 and self.c_in == self.c_out
+
+    # --- paths ------------------------------------------------------------------------------
+
+    def _run_path(self, j: int, inputs: Any, training: bool) -> Any:
+        """o_j(x) without the residual (zeros for skip: skip is the residual alone)."""
+        if self._path_of[j] < 0:
+            return ops.zeros_like(inputs)
+        return self.paths[self._path_of[j]](inputs, training=training)
+
+    def _one_path(self, index: Any, inputs: Any, training: bool) -> Any:
+        """The output of path `index` alone: only that branch runs (`keras.ops.switch`)."""
+        branches = [lambda x, j=j: self._run_path(j, x, training)
+                    for j in range(len(self.candidates))]
+        return ops.switch(index, branches, inputs)
+
+    def _gumbel(self) -> Any:
+        u = keras.random.uniform((len(self.candidates),), minval=1e-6, maxval=1.0 - 1e-6,
+                                 seed=self.seed_generator)
+        return -ops.log(-ops.log(u))
+
+    def call(self, inputs: Any, training: bool | None = None) -> Any:
+        training = bool(training)
+        dtype = inputs.dtype
+        alpha = ops.cast(self.alpha, "float32")
+        if self.mode == "softmax" or (self.mode == "gumbel" and not self.hard):
+            if self.mode == "gumbel" and training:
+                alpha = (alpha + self._gumbel()) / ops.cast(self.temperature, "float32")
+            p = ops.cast(ops.softmax(alpha), dtype)
+            out = sum(p[j] * self._run_path(j, inputs, training)
+                      for j in range(len(self.candidates)))
+        elif self.mode == "gumbel":  # hard: one path forward, soft gradient
+            if training:
+                alpha = (alpha + self._gumbel()) / ops.cast(self.temperature, "float32")
+            p = ops.softmax(alpha)
+            index = ops.argmax(p)
+            gate = ops.take(p, index) + 1.0 - ops.stop_gradient(ops.take(p, index))
+            out = ops.cast(gate, dtype) * self._one_path(index, inputs, training)
+        else:
+            out = self._proxyless(alpha, inputs, training)
+        return out + inputs if self.residual else out
+
+    def _proxyless(self, alpha: Any, inputs: Any, training: bool) -> Any:
+        if not training:  # evaluation: the most likely path
+            return self._one_path(ops.argmax(alpha), inputs, training)
+        # two paths without replacement from softmax(α) (Gumbel top-2), renormalised
+        _, pair = ops.top_k(alpha + self._gumbel(), k=min(2, len(self.candidates)))
+        q = ops.softmax(ops.take(alpha, pair))
+        draw = keras.random.uniform((), seed=self.seed_generator)
+        opened = ops.cast(draw >= q[0], "int32")  # 0: first sampled path, 1: second
+        if len(self.candidates) == 1 or not self.arch_phase:
+            return self._one_path(ops.take(pair, opened), inputs, training)
+        gates = ops.one_hot(opened, 2) + q - ops.stop_gradient(q)  # value: the open path only
+        dtype = inputs.dtype
+        return sum(ops.cast(gates[i], dtype) * self._one_path(pair[i], inputs, training)
+                   for i in range(2))
+
+    def compute_output_shape(self, input_shape: Sequence[int | None]) -> tuple:
+        h, w = input_shape[1], input_shape[2]
+        out = [None if s is None else -(-s // self.stride) for s in (h, w)]
+        return (input_shape[0], *out, self.c_out)
+
+    # --- decisions and cost -----------------------------------------------------------------
+
+    def probabilities(self) -> Any:
+        """p = softmax(α) over the candidates."""
+        return ops.softmax(ops.cast(self.alpha, "float32"))
+
+    def op_probabilities(self) -> dict[Op, Any]:
+        p = self.probabilities()
+        return {op: p[j] for j, op in enumerate(self.candidates)}
+
+    def expected_cost(self, costs: dict[Op, float]) -> Any:
+        """E[R] = Σ_j p_j · R_j (FBNet Eq. 4, ProxylessNAS Eq. 5)."""
+        p = self.probabilities()
+        return ops.sum(p * ops.convert_to_tensor(
+            np.array([costs[op] for op in self.candidates], np.float32)))
+
+    def decisions(self) -> Op:
+        """The arg-max path."""
+        return self.candidates[int(np.argmax(np.asarray(self.alpha)))]
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(c_out=self.c_out, stride=self.stride,
+                      candidates=[op.name for op in self.candidates], mode=self.mode,
+                      hard=self.hard, temperature=self.temperature_init, seed=self.seed,
+                      sync_bn=self.sync_bn)
+        return config
+
+
+@contextlib.contextmanager
+def arch_phase(layers: Sequence[MixedOp]) -> Iterator[None]:
+    """While tracing an architecture step: proxyless layers compute both sampled paths."""
+    for layer in layers:
+        layer.arch_phase = True
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.arch_phase = False
