@@ -405,14 +405,15 @@ class StopOnSignal:
 def _define_flags() -> None:
     from absl import flags
 
-    from tfnas import data, objectives, space, supernet
+    from tfnas import data, objectives, space
+    from tfnas.methods import METHODS
 
     flags.DEFINE_string("space", "tiny", f"Search space preset: {', '.join(space.PRESET_NAMES)}.")
     flags.DEFINE_integer("num_classes", None, "Override the space's number of classes.")
     flags.DEFINE_integer("input_size", None, "Override the space's input size.")
     flags.DEFINE_float("width_multiplier", None, "Override the space's width multiplier.")
     flags.DEFINE_string("dataset", "digits", f"Dataset: {', '.join(data.KINDS)}.")
-    flags.DEFINE_enum("method", "superkernel", list(supernet.METHODS), "Search method: "
+    flags.DEFINE_enum("method", "superkernel", list(METHODS), "Search method: "
                       "superkernel (Single-Path NAS), softmax (DARTS/FBNet mixed op), gumbel "
                       "(hard Gumbel-softmax, one path per step: LightNAS), gumbel_soft (FBNet), "
                       "proxyless (ProxylessNAS binary gates).")

@@ -21,12 +21,8 @@ from tfnas.errors import TfnasError
 from tfnas.latency.predictor import LatencyPredictor
 from tfnas.layers.mixed import MixedOp
 from tfnas.layers.superkernel import SuperkernelMBConv
+from tfnas.methods import METHODS, MIXED_MODES
 from tfnas.space import SKIP, Architecture, SearchSpace
-
-METHODS = ("superkernel", "softmax", "gumbel", "gumbel_soft", "proxyless")
-# method -> (MixedOp mode, hard)
-MIXED_MODES = {"softmax": ("softmax", False), "gumbel": ("gumbel", True),
-               "gumbel_soft": ("gumbel", False), "proxyless": ("proxyless", False)}
 
 
 def build(space: SearchSpace, *, method: str = "superkernel", dropout: float = 0.2,
