@@ -24,7 +24,7 @@ BN_EPSILON = 1e-3
 BACKENDS = ("keras", "tf_keras")
 
 
-def _depthwise_initializer(k: ModuleType) -> Any:
+def depthwise_initializer(k: ModuleType) -> Any:
     """He init for a depthwise kernel: Keras' fan_in of a (k, k, C, 1) kernel counts all C
     channels, which shrinks activations by sqrt(C) per layer; its fan_out (k*k) is the true
     fan-in of each depthwise filter."""
@@ -64,7 +64,7 @@ def mbconv(x: Any, k: ModuleType, sig: LayerSignature, name: str, sync_bn: bool 
     if sig.op.expansion != 1:
         x = conv_bn(x, k, sig.expanded, 1, 1, f"{name}_expand", sync_bn=sync_bn)
     x = k.layers.DepthwiseConv2D(sig.op.kernel, strides=sig.stride, padding="same",
-                                 use_bias=False, depthwise_initializer=_depthwise_initializer(k),
+                                 use_bias=False, depthwise_initializer=depthwise_initializer(k),
                                  name=f"{name}_dw")(x)
     x = batch_norm(k, f"{name}_dw_bn", sync_bn)(x)
     x = k.layers.ReLU(name=f"{name}_dw_relu")(x)

@@ -15,7 +15,6 @@ reference network and its latency) the table was started with.
 from __future__ import annotations
 
 import dataclasses
-
 from pathlib import Path
 from typing import Any, Callable
 

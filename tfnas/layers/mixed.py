@@ -31,7 +31,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfnas.nets import BN_EPSILON, BN_MOMENTUM
+from tfnas.nets import batch_norm, depthwise_initializer
 from tfnas.space import Op
 
 MODES = ("softmax", "gumbel", "proxyless")
@@ -52,22 +52,18 @@ class MBConvPath(keras.layers.Layer):
         c_in = int(input_shape[-1])
         mid = c_in * self.expansion
 
-        def bn(name: str) -> Any:
-            return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
-                                                   synchronized=self.sync_bn, name=name)
-
         self.stack: list[tuple[Any, Any, bool]] = []
         if self.expansion != 1:
             self.stack.append((keras.layers.Conv2D(mid, 1, use_bias=False, name="expand",
                                                    kernel_initializer="he_normal"),
-                               bn("expand_bn"), True))
+                               batch_norm(keras, "expand_bn", self.sync_bn), True))
         self.stack.append((keras.layers.DepthwiseConv2D(
             self.kernel, strides=self.stride, padding="same", use_bias=False, name="dw",
-            depthwise_initializer=keras.initializers.VarianceScaling(
-                2.0, "fan_out", "truncated_normal")), bn("dw_bn"), True))
+            depthwise_initializer=depthwise_initializer(keras)),
+            batch_norm(keras, "dw_bn", self.sync_bn), True))
         self.stack.append((keras.layers.Conv2D(self.c_out, 1, use_bias=False, name="project",
                                                kernel_initializer="he_normal"),
-                           bn("project_bn"), False))
+                           batch_norm(keras, "project_bn", self.sync_bn), False))
         shape = tuple(input_shape)
         for layer, norm, _ in self.stack:
             layer.build(shape)

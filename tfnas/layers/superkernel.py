@@ -29,7 +29,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfnas.nets import BN_EPSILON, BN_MOMENTUM
+from tfnas.nets import BN_EPSILON, BN_MOMENTUM, depthwise_initializer
 from tfnas.space import SKIP, Op
 
 
@@ -105,7 +105,7 @@ class SuperkernelMBConv(keras.layers.Layer):
         k = self.kernels[-1]
         self.depthwise_kernel = self.add_weight(
             name="depthwise_kernel", shape=(k, k, self.c_mid, 1),
-            initializer=keras.initializers.VarianceScaling(2.0, "fan_out", "truncated_normal"))
+            initializer=depthwise_initializer(keras))
         self.dw_bn = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
                                                      synchronized=self.sync_bn, name="dw_bn")
         self.dw_bn.build((*input_shape[:-1], self.c_mid))
