@@ -1,30 +1,62 @@
-"""Is a Single-Path search step as cheap as training one network? Times both on one batch.
+"""What does one search step cost per method? Step time and peak memory, side by side.
 
-    python bench/search_step_cost.py [--space=cifar] [--batch_size=64] [--steps=20]
+    python bench/search_step_cost.py [--space=cifar] [--batch_size=64] [--steps=10]
+        [--methods=superkernel,softmax,gumbel,proxyless]
 
-Times, alternately in one run, (a) one search step of the superkernel supernet (forward,
-expected cost, backward, update of weights and thresholds) and (b) one training step of the
-largest child network (every layer at its biggest kernel and expansion) on the same batch with
-the same optimizer, and prints the medians and their ratio (the design asks for <= 1.3).
+The Single-Path NAS claim (Stamoulis et al. 2019, Sec. 1 and 4): a superkernel search step
+costs about as much as training one network, and far less than a multi-path (softmax / DARTS)
+step. This measures it on one space and batch, in one run:
+
+- time: one search step of every method and one training step of the largest child network
+  (every layer at its biggest kernel and expansion, same optimizer), timed round-robin in one
+  process so that the host's drifts hit all alike; medians. A search step is what the search
+  runs per training batch: one forward/backward for `superkernel`; for the bi-level methods a
+  weight step on one batch plus an α step on a held-out batch (two passes);
+- memory: each method runs in its own subprocess with glibc's mmap threshold fixed at 64 KiB,
+  so that freed tensors go back to the OS and the resident set follows live memory; after
+  three warm-up steps the peak resident set is reset (/proc/self/clear_refs) and the bench
+  reports how far the timed steps raise it above the resident set before them (activations,
+  gradients and workspace of one step; the model and optimizer are already resident).
+
+Both are printed with their ratio to the superkernel. No figure is asserted: report what you
+measure, whatever it is.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
+from absl import flags
 
 from tfnas import cli
-from absl import flags
+from tfnas.methods import METHODS
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("space", "cifar", "Search space preset.")
-flags.DEFINE_integer("batch_size", 64, "Batch size of both steps.")
-flags.DEFINE_integer("steps", 20, "Timed steps of each kind (after 3 warm-up steps).")
+flags.DEFINE_integer("batch_size", 64, "Batch size of every step.", lower_bound=1)
+flags.DEFINE_integer("steps", 10, "Timed steps of each kind (after 3 warm-up steps).",
+                     lower_bound=1)
+flags.DEFINE_list("methods", ["superkernel", "softmax", "gumbel", "proxyless"],
+                  f"Search methods to compare ({', '.join(METHODS)}); the first is the "
+                  "reference of the ratios.")
+flags.DEFINE_string("memory_of", None, "(internal) measure the peak memory of this method's "
+                    "step (or `child`) and print it as JSON.")
+flags.register_validator("methods", lambda names: bool(names) and set(names) <= set(METHODS),
+                         f"--methods takes names among {', '.join(METHODS)}")
+
+CHILD = "child"
 
 
-def main(argv: list[str]) -> None:
+def _step(name: str, folder: str) -> Callable[[], Any]:
+    """A no-argument callable running one step of `name` (a method or `child`) on one batch."""
     import keras
     import tensorflow as tf
 
@@ -35,49 +67,108 @@ def main(argv: list[str]) -> None:
     from tfnas.space import Architecture, Op, get_space
 
     space = get_space(FLAGS.space)
-    with tempfile.TemporaryDirectory() as folder:
-        search = Search(SearchConfig(
-            space=space, dataset="synthetic", cost_model=CostModel.flops(space),
-            objective=Objective("log", 0.02), model_dir=folder, batch_size=FLAGS.batch_size,
-            verbose=False))
+    search = Search(SearchConfig(
+        space=space, dataset="synthetic", cost_model=CostModel.flops(space),
+        objective=Objective("log", 0.02), model_dir=str(Path(folder) / name),
+        method="superkernel" if name == CHILD else name, batch_size=FLAGS.batch_size,
+        verbose=False))
     search.lam.assign(0.02)
     images, labels = next(iter(search.data.train(0)))
+    if name != CHILD:
+        step = search._step_function(True)
+        batch = (images, labels) + ((images, labels) if search.multi_path else ())
+        return lambda: step(*batch)["loss"]
 
-    largest = Architecture.uniform(space, Op(max(space.kernels), max(space.expansions)))
-    child = nets.build(largest)
+    child = nets.build(Architecture.uniform(space, Op(max(space.kernels),
+                                                      max(space.expansions))))
     optimizer = keras.optimizers.Adam(0.01)
     optimizer.build(child.trainable_variables)
 
     @tf.function
-    def child_step(images, labels):
+    def child_step(images: Any, labels: Any) -> Any:
         with tf.GradientTape() as tape:
             logits = child(images, training=True)
             loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
                 labels, logits, from_logits=True))
-        grads = tape.gradient(loss, child.trainable_variables)
-        optimizer.apply(grads, child.trainable_variables)
+        optimizer.apply(tape.gradient(loss, child.trainable_variables),
+                        child.trainable_variables)
         return loss
 
-    def timed(fn) -> float:
-        start = time.perf_counter()
-        result = fn(images, labels)
-        float(result["loss"] if isinstance(result, dict) else result)  # wait for the step
-        return time.perf_counter() - start
+    return lambda: child_step(images, labels)
 
-    for _ in range(3):
-        timed(search._train_step)
-        timed(child_step)
-    search_times, child_times = [], []
-    for _ in range(FLAGS.steps):  # alternate, so drifts of the host hit both alike
-        search_times.append(timed(search._train_step))
-        child_times.append(timed(child_step))
-    s, c = np.median(search_times) * 1e3, np.median(child_times) * 1e3
-    print(f"space {space.name}, batch {FLAGS.batch_size}, {FLAGS.steps} steps each, "
-          f"supernet {search.model.count_params():,} params, largest child "
-          f"{child.count_params():,} params")
-    print(f"search step (superkernel):   median {s:8.1f} ms")
-    print(f"train step (largest child):  median {c:8.1f} ms")
-    print(f"ratio search / child: {s / c:.3f}")
+
+def _timed(step: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    float(step())  # waits for the step
+    return time.perf_counter() - start
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def _measure_memory(name: str) -> None:
+    """Worker: peak resident growth of `name`'s steps after warm-up, printed as JSON (MiB)."""
+    import gc
+
+    with tempfile.TemporaryDirectory() as folder:
+        step = _step(name, folder)
+        for _ in range(3):
+            _timed(step)
+        gc.collect()
+        before = _status_kib("VmRSS")
+        Path("/proc/self/clear_refs").write_text("5")  # peak RSS := current RSS (Linux >= 4.0)
+        for _ in range(FLAGS.steps):
+            _timed(step)
+        peak = _status_kib("VmHWM")
+    print(json.dumps({"step_mib": (peak - before) / 1024, "resident_mib": before / 1024}))
+
+
+def _memory(name: str) -> dict[str, float]:
+    """Runs the memory worker of `name` in a fresh process."""
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    args = [sys.executable, __file__, f"--memory_of={name}", f"--space={FLAGS.space}",
+            f"--batch_size={FLAGS.batch_size}", f"--steps={FLAGS.steps}"]
+    out = subprocess.run(args, capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise RuntimeError(f"memory worker of {name} failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str]) -> None:
+    if FLAGS.memory_of:
+        _measure_memory(FLAGS.memory_of)
+        return
+    names = list(FLAGS.methods) + [CHILD]
+    print(f"space {FLAGS.space}, batch {FLAGS.batch_size}, {FLAGS.steps} timed steps each",
+          flush=True)
+    with tempfile.TemporaryDirectory() as folder:
+        steps = {}
+        for name in names:
+            start = time.perf_counter()
+            steps[name] = _step(name, folder)
+            for _ in range(3):
+                _timed(steps[name])
+            print(f"  built and warmed up {name} in {time.perf_counter() - start:.0f} s",
+                  flush=True)
+        times: dict[str, list[float]] = {name: [] for name in names}
+        for _ in range(FLAGS.steps):  # round-robin: drifts of the host hit every method alike
+            for name in names:
+                times[name].append(_timed(steps[name]))
+    medians = {name: float(np.median(t)) * 1e3 for name, t in times.items()}
+    print("  measuring memory, one process per method", flush=True)
+    memory = {name: _memory(name) for name in names}
+    ref = names[0]
+    print(f"\n{'step':<24}{'median ms':>10}{'x ' + ref:>16}{'step MiB':>10}"
+          f"{'x ' + ref:>16}")
+    for name in names:
+        label = "largest child (train)" if name == CHILD else f"{name} (search)"
+        mib = memory[name]["step_mib"]
+        print(f"{label:<24}{medians[name]:>10.1f}{medians[name] / medians[ref]:>16.2f}"
+              f"{mib:>10.1f}{mib / max(memory[ref]['step_mib'], 1e-9):>16.2f}")
 
 
 if __name__ == "__main__":

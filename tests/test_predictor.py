@@ -31,14 +31,19 @@ def test_fit_predicts_unseen_architectures_within_one_percent():
     assert held_out["mape"] < constant["mape"] / 5  # far better than guessing the mean
 
 
-def test_a_table_prior_lets_few_measurements_reach_one_percent():
+def table_and_archs(space, count, seed):
+    """A random calibrated table of `space` and `count` random architectures."""
     from tfnas.latency.table import LatencyTable
 
-    space = get_space("single_path")
-    rng = np.random.default_rng(3)
+    rng = np.random.default_rng(seed)
     rows = {sig: float(rng.uniform(0.1, 1.0)) for sig in space.signatures()}
     table = LatencyTable(rows, 2.0, calibration={"scale": 1.0, "offset": 0.0})
-    archs = [Architecture.sample(space, rng) for _ in range(130)]
+    return table, [Architecture.sample(space, rng) for _ in range(count)], rng
+
+
+def test_a_table_prior_lets_few_measurements_reach_one_percent():
+    space = get_space("single_path")
+    table, archs, _ = table_and_archs(space, 130, seed=3)
     # the device is 6% slower than the table says, and two layers interact
     ms = [1.06 * table.cost(a) + 0.3 * a.one_hot()[2, 1] * a.one_hot()[3, 3] for a in archs]
     prior = predictor.fit(space, archs[:30], ms[:30], table=table)
@@ -47,6 +52,23 @@ def test_a_table_prior_lets_few_measurements_reach_one_percent():
     alone = predictor.errors(scratch.predict(archs[30:]), ms[30:])["mape"]
     assert with_table < 1.0 and with_table < alone / 3, (with_table, alone)
     assert predictor.errors([table.cost(a) for a in archs[30:]], ms[30:])["mape"] > 4.0
+
+
+def test_cross_validation_trusts_the_table_as_far_as_the_device_follows_it():
+    space = get_space("tiny")
+    table, archs, rng = table_and_archs(space, 60, seed=4)
+    noise = rng.normal(1.0, 0.02, len(archs))
+    options = dict(candidates=(0.01, 10.0), steps=300)
+    # a device that is the table up to 2% noise: hold the predictor to the table
+    follows = [float(n * table.cost(a)) for n, a in zip(noise, archs)]
+    assert predictor.choose_prior_decay(space, archs, follows, table, **options) == 10.0
+    # a device on which one op is 40% dearer than its rows say: let the predictor move
+    def dearer(a):
+        return 0.4 * sum(table.rows[space.signature(i, op)] for i, op in enumerate(a.ops)
+                         if op.name == "mbconv_k5_e6")
+
+    strays = [float(n * (table.cost(a) + dearer(a))) for n, a in zip(noise, archs)]
+    assert predictor.choose_prior_decay(space, archs, strays, table, **options) == 0.01
 
 
 def test_soft_cost_matches_predict_and_has_gradients():

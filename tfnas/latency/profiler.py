@@ -80,7 +80,9 @@ def profile(space: SearchSpace, meter: Meter, out: str | Path, *, progress: bool
 def progress_bar(total: int, enabled: bool, what: str = "profiling", unit: str = "rows") -> Any:
     from tqdm import tqdm
 
-    return tqdm(total=total, disable=not enabled, desc=what,
+    # smoothing=0: the time left from the average rate; results arrive in bursts (one group
+    # of models at a time), which throws tqdm's moving average of recent rates far off
+    return tqdm(total=total, disable=not enabled, desc=what, smoothing=0,
                 bar_format="{desc}: {n}/{total} " + unit +
                 " [{elapsed}<{remaining} left] {postfix}")
 
