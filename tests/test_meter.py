@@ -77,6 +77,54 @@ def test_repeated_timings_keep_each_models_median_pass():
         Meter(_real(), repeats=0)
 
 
+class TiltingDevice:
+    """A fake device on which every network but the reference slows by `tilt` (a host whose
+    balance moved: the reference alone no longer cancels it)."""
+
+    name = "fake:tilting"
+
+    def __init__(self, sizes: dict[int, float], reference_size: int) -> None:
+        self.sizes, self.reference_size, self.tilt = sizes, reference_size, 1.0
+
+    def benchmark_many(self, paths, *, runs, warmup, min_seconds):
+        results = []
+        for path in paths:
+            size = len(open(path, "rb").read())
+            ms = self.sizes[size] * (1.0 if size == self.reference_size else self.tilt)
+            results.append(BenchmarkResult(ms, ms, 0.0, ms, ms, runs, p10_ms=ms))
+        return results
+
+    def describe(self):
+        return {"device": self.name, "threads": 1}
+
+
+def test_anchors_keep_the_tables_units_when_the_reference_alone_does_not():
+    from tfnas.latency.table import LatencyTable
+
+    space = get_space("tiny")
+    ref = default_reference(space)
+    archs = measured.sample_unique(space, 6, seed=3, exclude={ref.op_names})
+    models = {a: timing_models.network(a) for a in [ref, *archs]}
+    sizes = {len(m): 10.0 + i for i, m in enumerate(models.values())}
+    assert len(sizes) == len(models)  # the fake tells the networks apart by size
+    device = TiltingDevice(sizes, len(models[ref]))
+    table = LatencyTable({}, 0.0, {"device": device.name})
+    table.calibration = {"archs": [list(a.op_names) for a in archs[:4]],
+                         "measured_ms": [sizes[len(models[a])] for a in archs[:4]]}
+    device.tilt = 1.1  # since the table was measured, networks got 10% dearer than the ref
+    new = [models[a] for a in archs[4:]]
+    meter = Meter(device, group=2, repeats=1, reference=ref, reference_ms=10.0)
+    assert meter.measure(new) == pytest.approx([1.1 * sizes[len(m)] for m in new])
+    meter.anchor_to(table)
+    assert meter.measure(new) == pytest.approx([sizes[len(m)] for m in new])
+    assert meter.anchor_scales == pytest.approx([1 / 1.1])
+    record = meter.describe()
+    assert record["anchors"]["measured_ms"] == table.calibration["measured_ms"]
+    fresh = Meter(device, reference=ref)
+    fresh.adopt(record)  # a dataset resumed later is anchored the same way
+    assert fresh.anchors == meter.anchors
+
+
 def test_dataset_collection_resumes_in_the_same_units(tmp_path):
     space = get_space("tiny")
     ref = default_reference(space)

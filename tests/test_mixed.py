@@ -78,6 +78,21 @@ def test_hard_gumbel_runs_one_path_per_layer_yet_alpha_learns(path_counter):
     assert int(path_counter.numpy()) == paths > SPACE.num_layers
 
 
+def test_a_hard_gate_on_skip_still_gives_alpha_the_losss_gradient():
+    """With skip chosen, α must still learn from the loss (not only from the cost): the gate
+    weighs the whole candidate output, residual included."""
+    net = _net("gumbel")
+    _favour(net, 99)  # skip where a layer has it, else its last MBConv
+    layers = supernet.searchable_layers(net)
+    skipping = [i for i, layer in enumerate(layers) if layer.decisions().is_skip]
+    assert skipping  # the tiny space offers skip in some layers
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(tf.square(net(IMAGES, training=True)))
+    grads = tape.gradient(loss, supernet.architecture_variables(net))
+    for i in skipping:
+        assert np.abs(grads[i].numpy()).max() > 0, f"layer {i}: skip gate has no gradient"
+
+
 def test_proxyless_changes_only_the_alpha_of_sampled_paths(path_counter):
     import keras
 

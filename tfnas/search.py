@@ -547,6 +547,7 @@ def main(argv: list[str]) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         table = profile(config.space, meter, path)
         calibrate(table, config.space, meter, path, num_archs=f.calibration_archs)
+        meter.anchor_to(table)  # the derived net is measured in the table's units
         config = config_from_flags(f)
     if f.deterministic:
         import tensorflow as tf

@@ -48,6 +48,7 @@ def main(argv: list[str]) -> None:
     table = LatencyTable.load(FLAGS.latency_table) if FLAGS.latency_table else None
     if table is not None:
         meter.adopt(table.device)
+        meter.anchor_to(table)  # the dataset in the table's units, even if the host moved
     dataset = FLAGS.dataset or f"{FLAGS.out.removesuffix('.json')}.dataset.json"
     archs, ms = measured.collect(dataset, space, meter, FLAGS.num_archs, seed=FLAGS.seed)
     order = np.random.default_rng(FLAGS.seed).permutation(len(archs))

@@ -27,11 +27,16 @@ flags.DEFINE_string("predictor", None, "A latency predictor to validate too (opt
 cli.define_measurement_flags()
 flags.DEFINE_integer("num_archs", 30, "Unseen architectures to measure.", lower_bound=1)
 flags.DEFINE_integer("seed", 1000, "Seed of the sampled architectures.")
+flags.DEFINE_bool("anchor", True, "Time the table's calibration networks again alongside and "
+                  "report in the table's units (see tfnas/latency/meter.py); the report also "
+                  "gives the MAPEs without it.")
 flags.DEFINE_string("out", None, "Output folder.")
 flags.mark_flags_as_required(["latency_table", "out"])
 
 
 def main(argv: list[str]) -> None:
+    import numpy as np
+
     from tfnas.latency import measured, predictor
     from tfnas.latency.profiler import measure_many
     from tfnas.latency.table import LatencyTable
@@ -42,6 +47,8 @@ def main(argv: list[str]) -> None:
     model = predictor.LatencyPredictor.load(FLAGS.predictor) if FLAGS.predictor else None
     meter = cli.meter_from_flags(FLAGS, space)
     meter.adopt(table.device)
+    if FLAGS.anchor:
+        meter.anchor_to(table)
     seen = {tuple(ops) for ops in table.calibration.get("archs", [])}
     if model is not None and model.metrics.get("dataset"):
         trained, _, _ = measured.load(model.metrics["dataset"], space)
@@ -56,6 +63,10 @@ def main(argv: list[str]) -> None:
     raw = predictor.errors([r["raw_ms"] for r in rows], ms)
     cal = predictor.errors([r["calibrated_ms"] for r in rows], ms)
     mlp = predictor.errors([r["predictor_ms"] for r in rows], ms) if model else None
+    # the same measurements without the anchors' rescaling (the host's speed of today)
+    scales = meter.anchor_scales or [1.0]
+    plain = [m / scales[i // meter.anchor_every] for i, m in enumerate(ms)]
+    anchor_scale = float(np.median(scales))
     report = {"space": space.name, "device": table.device, "table": FLAGS.latency_table,
               "predictor": FLAGS.predictor, "calibrated": table.calibrated,
               "num_archs": len(rows), "raw_mape": raw["mape"], "calibrated_mape": cal["mape"],
@@ -64,6 +75,11 @@ def main(argv: list[str]) -> None:
               "raw_rmse_ms": raw["rmse_ms"],
               "predictor_rmse_ms": mlp["rmse_ms"] if mlp else None,
               "predictor_max_error_ms": mlp["max_error_ms"] if mlp else None,
+              "anchor_scale": anchor_scale,
+              "unanchored_calibrated_mape": predictor.errors(
+                  [r["calibrated_ms"] for r in rows], plain)["mape"],
+              "unanchored_predictor_mape": predictor.errors(
+                  [r["predictor_ms"] for r in rows], plain)["mape"] if mlp else None,
               "architectures": rows}
     out = Path(FLAGS.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -77,6 +93,12 @@ def main(argv: list[str]) -> None:
           f"{raw['mape']:.2f}%, calibrated MAPE {cal['mape']:.2f}% (RMSE {cal['rmse_ms']:.4g} "
           f"ms, max error {cal['max_error_ms']:.4g} ms){extra}; wrote {out}/validation.json "
           "and .png")
+    if meter.anchor_scales:
+        print(f"anchored to the table's calibration networks: the host measured them "
+              f"{abs(1 / anchor_scale - 1) * 100:.1f}% {'slower' if anchor_scale < 1 else 'faster'}"
+              f" than when the table was built; without that correction: calibrated MAPE "
+              f"{report['unanchored_calibrated_mape']:.2f}%"
+              + (f", predictor MAPE {report['unanchored_predictor_mape']:.2f}%" if mlp else ""))
 
 
 def _plot(rows: list[dict], path: Path, space: str, device: str,

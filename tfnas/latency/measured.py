@@ -71,6 +71,9 @@ def collect(path: str | Path, space: SearchSpace, meter: Meter, count: int, *, s
     """Measures `count` seeded random architectures into the dataset at `path` (resumable)."""
     archs, measured, record = load(path, space)
     if record:
+        if record.get("anchors") != meter.describe().get("anchors"):
+            raise TfnasError(f"{path} was measured against other anchor networks (another "
+                             "latency table, or none): choose another dataset file")
         meter.join(record, str(path))
     have = {a.op_names for a in archs}
     todo = [a for a in sample_unique(space, count, seed) if a.op_names not in have]

@@ -22,8 +22,25 @@ device); the values are then the plain statistic.
 Drift is not the only noise: over a few seconds the same model, loaded twice and timed
 side by side, can differ by several percent here (cache and memory contention from
 neighbours come in bursts). Each group is therefore timed `repeats` times (3 by default), on
-freshly loaded models, and each model keeps its median timing: two passes over the same
-`single_path` networks then differed by 1.5-1.7% (MAPE) where one timing each differed by 2.5%.
+freshly loaded models, and each model keeps its median timing.
+
+Groups are small (`group=2`: two models and the reference take turns). Models timed in one
+round-robin evict each other's weights from the caches, so the group size is part of what is
+measured: on this host 16 networks timed in groups of 8 read 6-8% lower (`tiny`) and 1-3%
+lower (`single_path`) than the same networks in groups of 2 or alone, and three passes in
+groups of 8 repeated worse (0.9-1.8% MAPE between passes on `single_path`) than in groups of
+2 (0.6-1.0%). Small groups are the closest to a model running alone, as it does on the
+device, so every number tfnas measures (rows, calibration, predictor data, validation, the
+searched network) is taken in groups of 2, and all of them share one context.
+
+One reference does not cancel every change of the host: over ten minutes here the ratio of
+`single_path` networks to their reference moved by 3.5% (the same 30 networks, timed twice
+ten minutes apart, then kept their level within 0.2%). Larger networks lean more on memory
+than the small reference, and neighbours' load shifts that balance. So a meter can also be
+*anchored* to a table (`anchor_to`): with every `anchor_every` models it times the table's
+calibration networks again and scales the chunk by median(stored / now) of those anchors,
+which puts new numbers in the units of the day the table was measured. `anchor_scales` keeps
+each chunk's factor: how much faster the host is now than then, for reports.
 """
 
 from __future__ import annotations
@@ -54,8 +71,11 @@ class Meter:
     statistic: str = "p10"
     reference: Architecture | None = None
     reference_ms: float | None = None
-    group: int = 8  # models timed together with one reference
+    group: int = 2  # models timed together with one reference (see above)
     repeats: int = 3  # timings of each group, on freshly loaded models; the median is kept
+    anchors: tuple[tuple[Architecture, float], ...] = ()  # (network, latency in table units)
+    anchor_every: int = 32  # models measured per timing of the anchors
+    anchor_scales: list[float] = dataclasses.field(default_factory=list)  # one per chunk
 
     def __post_init__(self) -> None:
         if self.statistic not in STATISTICS:
@@ -67,6 +87,8 @@ class Meter:
             raise TfnasError(f"group must be at least 1, got {self.group}")
         if self.repeats < 1:
             raise TfnasError(f"repeats must be at least 1, got {self.repeats}")
+        if self.anchor_every < 1:
+            raise TfnasError(f"anchor_every must be at least 1, got {self.anchor_every}")
 
     def describe(self) -> dict[str, Any]:
         """What a table or dataset records about how its numbers were taken."""
@@ -75,6 +97,9 @@ class Meter:
                                 "repeats": self.repeats}
         if self.reference is not None:
             info.update(reference=self.reference.to_dict(), reference_ms=self.reference_ms)
+        if self.anchors:
+            info["anchors"] = {"archs": [list(a.op_names) for a, _ in self.anchors],
+                               "measured_ms": [ms for _, ms in self.anchors]}
         return info
 
     def join(self, recorded: dict[str, Any], source: str) -> None:
@@ -96,12 +121,53 @@ class Meter:
         if recorded.get("reference") and recorded.get("reference_ms"):
             self.reference = Architecture.from_dict(recorded["reference"])
             self.reference_ms = float(recorded["reference_ms"])
+        if recorded.get("anchors") and self.reference is not None:
+            space = self.reference.space
+            anchors = recorded["anchors"]
+            self.anchors = tuple((Architecture(space, tuple(ops)), float(ms)) for ops, ms in
+                                 zip(anchors["archs"], anchors["measured_ms"]))
+
+    def anchor_to(self, table: Any, count: int = 8) -> None:
+        """Times `count` of the table's calibration networks (the smallest, the largest and
+        random ones) again with every chunk of models, so values keep the table's units even
+        if the host's balance has moved since (see the module docstring)."""
+        calibration = table.calibration
+        if not calibration.get("archs") or self.reference is None:
+            return
+        space = self.reference.space
+        self.anchors = tuple((Architecture(space, tuple(ops)), float(ms)) for ops, ms in
+                             list(zip(calibration["archs"], calibration["measured_ms"]))[:count])
 
     def measure(self, models: Sequence[bytes],
                 on_value: Callable[[int, float, BenchmarkResult], None] | None = None
                 ) -> list[float]:
         """Latency in ms of each .tflite flatbuffer; `on_value(index, ms, raw stats)` is called
-        as each group finishes (for progress and resumable writes)."""
+        as each group finishes (each chunk, when anchored), for progress and resumable writes."""
+        if not self.anchors or not models:
+            return self._measure(models, on_value)
+        import numpy as np
+
+        from tfnas.latency import timing_models
+
+        anchor_models = [timing_models.network(arch) for arch, _ in self.anchors]
+        stored = np.array([ms for _, ms in self.anchors])
+        values: list[float] = []
+        for start in range(0, len(models), self.anchor_every):
+            chunk = list(models[start:start + self.anchor_every])
+            raw: list[BenchmarkResult] = []
+            now = self._measure(chunk + anchor_models, lambda i, ms, r: raw.append(r))
+            scale = float(np.median(stored / np.array(now[len(chunk):])))
+            self.anchor_scales.append(scale)
+            for i, ms in enumerate(now[:len(chunk)]):
+                values.append(ms * scale)
+                if on_value:
+                    on_value(start + i, values[-1], raw[i])
+        return values
+
+    def _measure(self, models: Sequence[bytes],
+                 on_value: Callable[[int, float, BenchmarkResult], None] | None = None
+                 ) -> list[float]:
+        """`measure` without anchors: reference-corrected values, group by group."""
         values: list[float] = []
         with tempfile.TemporaryDirectory() as folder:
             ref_path = None
@@ -135,9 +201,6 @@ class Meter:
                     if on_value:
                         on_value(start + i, values[-1], chosen[1][i])
         return values
-
-    def measure_one(self, model: bytes) -> float:
-        return self.measure([model])[0]
 
     def _time(self, paths: list[Path], seconds: float) -> list[BenchmarkResult]:
         return self.device.benchmark_many(paths, runs=self.runs, warmup=self.warmup,

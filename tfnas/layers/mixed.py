@@ -3,7 +3,8 @@
 Three ways to mix them (`mode`):
 
 - `softmax` (DARTS, Liu et al. 2019, Eq. 2; FBNet's relaxation): out = Σ_j p_j · o_j(x),
-  p = softmax(α). Every path is computed.
+  p = softmax(α), o_j(x) the candidate's whole output (MBConv plus residual where the layer
+  keeps its shape; x for skip). Every path is computed.
 - `gumbel` (FBNet, Wu et al. 2019, Eq. 5-6): p = softmax((α + g) / τ), g ~ Gumbel(0, 1), τ held
   in the non-trainable weight `temperature` (the search anneals it). `hard=True` is the
   LightNAS variant (Luo et al. 2022, Sec. 3.3): the forward pass computes only the path of
@@ -147,10 +148,15 @@ class MixedOp(keras.layers.Layer):
     # --- paths ------------------------------------------------------------------------------
 
     def _run_path(self, j: int, inputs: Any, training: bool) -> Any:
-        """o_j(x) without the residual (zeros for skip: skip is the residual alone)."""
+        """The whole output of candidate j: the MBConv path plus the residual where the layer
+        keeps its shape, and the input itself for skip. The residual is inside what a gate
+        weighs, so a hard gate on skip still tells α how the loss depends on it (with the
+        residual outside, a chosen skip would gate zeros and α would learn from the cost
+        alone, which drove hard Gumbel to skip everywhere)."""
         if self._path_of[j] < 0:
-            return ops.zeros_like(inputs)
-        return self.paths[self._path_of[j]](inputs, training=training)
+            return inputs
+        out = self.paths[self._path_of[j]](inputs, training=training)
+        return out + inputs if self.residual else out
 
     def _one_path(self, index: Any, inputs: Any, training: bool) -> Any:
         """The output of path `index` alone: only that branch runs (`keras.ops.switch`)."""
@@ -171,18 +177,16 @@ class MixedOp(keras.layers.Layer):
             if self.mode == "gumbel" and training:
                 alpha = (alpha + self._gumbel()) / ops.cast(self.temperature, "float32")
             p = ops.cast(ops.softmax(alpha), dtype)
-            out = sum(p[j] * self._run_path(j, inputs, training)
-                      for j in range(len(self.candidates)))
-        elif self.mode == "gumbel":  # hard: one path forward, soft gradient
+            return sum(p[j] * self._run_path(j, inputs, training)
+                       for j in range(len(self.candidates)))
+        if self.mode == "gumbel":  # hard: one path forward, soft gradient
             if training:
                 alpha = (alpha + self._gumbel()) / ops.cast(self.temperature, "float32")
             p = ops.softmax(alpha)
             index = ops.argmax(p)
             gate = ops.take(p, index) + 1.0 - ops.stop_gradient(ops.take(p, index))
-            out = ops.cast(gate, dtype) * self._one_path(index, inputs, training)
-        else:
-            out = self._proxyless(alpha, inputs, training)
-        return out + inputs if self.residual else out
+            return ops.cast(gate, dtype) * self._one_path(index, inputs, training)
+        return self._proxyless(alpha, inputs, training)
 
     def _proxyless(self, alpha: Any, inputs: Any, training: bool) -> Any:
         if not training:  # evaluation: the most likely path
