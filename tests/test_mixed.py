@@ -143,3 +143,32 @@ def test_mixed_op_round_trips_through_save_and_load(tmp_path):
     loaded = keras.saving.load_model(path)
     np.testing.assert_allclose(loaded(IMAGES), net(IMAGES), atol=1e-5)
     assert supernet.derive(loaded, SPACE) == supernet.derive(net, SPACE)
+
+
+@pytest.mark.parametrize("method", ["gumbel", "proxyless"])
+def test_mask_selection_gives_the_switchs_values_and_gradients(method):
+    """`select="mask"` (for XLA off TPUs) computes every path but must equal the one-path
+    switch: same output, same α and path-weight gradients, for the same noise."""
+    nets = []
+    for select in ("switch", "mask"):
+        net = supernet.build(SPACE, method=method, seed=0, select=select, dropout=0.0)
+        net(IMAGES[:1])
+        nets.append(net)
+    nets[1].set_weights(nets[0].get_weights())
+    results = []
+    for net in nets:
+        layers = supernet.searchable_layers(net)
+        for layer in layers:
+            layer.seed_generator.state.assign([7, 0])  # the same Gumbel draws in both
+        variables = supernet.architecture_variables(net) + net.trainable_variables
+        with mixed.arch_phase(layers), tf.GradientTape() as tape:
+            out = net(IMAGES, training=True)
+            loss = tf.reduce_mean(tf.square(out))
+        grads = tape.gradient(loss, variables)
+        results.append((out.numpy(), [np.zeros(v.shape) if g is None else g.numpy()
+                                      for v, g in zip(variables, grads)]))
+    (out_s, grads_s), (out_m, grads_m) = results
+    np.testing.assert_allclose(out_m, out_s, rtol=1e-5, atol=1e-6)
+    assert any(np.abs(g).max() > 0 for g in grads_s[:SPACE.num_layers])
+    for g_s, g_m in zip(grads_s, grads_m):
+        np.testing.assert_allclose(g_m, g_s, rtol=1e-4, atol=1e-6)

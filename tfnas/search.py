@@ -54,6 +54,7 @@ class SearchConfig:
     arch_learning_rate: float = 0.01  # Adam on α (multi-path methods)
     arch_split: float = 0.2  # training examples held out for α (multi-path methods)
     temperature: tuple[float, float] = (5.0, 0.5)  # Gumbel τ, first and last epoch
+    path_select: str = "auto"  # mixed ops: switch | mask | auto (mask under XLA off TPUs)
     verbose: bool = True
 
     def __post_init__(self) -> None:
@@ -74,6 +75,8 @@ class SearchConfig:
             problems.append("arch_split must be in (0, 1)")
         if not min(self.temperature) > 0:
             problems.append("temperatures must be positive")
+        if self.path_select not in ("auto", "switch", "mask"):
+            problems.append(f"path_select must be auto, switch or mask, got {self.path_select!r}")
         if self.target_ms is not None and not self.target_ms > 0:
             problems.append(f"target_ms must be positive, got {self.target_ms}")
         if problems:
@@ -112,12 +115,19 @@ class Search:
         self.weight_data, self.arch_data = (self.data.hold_out(config.arch_split)
                                             if self.multi_path else (self.data, None))
         keras.utils.set_random_seed(config.seed)
+        # XLA's CPU (and GPU) backends compile convolutions inside conditionals as plain loops:
+        # minutes per layer. TPUs keep the one-path switch; elsewhere XLA gets the mask.
+        self.path_select = config.path_select
+        if self.path_select == "auto":
+            on_tpu = isinstance(self.strategy, tf.distribute.TPUStrategy)
+            self.path_select = "mask" if config.jit_compile and not on_tpu else "switch"
         with self.strategy.scope():
             self.model = supernet.build(space, method=config.method, seed=config.seed,
                                         drop_rate=config.kernel_dropout,
                                         dropout=config.dropout,
                                         sync_bn=config.sync_bn and replicas > 1,
-                                        temperature=config.temperature[0])
+                                        temperature=config.temperature[0],
+                                        select=self.path_select)
             self.architecture_variables = supernet.architecture_variables(self.model)
             arch_ids = {id(v) for v in self.architecture_variables}
             # one-level (superkernel): one optimizer trains weights and thresholds together
@@ -421,6 +431,10 @@ def _define_flags() -> None:
     flags.DEFINE_float("arch_split", 0.2, "Training examples held out to learn α (multi-path).")
     flags.DEFINE_float("tau_start", 5.0, "Gumbel temperature of the first epoch.")
     flags.DEFINE_float("tau_end", 0.5, "Gumbel temperature of the last epoch.")
+    flags.DEFINE_enum("path_select", "auto", ["auto", "switch", "mask"], "How gumbel and "
+                      "proxyless run the chosen path: switch (that path alone), mask (every "
+                      "path, one kept: compiles fast under XLA on CPUs/GPUs), auto (mask with "
+                      "--jit_compile off TPUs, else switch).")
     flags.DEFINE_string("latency_table", None,
                         "Latency table JSON, or a built-in table (pixel1).")
     flags.DEFINE_string("latency_model", "table", "What predicts latency: table (the "
@@ -521,7 +535,8 @@ def config_from_flags(flags_values: Any, table_ready: bool = True) -> SearchConf
         kernel_dropout=f.kernel_dropout, dropout_epochs=f.dropout_epochs, dropout=f.dropout,
         jit_compile=f.jit_compile or bool(f.tpu), checkpoint_every=f.checkpoint_every,
         target_ms=f.target_ms, arch_learning_rate=f.arch_learning_rate,
-        arch_split=f.arch_split, temperature=(f.tau_start, f.tau_end))
+        arch_split=f.arch_split, temperature=(f.tau_start, f.tau_end),
+        path_select=f.path_select)
 
 
 def main(argv: list[str]) -> None:

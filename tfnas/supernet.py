@@ -27,9 +27,9 @@ from tfnas.space import SKIP, Architecture, SearchSpace
 
 def build(space: SearchSpace, *, method: str = "superkernel", dropout: float = 0.2,
           drop_rate: float = 0.0, threshold_init: float = 0.0, seed: int | None = None,
-          sync_bn: bool = False, temperature: float = 5.0) -> Any:
+          sync_bn: bool = False, temperature: float = 5.0, select: str = "switch") -> Any:
     """The supernet of `space` for a search method (`sync_bn`: cross-replica batch norm;
-    `temperature`: initial Gumbel τ)."""
+    `temperature`: initial Gumbel τ; `select`: how mixed ops run one path, see `MixedOp`)."""
     if method not in METHODS:
         raise TfnasError(f"unknown search method {method!r}: choose {', '.join(METHODS)}")
     nets.check_dropout(dropout)
@@ -41,7 +41,7 @@ def build(space: SearchSpace, *, method: str = "superkernel", dropout: float = 0
             x = MixedOp(spec.c_out, spec.stride, [op.name for op in space.candidates(i)],
                         mode=mode, hard=hard, temperature=temperature,
                         seed=None if seed is None else seed + i, sync_bn=sync_bn,
-                        name=f"layer{i:02d}")(x)
+                        select=select, name=f"layer{i:02d}")(x)
             continue
         x = SuperkernelMBConv(
             spec.c_out, spec.stride, kernels=space.kernels, expansions=space.expansions,

@@ -36,6 +36,7 @@ from tfnas.nets import batch_norm, depthwise_initializer
 from tfnas.space import Op
 
 MODES = ("softmax", "gumbel", "proxyless")
+SELECTS = ("switch", "mask")
 
 
 @keras.saving.register_keras_serializable(package="tfnas")
@@ -101,14 +102,22 @@ class MixedOp(keras.layers.Layer):
         temperature: initial Gumbel-softmax temperature τ.
         seed: seed of the Gumbel noise and path sampling.
         sync_bn: cross-replica batch norm.
+        select: how hard Gumbel and proxyless compute the chosen path: `switch` runs that
+            branch alone (`keras.ops.switch`: one path's compute and memory); `mask` computes
+            every path and keeps the chosen one by a one-hot mask: the same values and
+            gradients (but every path's BN statistics move), for XLA's CPU backend, which
+            compiles convolutions inside conditionals as plain loops and takes many minutes.
     """
 
     def __init__(self, c_out: int, stride: int, candidates: Sequence[str], mode: str = "softmax",
                  hard: bool = False, temperature: float = 5.0, seed: int | None = None,
-                 sync_bn: bool = False, **kwargs: Any) -> None:
+                 sync_bn: bool = False, select: str = "switch", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if mode not in MODES:
             raise ValueError(f"unknown mixed-op mode {mode!r}: choose {', '.join(MODES)}")
+        if select not in SELECTS:
+            raise ValueError(f"unknown path selection {select!r}: choose {', '.join(SELECTS)}")
+        self.select = select
         self.c_out, self.stride = int(c_out), int(stride)
         self.candidates = tuple(Op.parse(c) for c in candidates)
         if len(self.candidates) < 1:
@@ -159,10 +168,19 @@ class MixedOp(keras.layers.Layer):
         return out + inputs if self.residual else out
 
     def _one_path(self, index: Any, inputs: Any, training: bool) -> Any:
-        """The output of path `index` alone: only that branch runs (`keras.ops.switch`)."""
+        """The output of path `index` alone: only that branch runs (`keras.ops.switch`), or,
+        with `select="mask"`, every path under a one-hot mask."""
+        if self.select == "mask":
+            return self._weighted(ops.one_hot(index, len(self.candidates)), inputs, training)
         branches = [lambda x, j=j: self._run_path(j, x, training)
                     for j in range(len(self.candidates))]
         return ops.switch(index, branches, inputs)
+
+    def _weighted(self, weights: Any, inputs: Any, training: bool) -> Any:
+        """Σ_j weights_j · o_j(x) over every candidate."""
+        weights = ops.cast(weights, inputs.dtype)
+        return sum(weights[j] * self._run_path(j, inputs, training)
+                   for j in range(len(self.candidates)))
 
     def _gumbel(self) -> Any:
         u = keras.random.uniform((len(self.candidates),), minval=1e-6, maxval=1.0 - 1e-6,
@@ -176,9 +194,7 @@ class MixedOp(keras.layers.Layer):
         if self.mode == "softmax" or (self.mode == "gumbel" and not self.hard):
             if self.mode == "gumbel" and training:
                 alpha = (alpha + self._gumbel()) / ops.cast(self.temperature, "float32")
-            p = ops.cast(ops.softmax(alpha), dtype)
-            return sum(p[j] * self._run_path(j, inputs, training)
-                       for j in range(len(self.candidates)))
+            return self._weighted(ops.softmax(alpha), inputs, training)
         if self.mode == "gumbel":  # hard: one path forward, soft gradient
             if training:
                 alpha = (alpha + self._gumbel()) / ops.cast(self.temperature, "float32")
@@ -199,6 +215,10 @@ class MixedOp(keras.layers.Layer):
         if len(self.candidates) == 1 or not self.arch_phase:
             return self._one_path(ops.take(pair, opened), inputs, training)
         gates = ops.one_hot(opened, 2) + q - ops.stop_gradient(q)  # value: the open path only
+        if self.select == "mask":  # every path once, the two sampled ones gated
+            n = len(self.candidates)
+            return self._weighted(gates[0] * ops.one_hot(pair[0], n)
+                                  + gates[1] * ops.one_hot(pair[1], n), inputs, training)
         dtype = inputs.dtype
         return sum(ops.cast(gates[i], dtype) * self._one_path(pair[i], inputs, training)
                    for i in range(2))
@@ -233,6 +253,7 @@ class MixedOp(keras.layers.Layer):
         config.update(c_out=self.c_out, stride=self.stride,
                       candidates=[op.name for op in self.candidates], mode=self.mode,
                       hard=self.hard, temperature=self.temperature_init, seed=self.seed,
+                      select=self.select,
                       sync_bn=self.sync_bn)
         return config
 
