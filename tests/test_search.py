@@ -15,7 +15,7 @@ import pytest
 
 from conftest import ROOT, error_lines
 from tfnas.costs import CostModel
-from tfnas.objectives import Objective
+from tfnas.objectives import Constraint, Objective
 from tfnas.search import Search, SearchConfig
 from tfnas.space import get_space
 
@@ -42,9 +42,12 @@ def _search_command(model_dir: Path, *extra: str) -> list[str]:
 # the mask selection (tests/test_mixed.py: the same values and gradients).
 @pytest.mark.parametrize("method", ["superkernel", "softmax", "gumbel", "proxyless"])
 def test_train_step_compiles_with_xla(tmp_path, method):
-    search = Search(_config(tmp_path, "xla", jit_compile=True, method=method))
+    space = get_space("tiny")  # a params budget too: its multiplier updates inside the step
+    search = Search(_config(tmp_path, "xla", jit_compile=True, method=method, constraints=(
+        Constraint(CostModel.params(space), 0.013, "max"),)))
     assert search.path_select == "mask"
     search.lam.assign(0.3)
+    search.arch_on.assign(1.0)
     before = [np.asarray(v).copy() for v in search.architecture_variables]
     weights = [np.asarray(v).copy() for v in search.weight_variables[:3]]
     images, labels = next(iter(search.data.train(0)))
@@ -54,6 +57,7 @@ def test_train_step_compiles_with_xla(tmp_path, method):
         assert terms["cost"] == pytest.approx(1.226368, rel=1e-5)  # all groups start on
     after = [np.asarray(v) for v in search.architecture_variables]
     assert all(np.any(a != b) for a, b in zip(after, before))  # α / thresholds updated in XLA
+    assert float(search.multipliers[0]) > 0  # over the params budget: λ rose in the step
     assert any(np.any(np.asarray(v) != w) for v, w in zip(search.weight_variables, weights))
 
 

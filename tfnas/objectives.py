@@ -1,10 +1,32 @@
-"""Search objectives: cross-entropy plus a cost term on the supernet's expected cost R.
+"""Search objectives: cross-entropy plus cost terms on the supernet's cost R.
+
+Fixed-λ terms (`Objective`), as in the Single-Path and FBNet papers:
 
 - `log` (Single-Path NAS Eq. 9, after MnasNet): CE + λ·log R.
 - `linear`: CE + λ·R.
 
-R is the differentiable expected cost of `tfnas.supernet.expected_cost` (latency in ms,
-params in M or MFLOPs). λ = 0 during the warm-up epochs (the paper trained weights first).
+Budgets with a learned multiplier (`Constraint`), so one search lands on a given cost without
+tuning λ:
+
+- `target` (LightNAS, Luo et al. 2022, Eq. 10-11): CE + λ·(R/T − 1), and after every step
+  λ ← λ + η_λ·(R/T − 1): gradient ascent on the Lagrangian. λ grows while the network is too
+  dear and shrinks, below zero if need be, while it is too cheap, until R = T.
+- `max` (DCA-NAS, Dutta et al. 2022, Sec. 3.2): the same with λ kept ≥ 0, so R ≤ T is enough.
+
+Plain λ·(R/T − 1) overshoots here: Adam moves every threshold at full speed while λ has the
+same sign, and λ, an integral, changes sign only many steps after R crossed T (on `tiny`,
+searches swung between the cheapest and the dearest networks and ended 5-35% off target).
+So the term is the augmented Lagrangian (`Constraint.penalty`, κ = `kappa`): its force on the
+architecture is λ + κ·(R/T − 1), which turns as soon as R crosses T.
+
+Each constraint has its own multiplier and cost model (latency from a table or predictor,
+params, FLOPs), so several budgets hold at once (latency AND params). R/T − 1 is unit-free,
+so one step size serves every target: η_λ is given per epoch (`lam_rate`, λ's change over one
+epoch spent at R = 2T) and divided by the epoch's steps.
+
+R of a constraint is the cost of the architecture the supernet would derive now, with the
+relaxed gradient (the superkernel's indicators are hard forward; mixed ops use the arg-max
+one-hot, straight-through): λ then integrates the error of the network the search returns.
 """
 
 from __future__ import annotations
@@ -14,19 +36,23 @@ from typing import Any
 
 from tfnas.errors import TfnasError
 
-KINDS = ("log", "linear")
+KINDS = ("log", "linear", "target", "max")
+FIXED_KINDS = ("log", "linear")
+BUDGET_KINDS = ("target", "max")
+DEFAULT_LAM_RATE = 3.0  # λ's change per epoch at R = 2T (see the module docstring)
+DEFAULT_KAPPA = 10.0  # weight of the proportional (augmented Lagrangian) term
 
 
 @dataclasses.dataclass(frozen=True)
 class Objective:
-    """A cost term `penalty(R)`; the search loss is CE + λ · penalty(R)."""
+    """A fixed-λ cost term `penalty(R)`; the search loss is CE + λ · penalty(R)."""
 
     kind: str
     lam: float
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise TfnasError(f"unknown cost {self.kind!r}: choose {', '.join(KINDS)}")
+        if self.kind not in FIXED_KINDS:
+            raise TfnasError(f"unknown cost {self.kind!r}: choose {', '.join(FIXED_KINDS)}")
         if not self.lam > 0:
             raise TfnasError(f"λ (--lam) must be positive, got {self.lam}")
 
@@ -38,3 +64,75 @@ class Objective:
     def loss(self, ce: Any, cost: Any, lam: Any) -> Any:
         """CE + lam · penalty(cost); `lam` is a tensor so warm-up can set it to 0."""
         return ce + lam * self.penalty(cost)
+
+
+@dataclasses.dataclass(frozen=True)
+class Constraint:
+    """A budget R ≤ T (`max`) or R = T (`target`) on one cost, with a learned multiplier.
+
+    `cost_model` is a `tfnas.costs.CostModel` or a `LatencyPredictor` (anything with `name`,
+    `unit` and `of(arch)`); `flag` names the command-line flag that set it, for messages.
+    """
+
+    cost_model: Any
+    target: float
+    kind: str = "target"
+    lam_init: float = 0.0
+    lam_rate: float = DEFAULT_LAM_RATE
+    kappa: float = DEFAULT_KAPPA
+    flag: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in BUDGET_KINDS:
+            raise TfnasError(f"unknown budget kind {self.kind!r}: choose "
+                             f"{', '.join(BUDGET_KINDS)}")
+        if not self.target > 0:
+            raise TfnasError(f"{self.flag or 'the target'} must be positive, got {self.target}")
+        if self.lam_rate <= 0:
+            raise TfnasError(f"the multiplier's rate (--lam_rate) must be positive, got "
+                             f"{self.lam_rate}")
+        if self.kappa < 0:
+            raise TfnasError(f"kappa (--lam_kappa) must be 0 or more, got {self.kappa}")
+        if self.kind == "max" and self.lam_init < 0:
+            raise TfnasError(f"a max budget's multiplier starts at 0 or more, got "
+                             f"{self.lam_init}")
+
+    @property
+    def name(self) -> str:
+        return self.cost_model.name
+
+    def violation(self, cost: Any) -> Any:
+        """R/T − 1: the gradient of the Lagrangian in λ (positive: over budget)."""
+        return cost / self.target - 1.0
+
+    def penalty(self, lam: Any, cost: Any) -> Any:
+        """The budget's term of the loss (augmented Lagrangian, Hestenes-Powell-Rockafellar):
+        `target`: λ·v + κ/2·v²; `max`: (max(0, λ + κ·v)² − λ²) / 2κ, with v = R/T − 1. Its
+        gradient in the architecture is (λ + κ·v)·∂v (clipped at 0 for `max`): the κ part
+        answers at once when R crosses T, the learned λ holds what stays (the pull of CE)."""
+        from keras import ops
+
+        v = self.violation(cost)
+        if self.kappa == 0:
+            return lam * v
+        if self.kind == "target":
+            return lam * v + 0.5 * self.kappa * ops.square(v)
+        return (ops.square(ops.maximum(lam + self.kappa * v, 0.0)) - ops.square(lam)) / (
+            2.0 * self.kappa)
+
+    def next_lam(self, lam: Any, cost: Any, step_size: Any) -> Any:
+        """λ + η·(R/T − 1) (LightNAS Eq. 11), kept ≥ 0 for `max`."""
+        from keras import ops
+
+        lam = lam + step_size * self.violation(cost)
+        return ops.maximum(lam, 0.0) if self.kind == "max" else lam
+
+    def holds(self, value: float, tolerance: float = 0.0) -> bool:
+        """Whether a derived network's cost meets the budget (`target`: within tolerance)."""
+        if self.kind == "max":
+            return value <= self.target * (1.0 + tolerance)
+        return abs(value / self.target - 1.0) <= tolerance
+
+    def describe(self) -> str:
+        sign = "≤" if self.kind == "max" else "="
+        return f"{self.name} {sign} {self.target:g} {self.cost_model.unit}"

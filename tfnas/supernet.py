@@ -22,7 +22,7 @@ from tfnas.latency.predictor import LatencyPredictor
 from tfnas.layers.mixed import MixedOp
 from tfnas.layers.superkernel import SuperkernelMBConv
 from tfnas.methods import METHODS, MIXED_MODES
-from tfnas.space import SKIP, Architecture, SearchSpace
+from tfnas.space import SKIP, Architecture, Op, SearchSpace
 
 
 def build(space: SearchSpace, *, method: str = "superkernel", dropout: float = 0.2,
@@ -56,30 +56,39 @@ def searchable_layers(model: Any) -> list[SuperkernelMBConv | MixedOp]:
     return [layer for layer in model.layers if isinstance(layer, (SuperkernelMBConv, MixedOp))]
 
 
-def soft_one_hot(model: Any, space: SearchSpace) -> Any:
+def soft_one_hot(model: Any, space: SearchSpace, hard: bool = False) -> Any:
     """L x K op probabilities of the supernet (columns in `space.ops` order): the relaxed
-    one-hot a latency predictor reads."""
+    one-hot a latency predictor reads (`hard`: the derived architecture's one-hot forward,
+    straight-through)."""
     rows = []
     for layer in searchable_layers(model):
-        probs = layer.op_probabilities()
+        probs = layer.op_probabilities(hard=hard)
         rows.append(keras.ops.stack([keras.ops.cast(probs.get(op, 0.0), "float32")
                                      for op in space.ops]))
     return keras.ops.stack(rows)
 
 
-def expected_cost(model: Any, cost_model: CostModel | LatencyPredictor) -> Any:
+def expected_cost(model: Any, cost_model: CostModel | LatencyPredictor,
+                  hard: bool = False) -> Any:
     """Fixed cost plus every searchable layer's expected cost (Eq. 11-12), or the latency
-    predictor's output for the relaxed one-hot of the supernet (LightNAS)."""
+    predictor's output for the relaxed one-hot of the supernet (LightNAS). `hard`: the cost
+    of the architecture `derive` returns now, with the relaxation's gradient (the superkernel
+    is hard either way)."""
     if isinstance(cost_model, LatencyPredictor):
-        return cost_model.soft_cost(soft_one_hot(model, cost_model.space))
+        return cost_model.soft_cost(soft_one_hot(model, cost_model.space, hard))
     layers = searchable_layers(model)
     if len(layers) != len(cost_model.layers):
         raise TfnasError(f"cost model has {len(cost_model.layers)} layers, supernet has "
                          f"{len(layers)}")
     total = cost_model.fixed
     for layer, rows in zip(layers, cost_model.layers):
-        total = total + layer.expected_cost(rows)
+        total = total + layer.expected_cost(rows, hard=hard)
     return total
+
+
+def op_scores(model: Any) -> list[dict[Op, float]]:
+    """Per searchable layer, log P(op) under the search's relaxation (for `budget.repair`)."""
+    return [layer.op_scores() for layer in searchable_layers(model)]
 
 
 def architecture_variables(model: Any) -> list[Any]:

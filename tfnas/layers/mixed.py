@@ -230,17 +230,28 @@ class MixedOp(keras.layers.Layer):
 
     # --- decisions and cost -----------------------------------------------------------------
 
-    def probabilities(self) -> Any:
-        """p = softmax(α) over the candidates."""
-        return ops.softmax(ops.cast(self.alpha, "float32"))
+    def probabilities(self, hard: bool = False) -> Any:
+        """p = softmax(α) over the candidates; `hard`: the one-hot of the arg-max (the op
+        `decisions` returns) in the forward pass with p's gradient (straight-through)."""
+        p = ops.softmax(ops.cast(self.alpha, "float32"))
+        if not hard:
+            return p
+        return ops.one_hot(ops.argmax(p), len(self.candidates)) + p - ops.stop_gradient(p)
 
-    def op_probabilities(self) -> dict[Op, Any]:
-        p = self.probabilities()
+    def op_probabilities(self, hard: bool = False) -> dict[Op, Any]:
+        p = self.probabilities(hard)
         return {op: p[j] for j, op in enumerate(self.candidates)}
 
-    def expected_cost(self, costs: dict[Op, float]) -> Any:
-        """E[R] = Σ_j p_j · R_j (FBNet Eq. 4, ProxylessNAS Eq. 5)."""
-        p = self.probabilities()
+    def op_scores(self) -> dict[Op, float]:
+        """log softmax(α): how strongly the search holds each op."""
+        alpha = np.asarray(self.alpha, np.float64)
+        log_p = alpha - alpha.max() - np.log(np.exp(alpha - alpha.max()).sum())
+        return {op: float(log_p[j]) for j, op in enumerate(self.candidates)}
+
+    def expected_cost(self, costs: dict[Op, float], hard: bool = False) -> Any:
+        """E[R] = Σ_j p_j · R_j (FBNet Eq. 4, ProxylessNAS Eq. 5); `hard`: the cost of the
+        arg-max op with E[R]'s gradient (what a budget's multiplier integrates)."""
+        p = self.probabilities(hard)
         return ops.sum(p * ops.convert_to_tensor(
             np.array([costs[op] for op in self.candidates], np.float32)))
 

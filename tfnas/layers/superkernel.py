@@ -150,8 +150,11 @@ class SuperkernelMBConv(keras.layers.Layer):
         return (np.array([float(n) for n in ring_norms], np.float32),
                 np.array([float(n) for n in group_norms], np.float32))
 
-    def _evaluate(self, training: bool) -> tuple[list[Any], list[Any], Any, list[Any],
-                                                 list[Any]]:
+    def _evaluate(self, training: bool, relaxed: bool = False
+                  ) -> tuple[list[Any], list[Any], Any, list[Any], list[Any]]:
+        """Indicators, effective kernel and norms; `relaxed`: σ(norm − t) in place of the
+        hard indicators (the relaxation's probabilities, for scoring ops)."""
+        gate = (lambda n, t: ops.sigmoid(n - t)) if relaxed else indicator
         # decisions in float32 whatever the compute dtype: bfloat16 would round norms and
         # thresholds to 3 significant digits
         w = ops.cast(self.depthwise_kernel, "float32")
@@ -165,7 +168,7 @@ class SuperkernelMBConv(keras.layers.Layer):
         for r in range(1, len(self.kernels)):  # Eq. 2
             part = w * rings[r]
             norm = ops.sum(ops.square(part)) / (float(self._rings[r].sum()) * self.c_mid)
-            ind = self._maybe_drop(indicator(norm, t_kernel[r - 1]), training)
+            ind = self._maybe_drop(gate(norm, t_kernel[r - 1]), training)
             on = ind if on is None else on * ind  # a ring counts only if all inner rings do
             ring_ind.append(on)
             ring_norms.append(norm)
@@ -183,7 +186,7 @@ class SuperkernelMBConv(keras.layers.Layer):
                 continue
             norm = ops.sum(ops.square(w_k[:, :, lo:hi, :])) / (area * (hi - lo))
             t = t_expansion[j if self.allow_skip else j - 1]
-            on = on * self._maybe_drop(indicator(norm, t), training)
+            on = on * self._maybe_drop(gate(norm, t), training)
             group_ind.append(on)
             group_norms.append(norm)
         return ring_ind, group_ind, w_k, ring_norms, group_norms
@@ -221,9 +224,10 @@ class SuperkernelMBConv(keras.layers.Layer):
 
     # --- decisions and cost ---------------------------------------------------------------
 
-    def _choice_probabilities(self) -> tuple[list[Any], list[Any]]:
-        """P(kernel = k_j) and P(expansion = e_l) from the nested indicators (hard: one-hot)."""
-        ring_ind, group_ind, _ = self.indicators(training=False)
+    def _choice_probabilities(self, relaxed: bool = False) -> tuple[list[Any], list[Any]]:
+        """P(kernel = k_j) and P(expansion = e_l) from the nested indicators (hard: one-hot;
+        `relaxed`: from their sigmoids)."""
+        ring_ind, group_ind, _, _, _ = self._evaluate(False, relaxed)
         on_k = [ops.ones(())] + ring_ind + [ops.zeros(())]
         p_kernel = [on_k[j] * (1.0 - on_k[j + 1]) for j in range(len(self.kernels))]
         on_e = group_ind + [ops.zeros(())]
@@ -239,18 +243,27 @@ class SuperkernelMBConv(keras.layers.Layer):
         k = self.kernels[int(np.argmax([float(p) for p in p_kernel]))]
         return Op(k, self.expansions[int(np.argmax(pe))])
 
-    def op_probabilities(self) -> dict[Op, Any]:
+    def op_probabilities(self, hard: bool = True, relaxed: bool = False) -> dict[Op, Any]:
         """P(op) of every candidate: P(k)·P(e) for MBConv k x e, 1 − Σ P(e) for skip (a
-        relaxed one-hot: hard in the forward pass, sigmoid gradients in the backward one)."""
-        p_kernel, p_expansion = self._choice_probabilities()
+        relaxed one-hot: hard in the forward pass, sigmoid gradients in the backward one;
+        `relaxed`: the sigmoids' values forward too). `hard` is accepted for the MixedOp
+        interface: the superkernel's forward pass is always its decision."""
+        p_kernel, p_expansion = self._choice_probabilities(relaxed)
         probs = {Op(k, e): p_kernel[j] * p_expansion[i]
                  for j, k in enumerate(self.kernels) for i, e in enumerate(self.expansions)}
         if self.allow_skip:
             probs[SKIP] = 1.0 - sum(p_expansion)
         return probs
 
-    def expected_cost(self, costs: dict[Op, float]) -> Any:
-        """Eq. 11-12: Σ P(k)·P(e)·R(k, e) + P(skip)·R(skip), differentiable in the thresholds.
+    def op_scores(self) -> dict[Op, float]:
+        """log P(op) under the sigmoid relaxation: how strongly the search holds each op."""
+        return {op: float(np.log(max(float(p), 1e-30)))
+                for op, p in self.op_probabilities(relaxed=True).items()}
+
+    def expected_cost(self, costs: dict[Op, float], hard: bool = True) -> Any:
+        """Eq. 11-12: Σ P(k)·P(e)·R(k, e) + P(skip)·R(skip), differentiable in the thresholds
+        (with hard indicators forward: the row of the decided op; `hard` as in
+        `op_probabilities`).
 
         `costs` maps each candidate op of this layer to its cost (a latency table's rows for
         the layer's signatures, or params / FLOPs).

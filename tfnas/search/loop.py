@@ -1,86 +1,36 @@
-"""The search loop and `python -m tfnas.search`.
+"""The search loop: supernet, data, optimizers, the compiled step, checkpoints and the report.
 
-Single-Path NAS (Stamoulis et al., Eq. 8): one loss CE + λ·penalty(R) trains the supernet's
-weights and its thresholds together (single-level), in one TPU-ready step: static shapes,
-`drop_remainder` batches, no Python branching on tensors, λ and kernel-dropout held in
-variables, optional XLA (`jit_compile`), global-batch-correct loss under any tf.distribute
-strategy (DESIGN.md rule 5). A search is resumable: weights, thresholds, optimizer state,
-epoch and step are checkpointed, and a SIGTERM saves before exiting (rule 6).
+Single-Path NAS (Stamoulis et al., Eq. 8): one loss trains the supernet's weights and its
+thresholds together (single-level). Multi-path methods (DARTS Sec. 2.3, FBNet, ProxylessNAS,
+LightNAS) are bi-level: a weight step on CE with a training batch, then an α step on the full
+loss with a held-out batch. The loss is CE, plus λ·penalty(R) for a fixed-λ objective, plus
+λ_c·(R_c/T_c − 1) for every budget, whose multipliers λ_c are updated inside the step by
+gradient ascent (`tfnas.objectives`).
+
+TPU-ready (DESIGN.md rule 5): static shapes, `drop_remainder` batches, no Python branching on
+tensors, λ, multipliers and kernel dropout held in variables, optional XLA (`jit_compile`),
+global-batch-correct loss under any tf.distribute strategy. Resumable (rule 6): weights,
+architecture parameters, multipliers, optimizer state, epoch and step are checkpointed, and a
+SIGTERM saves before exiting.
 
 Outputs in `model_dir`: arch.json, report.json, search_log.csv (one row per epoch),
-checkpoints (ckpt-*), TensorBoard events (tb/).
+search_steps.csv (per step: CE, every budget's R, λ and T), checkpoints (ckpt-*), TensorBoard
+events (tb/).
 """
 
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import signal
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-from tfnas.costs import CostModel
 from tfnas.errors import TfnasError
-from tfnas.objectives import Objective
-from tfnas.space import Architecture, SearchSpace
+from tfnas.search.config import SearchConfig
 
 LOG_FIELDS = ("epoch", "ce", "accuracy", "val_accuracy", "cost", "lam", "seconds", "arch")
-
-
-@dataclasses.dataclass(frozen=True)
-class SearchConfig:
-    """Everything a search needs, as plain values (flags live only in `main`)."""
-
-    space: SearchSpace
-    dataset: str
-    cost_model: CostModel
-    objective: Objective
-    model_dir: str
-    method: str = "superkernel"
-    epochs: int = 8
-    warmup_epochs: int = 0
-    batch_size: int = 64
-    learning_rate: float = 0.01
-    seed: int = 0
-    kernel_dropout: float = 0.0
-    dropout_epochs: int = 0
-    dropout: float = 0.2
-    jit_compile: bool = False
-    sync_bn: bool = True
-    checkpoint_every: int = 50
-    target_ms: float | None = None
-    arch_learning_rate: float = 0.01  # Adam on α (multi-path methods)
-    arch_split: float = 0.2  # training examples held out for α (multi-path methods)
-    temperature: tuple[float, float] = (5.0, 0.5)  # Gumbel τ, first and last epoch
-    path_select: str = "auto"  # mixed ops: switch | mask | auto (mask under XLA off TPUs)
-    verbose: bool = True
-
-    def __post_init__(self) -> None:
-        problems = []
-        if self.epochs < 1:
-            problems.append("epochs must be at least 1")
-        if not 0 <= self.warmup_epochs < self.epochs:
-            problems.append("warmup_epochs must be in [0, epochs)")
-        if self.learning_rate <= 0:
-            problems.append("learning_rate must be positive")
-        if not 0 <= self.kernel_dropout < 1:
-            problems.append("kernel_dropout must be in [0, 1)")
-        if self.checkpoint_every < 1:
-            problems.append("checkpoint_every must be at least 1")
-        if self.arch_learning_rate <= 0:
-            problems.append("arch_learning_rate must be positive")
-        if not 0 < self.arch_split < 1:
-            problems.append("arch_split must be in (0, 1)")
-        if not min(self.temperature) > 0:
-            problems.append("temperatures must be positive")
-        if self.path_select not in ("auto", "switch", "mask"):
-            problems.append(f"path_select must be auto, switch or mask, got {self.path_select!r}")
-        if self.target_ms is not None and not self.target_ms > 0:
-            problems.append(f"target_ms must be positive, got {self.target_ms}")
-        if problems:
-            raise TfnasError("; ".join(problems))
 
 
 class Interrupted(Exception):
@@ -121,6 +71,9 @@ class Search:
         if self.path_select == "auto":
             on_tpu = isinstance(self.strategy, tf.distribute.TPUStrategy)
             self.path_select = "mask" if config.jit_compile and not on_tpu else "switch"
+        # each budget's multiplier moves lam_rate per epoch at R = 2T (objectives.py)
+        self.lam_steps = [c.lam_rate / self.weight_data.steps_per_epoch
+                          for c in config.constraints]
         with self.strategy.scope():
             self.model = supernet.build(space, method=config.method, seed=config.seed,
                                         drop_rate=config.kernel_dropout,
@@ -142,6 +95,13 @@ class Search:
                     beta_1=0.0 if config.method == "proxyless" else 0.5)
                 self.arch_optimizer.build(self.architecture_variables)
             self.lam = tf.Variable(0.0, trainable=False, name="lam")
+            # 1 once the architecture learns (after the warm-up): gates the multipliers
+            self.arch_on = tf.Variable(0.0, trainable=False, name="arch_on")
+            # the same R on every replica: the first replica's update is everyone's
+            self.multipliers = [
+                tf.Variable(c.lam_init, trainable=False, name=f"lam_{c.name}",
+                            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+                for c in config.constraints]
             self.epoch = tf.Variable(0, trainable=False, dtype=tf.int64, name="epoch")
             self.step = tf.Variable(0, trainable=False, dtype=tf.int64, name="step")
         # Keras keeps RNG states (kernel-subset and classifier dropout) out of the model's
@@ -151,7 +111,8 @@ class Search:
         extra = {"arch_optimizer": self.arch_optimizer} if self.multi_path else {}
         self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
                                               lam=self.lam, epoch=self.epoch, step=self.step,
-                                              rng=rng, **extra)
+                                              rng=rng, multipliers=self.multipliers,
+                                              arch_on=self.arch_on, **extra)
         self.manager = tf.train.CheckpointManager(self.checkpoint, config.model_dir,
                                                   max_to_keep=2)
         self._steps: dict[bool, Callable[..., dict[str, Any]]] = {}
@@ -159,30 +120,47 @@ class Search:
     # --- the step ---------------------------------------------------------------------------
 
     def loss_terms(self, images: Any, labels: Any) -> dict[str, Any]:
-        """Forward pass and cost under the caller's tape: loss, ce, cost, accuracy (per replica,
-        CE averaged over the global batch)."""
+        """Forward pass and costs under the caller's tape: loss, ce, cost, accuracy and each
+        budget's cost (`cost_<name>`), per replica, CE averaged over the global batch."""
         import tensorflow as tf
 
         from tfnas import supernet
 
+        config = self.config
         logits = tf.cast(self.model(images, training=True), tf.float32)
         per_example = tf.keras.losses.sparse_categorical_crossentropy(labels, logits,
                                                                       from_logits=True)
-        ce = tf.nn.compute_average_loss(per_example, global_batch_size=self.config.batch_size)
-        cost = tf.cast(supernet.expected_cost(self.model, self.config.cost_model), tf.float32)
+        ce = tf.nn.compute_average_loss(per_example, global_batch_size=config.batch_size)
         replicas = self.strategy.num_replicas_in_sync
-        # the cost term is the same on every replica; gradients are summed across replicas
-        penalty = self.lam * self.config.objective.penalty(cost) / replicas
+        cost = tf.cast(supernet.expected_cost(self.model, config.cost_model), tf.float32)
+        # cost terms are the same on every replica; gradients are summed across replicas
+        penalty = 0.0
+        if config.objective is not None:
+            penalty = self.lam * config.objective.penalty(cost)
+        terms = {"ce": ce, "cost": cost / replicas}
+        for c, lam in zip(config.constraints, self.multipliers):
+            value = tf.cast(supernet.expected_cost(self.model, c.cost_model, hard=True),
+                            tf.float32)
+            penalty = penalty + self.arch_on * c.penalty(lam, value)
+            terms[f"cost_{c.name}"] = value / replicas
         correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
                                    tf.cast(labels, tf.int32)), tf.float32)
-        accuracy = tf.reduce_sum(correct) / self.config.batch_size
-        return {"loss": ce + penalty, "ce": ce, "cost": cost / replicas, "accuracy": accuracy}
+        terms["accuracy"] = tf.reduce_sum(correct) / config.batch_size
+        terms["loss"] = ce + penalty / replicas
+        return terms
+
+    def _update_multipliers(self, terms: dict[str, Any]) -> None:
+        """λ_c ← λ_c + η·(R_c/T_c − 1) after the warm-up (LightNAS Eq. 11), inside the step."""
+        replicas = self.strategy.num_replicas_in_sync
+        for c, lam, eta in zip(self.config.constraints, self.multipliers, self.lam_steps):
+            value = terms[f"cost_{c.name}"] * replicas
+            lam.assign(c.next_lam(lam, value, eta * self.arch_on))
 
     def _step_function(self, train_arch: bool) -> Callable[..., dict[str, Any]]:
-        """The compiled distributed step. One-level (superkernel): one gradient step on
-        CE + λ·penalty for weights and thresholds. Bi-level (multi-path): a weight step on CE
-        with a training batch, then (`train_arch`, i.e. after the warm-up) an α step on
-        CE + λ·penalty with a held-out batch; the step takes both batches."""
+        """The compiled distributed step. One-level (superkernel): one gradient step on the
+        full loss for weights and thresholds. Bi-level (multi-path): a weight step on CE with
+        a training batch, then (`train_arch`, i.e. after the warm-up) an α step on the full
+        loss with a held-out batch; the step takes both batches."""
         train_arch = train_arch and self.multi_path  # (one level: the same step throughout)
         if train_arch in self._steps:
             return self._steps[train_arch]
@@ -196,6 +174,7 @@ class Search:
                 terms = self.loss_terms(images, labels)
             grads = tape.gradient(terms["loss"], self.weight_variables)
             self.optimizer.apply(grads, self.weight_variables)
+            self._update_multipliers(terms)
             return terms
 
         def bi_level(images: Any, labels: Any, arch_images: Any,
@@ -210,7 +189,8 @@ class Search:
                         arch_terms = self.loss_terms(arch_images, arch_labels)
                 grads = tape.gradient(arch_terms["loss"], self.architecture_variables)
                 self.arch_optimizer.apply(grads, self.architecture_variables)
-                terms["cost"] = arch_terms["cost"]
+                self._update_multipliers(arch_terms)
+                terms.update({k: v for k, v in arch_terms.items() if k.startswith("cost")})
             return terms
 
         step = tf.function(bi_level if self.multi_path else one_level,
@@ -295,21 +275,28 @@ class Search:
         elapsed_before = _previous_seconds(model_dir)
         steps = self.weight_data.steps_per_epoch
         if config.verbose:
+            budgets = "; ".join(c.describe() for c in config.constraints)
             print(f"{'resuming' if resumed else 'starting'} search: {config.method} on "
                   f"{config.dataset} ({self.data.spec.train_examples} train images), space "
                   f"{config.space.name}, {config.epochs} epochs x {steps} steps, "
-                  f"{self.strategy.num_replicas_in_sync} replica(s)", flush=True)
+                  f"{self.strategy.num_replicas_in_sync} replica(s)"
+                  + (f"; budgets: {budgets}" if budgets else ""), flush=True)
+        step_log = _StepLog(model_dir / "search_steps.csv", config.constraints)
         while int(self.epoch) < config.epochs:
             epoch = int(self.epoch)
-            self.lam.assign(0.0 if epoch < config.warmup_epochs else config.objective.lam)
+            learning = epoch >= config.warmup_epochs
+            self.lam.assign(config.objective.lam if learning and config.objective else 0.0)
+            self.arch_on.assign(1.0 if learning else 0.0)
             supernet.set_drop_rate(self.model, config.kernel_dropout
                                    if epoch < config.dropout_epochs else 0.0)
             tau = _annealed(config.temperature, epoch, config.epochs)
             supernet.set_temperature(self.model, tau)
-            step_fn = self._step_function(epoch >= config.warmup_epochs)
+            step_fn = self._step_function(learning)
             first = int(self.step)
+            shown = ["cost", "lam"] + [f"{k}_{c.name}" for c in config.constraints
+                                       for k in ("R", "lam")]
             bar = keras.utils.Progbar(steps, verbose=1 if config.verbose else 0,
-                                      stateful_metrics=["cost", "lam"])
+                                      stateful_metrics=shown)
             sums = {"ce": 0.0, "accuracy": 0.0}
             epoch_start = time.time()
             dist = self.strategy.experimental_distribute_dataset(
@@ -319,15 +306,21 @@ class Search:
                 self.step.assign(i + 1)
                 for key in sums:
                     sums[key] += terms[key]
+                lams = [float(v) for v in self.multipliers]
+                step_log.write(epoch, i, terms, lams)
                 bar.update(i + 1, [("ce", terms["ce"]), ("acc", terms["accuracy"]),
-                                   ("cost", terms["cost"]), ("lam", float(self.lam))])
+                                   ("cost", terms["cost"]), ("lam", float(self.lam))]
+                           + [(f"{k}_{c.name}", v) for c, lam in zip(config.constraints, lams)
+                              for k, v in (("R", terms[f"cost_{c.name}"]), ("lam", lam))])
                 if should_stop():
                     self.manager.save()
+                    step_log.flush()
                     _save_seconds(model_dir, elapsed_before + time.time() - start)
                     raise Interrupted(f"stopped at epoch {epoch} step {i + 1}; checkpoint saved"
                                       f" in {model_dir}: run the same command to resume")
                 if (i + 1) % config.checkpoint_every == 0:
                     self.manager.save()
+                    step_log.flush()
             arch = supernet.derive(self.model, config.space)
             row = {"epoch": epoch, "ce": sums["ce"] / max(steps - first, 1),
                    "accuracy": sums["accuracy"] / max(steps - first, 1),
@@ -339,36 +332,104 @@ class Search:
             with writer.as_default(step=epoch):
                 for key in ("ce", "accuracy", "val_accuracy", "cost", "lam"):
                     tf.summary.scalar(key, row[key])
+                for c, lam in zip(config.constraints, self.multipliers):
+                    tf.summary.scalar(f"lam_{c.name}", float(lam))
+                    tf.summary.scalar(f"{c.name}_of_derived", c.cost_model.of(arch))
             self.epoch.assign(epoch + 1)
             self.step.assign(0)
             self.manager.save()
+            step_log.flush()
             _save_seconds(model_dir, elapsed_before + time.time() - start)
             if config.verbose:
+                budgets = "".join(f", {c.name} of the derived net {c.cost_model.of(arch):.4g} "
+                                  f"{c.cost_model.unit} (λ {float(lam):.3g})"
+                                  for c, lam in zip(config.constraints, self.multipliers))
                 print(f"epoch {epoch}: val accuracy {row['val_accuracy']:.3f}, "
-                      f"{config.cost_model.name} {row['cost']:.4g} {config.cost_model.unit}",
-                      flush=True)
+                      f"{config.cost_model.name} {row['cost']:.4g} {config.cost_model.unit}"
+                      f"{budgets}", flush=True)
         return self._finish(elapsed_before + time.time() - start)
 
     def _finish(self, seconds: float) -> dict[str, Any]:
-        from tfnas import supernet
+        from tfnas import budget, supernet
 
         config = self.config
         arch = supernet.derive(self.model, config.space)
+        derived = arch
+        moves: list[budget.Move] = []
+        if config.repair and config.constraints:
+            arch, moves = budget.repair(arch, supernet.op_scores(self.model),
+                                        config.constraints, config.target_tolerance)
         model_dir = Path(config.model_dir)
         arch.save(model_dir / "arch.json")
+        latency = [c.cost_model for c in config.constraints if c.name == "latency"]
+        latency_model = config.cost_model if config.cost_model.name == "latency" else (
+            latency[0] if latency else None)
         report = {
             "method": config.method, "space": config.space.name, "dataset": config.dataset,
-            "cost": config.objective.kind, "lam": config.objective.lam,
+            "cost": config.objective.kind if config.objective else None,
+            "lam": config.objective.lam if config.objective else None,
             "cost_metric": config.cost_model.name, "cost_unit": config.cost_model.unit,
             "target_ms": config.target_ms,
-            "predicted_ms": (config.cost_model.of(arch)
-                             if config.cost_model.name == "latency" else None),
+            "predicted_ms": latency_model.of(arch) if latency_model else None,
             "predicted_cost": config.cost_model.of(arch),
             "params": arch.params(), "flops": arch.flops(),
+            "budgets": [_budget_report(c, arch, derived, self.step_log_path,
+                                       config.target_tolerance) for c in config.constraints],
+            "repaired": ({"moves": [m.to_dict() for m in moves],
+                          "derived_ops": list(derived.op_names)} if moves else None),
             "search_seconds": round(seconds, 2), "epochs": config.epochs,
             "arch": arch.to_dict()}
         (model_dir / "report.json").write_text(json.dumps(report, indent=1) + "\n")
         return report
+
+    @property
+    def step_log_path(self) -> Path:
+        return Path(self.config.model_dir) / "search_steps.csv"
+
+
+def _budget_report(constraint: Any, arch: Any, derived: Any, step_log: Path,
+                   tolerance: float) -> dict[str, Any]:
+    """A budget's outcome and its multiplier's trajectory (from search_steps.csv)."""
+    lams: list[float] = []
+    if step_log.exists():
+        with step_log.open() as f:
+            lams = [float(row[f"lam_{constraint.name}"]) for row in csv.DictReader(f)]
+    value, before = constraint.cost_model.of(arch), constraint.cost_model.of(derived)
+    return {"name": constraint.name, "kind": constraint.kind, "target": constraint.target,
+            "unit": constraint.cost_model.unit, "predicted": value,
+            "error": value / constraint.target - 1.0,
+            "before_repair": before, "error_before_repair": before / constraint.target - 1.0,
+            "holds": constraint.holds(value, tolerance if constraint.kind == "target" else 0.0),
+            "lam": ({"first": lams[0], "last": lams[-1], "min": min(lams), "max": max(lams),
+                     "steps": len(lams)} if lams else None)}
+
+
+class _StepLog:
+    """search_steps.csv: per step CE, accuracy and each budget's R, λ and T (buffered, flushed
+    with every checkpoint so a resumed search appends after what was saved)."""
+
+    def __init__(self, path: Path, constraints: Any) -> None:
+        self.path, self.constraints = path, list(constraints)
+        self.fields = ["epoch", "step", "ce", "accuracy"] + [
+            f"{k}_{c.name}" for c in self.constraints for k in ("cost", "lam", "target")]
+        self.rows: list[dict[str, Any]] = []
+
+    def write(self, epoch: int, step: int, terms: dict[str, float], lams: list[float]) -> None:
+        row: dict[str, Any] = {"epoch": epoch, "step": step, "ce": terms["ce"],
+                               "accuracy": terms["accuracy"]}
+        for c, lam in zip(self.constraints, lams):
+            row.update({f"cost_{c.name}": terms[f"cost_{c.name}"], f"lam_{c.name}": lam,
+                        f"target_{c.name}": c.target})
+        self.rows.append(row)
+
+    def flush(self) -> None:
+        new = not self.path.exists()
+        with self.path.open("a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.fields)
+            if new:
+                writer.writeheader()
+            writer.writerows(self.rows)
+        self.rows = []
 
 
 def _annealed(temperature: tuple[float, float], epoch: int, epochs: int) -> float:
@@ -408,191 +469,3 @@ class StopOnSignal:
 
     def __call__(self) -> bool:
         return self.requested
-
-
-# --- command line --------------------------------------------------------------------------
-
-def _define_flags() -> None:
-    from absl import flags
-
-    from tfnas import data, objectives, space
-    from tfnas.methods import METHODS
-
-    flags.DEFINE_string("space", "tiny", f"Search space preset: {', '.join(space.PRESET_NAMES)}.")
-    flags.DEFINE_integer("num_classes", None, "Override the space's number of classes.")
-    flags.DEFINE_integer("input_size", None, "Override the space's input size.")
-    flags.DEFINE_float("width_multiplier", None, "Override the space's width multiplier.")
-    flags.DEFINE_string("dataset", "digits", f"Dataset: {', '.join(data.KINDS)}.")
-    flags.DEFINE_enum("method", "superkernel", list(METHODS), "Search method: "
-                      "superkernel (Single-Path NAS), softmax (DARTS/FBNet mixed op), gumbel "
-                      "(hard Gumbel-softmax, one path per step: LightNAS), gumbel_soft (FBNet), "
-                      "proxyless (ProxylessNAS binary gates).")
-    flags.DEFINE_float("arch_learning_rate", 0.01, "Adam learning rate of α (multi-path).")
-    flags.DEFINE_float("arch_split", 0.2, "Training examples held out to learn α (multi-path).")
-    flags.DEFINE_float("tau_start", 5.0, "Gumbel temperature of the first epoch.")
-    flags.DEFINE_float("tau_end", 0.5, "Gumbel temperature of the last epoch.")
-    flags.DEFINE_enum("path_select", "auto", ["auto", "switch", "mask"], "How gumbel and "
-                      "proxyless run the chosen path: switch (that path alone), mask (every "
-                      "path, one kept: compiles fast under XLA on CPUs/GPUs), auto (mask with "
-                      "--jit_compile off TPUs, else switch).")
-    flags.DEFINE_string("latency_table", None,
-                        "Latency table JSON, or a built-in table (pixel1).")
-    flags.DEFINE_string("latency_model", "table", "What predicts latency: table (the "
-                        "--latency_table or --device table) or predictor:PATH (an MLP from "
-                        "tools/train_predictor.py).")
-    flags.DEFINE_enum("cost_metric", None, ["latency", "params", "flops"],
-                      "What R counts: latency (ms, from --latency_table), params (M) or FLOPs "
-                      "(M multiply-adds). Default: latency with a table, else flops.")
-    flags.DEFINE_enum("cost", "log", list(objectives.KINDS),
-                      "Cost term: log (CE + λ log R, the paper's Eq. 9) or linear (CE + λ R).")
-    flags.DEFINE_float("lam", 0.02, "λ, the weight of the cost term (the paper: 0.020).")
-    flags.DEFINE_integer("epochs", 8, "Search epochs.")
-    flags.DEFINE_integer("warmup_epochs", 0, "First epochs with λ = 0.")
-    flags.DEFINE_integer("batch_size", 64, "Global batch size.")
-    flags.DEFINE_float("learning_rate", 0.01, "Adam learning rate (weights and thresholds).")
-    flags.DEFINE_float("kernel_dropout", 0.0, "Drop rate of kernel subsets (paper Sec. 4.2).")
-    flags.DEFINE_integer("dropout_epochs", 0, "Epochs with kernel-subset dropout.")
-    flags.DEFINE_float("dropout", 0.2, "Dropout before the classifier.")
-    flags.DEFINE_integer("seed", 0, "Seed of weights, data order and dropout.")
-    flags.DEFINE_string("model_dir", None, "Output and checkpoint directory.")
-    flags.DEFINE_string("tpu", None, "TPU name or address: runs under TPUStrategy.")
-    flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16"], "Compute dtype.")
-    flags.DEFINE_bool("jit_compile", False, "Compile the train step with XLA (on for TPUs).")
-    flags.DEFINE_integer("checkpoint_every", 50, "Steps between checkpoints.")
-    flags.DEFINE_string("device", None, "Profile this device (local, adb:SERIAL or "
-                        "cmd:TEMPLATE) into "
-                        "--latency_table (default MODEL_DIR/lut.json; only missing rows are "
-                        "measured), search on it, and measure the derived network there.")
-    flags.DEFINE_integer("threads", 1, "Threads on --device.", lower_bound=1)
-    flags.DEFINE_integer("profile_runs", 40, "Timed runs per table row and network, at least.",
-                         lower_bound=1)
-    flags.DEFINE_float("profile_seconds", 1.0, "Each group of models on --device is timed for "
-                       "at least this long.", lower_bound=0)
-    flags.DEFINE_integer("profile_repeats", 3, "Times each group of models on --device is "
-                         "timed; each model keeps its median.", lower_bound=1)
-    flags.DEFINE_integer("calibration_archs", 4, "Whole networks measured to calibrate the "
-                         "device's table.", lower_bound=0)
-    flags.DEFINE_float("target_ms", None, "Latency target in ms, reported next to the "
-                       "derived network's predicted latency.")
-    flags.DEFINE_bool("deterministic", True, "Deterministic TensorFlow ops (resumed searches "
-                      "end exactly where uninterrupted ones do).")
-    flags.mark_flag_as_required("model_dir")
-
-
-def device_table_path(flags_values: Any) -> str:
-    """Where `--device` profiling writes (or completes) its table."""
-    f = flags_values
-    return f.latency_table or str(Path(f.model_dir) / "lut.json")
-
-
-def config_from_flags(flags_values: Any, table_ready: bool = True) -> SearchConfig:
-    """Validates the flags and builds the SearchConfig; every problem is one TfnasError.
-
-    With `--device`, call it once with `table_ready=False` to validate before profiling, and
-    again once the device's table exists."""
-    from tfnas.latency.table import LatencyTable
-    from tfnas.space import get_space
-
-    f = flags_values
-    if f.device:
-        from tfnas.latency.devices import parse_device
-
-        parse_device(f.device, threads=f.threads)  # a bad spec stops here
-    space = get_space(f.space, num_classes=f.num_classes, input_size=f.input_size,
-                      width_multiplier=f.width_multiplier)
-    objective = Objective(f.cost, f.lam)
-    kind, _, predictor_path = f.latency_model.partition(":")
-    if f.latency_model != "table" and not (kind == "predictor" and predictor_path):
-        raise TfnasError(f"--latency_model={f.latency_model!r}: expected table or "
-                         "predictor:PATH")
-    metric = f.cost_metric or ("latency" if f.latency_table or f.device or predictor_path
-                               else "flops")
-    if metric == "latency" and predictor_path:
-        from tfnas.latency.predictor import LatencyPredictor
-
-        cost_model = LatencyPredictor.load(predictor_path)
-        if cost_model.space != space:
-            raise TfnasError(f"predictor {predictor_path!r} was trained for space "
-                             f"{cost_model.space.name!r} ({cost_model.space.num_layers} layers), "
-                             f"not this {space.name!r}")
-    elif metric == "params":
-        cost_model = CostModel.params(space)
-    elif metric == "flops" or (f.device and not table_ready):
-        cost_model = CostModel.flops(space)  # the device's table is built after validation
-    elif f.latency_table or f.device:
-        path = device_table_path(f)
-        cost_model = CostModel.latency(space, LatencyTable.load(path),
-                                       f"latency table {path!r}")
-    else:
-        raise TfnasError("--cost_metric=latency needs --latency_table (a JSON table or pixel1)")
-    from tfnas import data
-
-    data.check_spec(f.dataset)
-    return SearchConfig(
-        space=space, dataset=f.dataset, cost_model=cost_model, objective=objective,
-        model_dir=f.model_dir, method=f.method, epochs=f.epochs, warmup_epochs=f.warmup_epochs,
-        batch_size=f.batch_size, learning_rate=f.learning_rate, seed=f.seed,
-        kernel_dropout=f.kernel_dropout, dropout_epochs=f.dropout_epochs, dropout=f.dropout,
-        jit_compile=f.jit_compile or bool(f.tpu), checkpoint_every=f.checkpoint_every,
-        target_ms=f.target_ms, arch_learning_rate=f.arch_learning_rate,
-        arch_split=f.arch_split, temperature=(f.tau_start, f.tau_end),
-        path_select=f.path_select)
-
-
-def main(argv: list[str]) -> None:
-    from absl import flags
-
-    from tfnas import cli, distribute
-
-    f = flags.FLAGS
-    config = config_from_flags(f, table_ready=not f.device)  # bad flags stop here
-    cli.import_tensorflow_quietly()
-    device = None
-    if f.device:  # build (or complete) the device's table, then search on it
-        from tfnas.latency.devices import parse_device
-        from tfnas.latency.meter import Meter, default_reference
-        from tfnas.latency.profiler import calibrate, profile
-
-        device = parse_device(f.device, threads=f.threads)
-        device.check()
-        meter = Meter(device, runs=f.profile_runs, min_seconds=f.profile_seconds,
-                      repeats=f.profile_repeats,
-                      reference=default_reference(config.space))
-        path = device_table_path(f)
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        table = profile(config.space, meter, path)
-        calibrate(table, config.space, meter, path, num_archs=f.calibration_archs)
-        meter.anchor_to(table)  # the derived net is measured in the table's units
-        config = config_from_flags(f)
-    if f.deterministic:
-        import tensorflow as tf
-
-        tf.config.experimental.enable_op_determinism()
-    distribute.set_precision(flags.FLAGS.precision)
-    strategy = distribute.strategy_for(flags.FLAGS.tpu)
-    search = Search(config, strategy)
-    try:
-        report = search.run(StopOnSignal())
-    except Interrupted as stop:
-        print(stop, flush=True)
-        raise SystemExit(143)
-    arch = Architecture.from_dict(report["arch"])
-    if device is not None:  # the derived network, measured on the device it was searched for
-        from tfnas.latency.profiler import measure_network
-
-        report["measured_ms"] = measure_network(arch, meter)
-        (Path(config.model_dir) / "report.json").write_text(json.dumps(report, indent=1) + "\n")
-        print(f"measured on {device.name}: {report['measured_ms']:.4g} ms")
-    print(arch.table())
-    unit = config.cost_model.unit
-    target = f" (target {config.target_ms:g} ms)" if config.target_ms else ""
-    print(f"predicted {config.cost_model.name}: {report['predicted_cost']:.4g} {unit}{target}; "
-          f"search took {report['search_seconds']:.0f} s; wrote {config.model_dir}/arch.json "
-          "and report.json")
-
-
-if __name__ == "__main__":
-    from tfnas import cli
-
-    _define_flags()
-    cli.run(main, tensorflow=False)  # flags are checked before TensorFlow loads

@@ -1,0 +1,161 @@
+"""Budgets: the multiplier's update, feasibility ranges, the post-derivation repair, and the
+search's flags for them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, error_lines
+from tfnas import budget
+from tfnas.costs import CostModel
+from tfnas.errors import TfnasError
+from tfnas.latency.table import LatencyTable
+from tfnas.objectives import Constraint
+from tfnas.space import Architecture, Op, get_space
+
+TINY = get_space("tiny")
+
+
+def test_the_multiplier_rises_over_budget_and_falls_under_it():
+    target = Constraint(CostModel.flops(TINY), 1.0, "target")
+    assert float(target.next_lam(0.0, 1.5, 0.1)) == pytest.approx(0.05)  # 50% over: up
+    assert float(target.next_lam(0.0, 0.5, 0.1)) == pytest.approx(-0.05)  # under: below 0
+    ceiling = Constraint(CostModel.flops(TINY), 1.0, "max")
+    assert float(ceiling.next_lam(0.02, 0.5, 0.1)) == 0.0  # a max budget's λ stays ≥ 0
+    assert ceiling.holds(0.99) and not ceiling.holds(1.01)
+    assert target.holds(1.015, tolerance=0.02) and not target.holds(0.97, tolerance=0.02)
+
+
+def test_cost_range_is_the_cheapest_and_dearest_network():
+    flops = CostModel.flops(TINY)
+    low, high = budget.cost_range(flops, TINY)
+    archs = [Architecture.sample(TINY, s) for s in range(200)]
+    values = [flops.of(a) for a in archs]
+    assert low <= min(values) and high >= max(values)
+    assert high == pytest.approx(flops.of(Architecture.uniform(TINY, Op(5, 6))))
+    # a non-additive model (an MLP predictor) is searched by coordinate descent: no sampled
+    # network lies outside the range it finds
+    from tfnas.latency import predictor
+
+    table = LatencyTable.from_flops(TINY, ms_per_mflop=1.0)
+    mlp = predictor.fit(TINY, archs[:60], [table.cost(a) for a in archs[:60]], steps=300)
+    low, high = budget.cost_range(mlp, TINY)
+    predicted = mlp.predict(archs)
+    assert low <= predicted.min() + 1e-9 and high >= predicted.max() - 1e-9
+
+
+def test_unreachable_budgets_name_the_range():
+    params = CostModel.params(TINY)
+    low, high = budget.cost_range(params, TINY)
+    with pytest.raises(TfnasError, match=r"below the cheapest.*spans 0.01267 to 0.04431 M"):
+        budget.check_feasible(Constraint(params, low / 2, "max", flag="--max_mparams"), TINY)
+    with pytest.raises(TfnasError, match="above the dearest"):
+        budget.check_feasible(Constraint(params, high * 2, "max", flag="--max_mparams"), TINY)
+    budget.check_feasible(Constraint(params, (low + high) / 2, "max"), TINY)
+
+
+def test_repair_steps_down_the_least_wanted_layers_until_every_max_budget_holds():
+    params, flops = CostModel.params(TINY), CostModel.flops(TINY)
+    dearest = Architecture.uniform(TINY, Op(5, 6))
+    limits = [Constraint(params, 0.6 * params.of(dearest), "max"),
+              Constraint(flops, 0.8 * flops.of(dearest), "max")]
+    # the search holds layer 4's op firmly and the others loosely
+    scores = [{op: (-0.1 if op == Op(5, 6) else -3.0) for op in TINY.candidates(i)}
+              for i in range(TINY.num_layers)]
+    scores[4] = {op: (0.0 if op == Op(5, 6) else -50.0) for op in TINY.candidates(4)}
+    repaired, moves = budget.repair(dearest, scores, limits)
+    assert all(c.cost_model.of(repaired) <= c.target for c in limits)
+    assert moves and all(m.layer != 4 for m in moves)  # the firmly held layer is kept
+    assert repaired.ops[4] == Op(5, 6)
+    # a network that already fits is returned as it is
+    same, none = budget.repair(repaired, scores, limits)
+    assert same == repaired and none == []
+    # a budget below every network cannot be repaired: one clear error
+    with pytest.raises(TfnasError, match="could not repair"):
+        budget.repair(dearest, scores, [Constraint(params, 1e-3, "max")])
+
+
+def _search(tmp_path, *args, name="run"):
+    model_dir = tmp_path / name
+    out = subprocess.run([sys.executable, "-m", "tfnas.search", f"--model_dir={model_dir}",
+                          "--space=tiny", *args], capture_output=True, text=True, timeout=600,
+                         cwd=ROOT)
+    return out, model_dir
+
+
+@pytest.fixture
+def flops_table(tmp_path):
+    """A latency table of the tiny space proportional to FLOPs (1 ms per MFLOP)."""
+    path = tmp_path / "lut.json"
+    LatencyTable.from_flops(TINY, ms_per_mflop=1.0).save(path)
+    return path
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--target_ms=5"], "above the dearest network (nothing to search for): the tiny space "
+                        "spans 0.3604 to 1.226 ms"),
+    (["--target_ms=0.1"], "below the cheapest network: the tiny space spans 0.3604 to 1.226"),
+    (["--target_ms=0.1", "--cost=max"], "below the cheapest network"),
+    (["--target_ms=0.8", "--max_mparams=0.001"], "--max_mparams=0.001 is below the cheapest"),
+    (["--cost=target"], "--cost=target needs --target_ms"),
+])
+def test_unreachable_budgets_stop_the_search_with_the_range(tmp_path, flops_table, args,
+                                                            message):
+    out, model_dir = _search(tmp_path, f"--latency_table={flops_table}", *args)
+    assert out.returncode == 2, out.stderr
+    lines = error_lines(out.stderr)
+    assert len(lines) == 1 and message in lines[0], lines
+    assert not model_dir.exists()
+
+
+def test_a_target_needs_a_latency_model(tmp_path):
+    out, _ = _search(tmp_path, "--target_ms=1")
+    assert out.returncode == 2 and "--target_ms needs a latency model" in out.stderr
+
+
+def test_latency_and_params_budgets_both_hold_after_one_search(tmp_path, flops_table):
+    """Both bind: the params budget alone would allow a dearer network, the latency budget
+    alone a larger one (checked below); the derived network meets both."""
+    out, model_dir = _search(tmp_path, f"--latency_table={flops_table}", "--target_ms=0.8",
+                             "--cost=max", "--max_mparams=0.025", "--epochs=4")
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads((model_dir / "report.json").read_text())
+    arch = Architecture.from_dict(report["arch"])
+    latency = CostModel.latency(TINY, LatencyTable.from_flops(TINY, ms_per_mflop=1.0))
+    assert latency.of(arch) <= 0.8 and arch.params() / 1e6 <= 0.025
+    assert {b["name"]: b["holds"] for b in report["budgets"]} == {"latency": True,
+                                                                  "params": True}
+    for b in report["budgets"]:
+        assert b["lam"]["steps"] == 4 * 22 and b["lam"]["max"] > 0  # λ logged every step
+    steps = (model_dir / "search_steps.csv").read_text().splitlines()
+    assert steps[0].split(",")[-6:] == ["cost_latency", "lam_latency", "target_latency",
+                                        "cost_params", "lam_params", "target_params"]
+    # both bind: the smallest-params network of the space is not within the latency budget
+    # of its FLOPs, and vice versa, so each budget rules out networks the other allows
+    fits_params = [a for a in (Architecture.sample(TINY, s) for s in range(300))
+                   if a.params() / 1e6 <= 0.025]
+    assert any(latency.of(a) > 0.8 for a in fits_params)
+    fits_latency = [a for a in (Architecture.sample(TINY, s) for s in range(300))
+                    if latency.of(a) <= 0.8]
+    assert any(a.params() / 1e6 > 0.025 for a in fits_latency)
+    assert np.isfinite(report["predicted_ms"])
+
+
+def test_a_latency_target_is_reached_in_one_search(tmp_path, flops_table):
+    """The learned multiplier brings the search's own network near the target; the repair
+    then puts it within the tolerance (1%)."""
+    out, model_dir = _search(tmp_path, f"--latency_table={flops_table}", "--target_ms=0.8",
+                             "--epochs=6")
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads((model_dir / "report.json").read_text())
+    (latency,) = report["budgets"]
+    assert latency["kind"] == "target" and latency["holds"]
+    assert abs(report["predicted_ms"] / 0.8 - 1) <= 0.01
+    assert abs(latency["error_before_repair"]) <= 0.15  # the search itself got close
+    assert latency["lam"]["min"] < latency["lam"]["max"]  # λ moved, both ways or one
+    assert "latency: target = 0.8 ms, predicted" in out.stdout

@@ -1,0 +1,7 @@
+"""Architecture search: `SearchConfig` (plain values), `Search` (the loop) and the command
+`python -m tfnas.search` (`tfnas/search/__main__.py`)."""
+
+from tfnas.search.config import SearchConfig
+from tfnas.search.loop import Interrupted, Search, StopOnSignal
+
+__all__ = ["Interrupted", "Search", "SearchConfig", "StopOnSignal"]

@@ -1,0 +1,282 @@
+"""`python -m tfnas.search`: flags → SearchConfig → search → arch.json and report.json.
+
+Flags are checked (and budgets tested for feasibility against the space) before TensorFlow
+loads, so a bad command stops at once with one line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tfnas.costs import CostModel
+from tfnas.errors import TfnasError
+from tfnas.objectives import DEFAULT_KAPPA, DEFAULT_LAM_RATE, Constraint, Objective
+from tfnas.search.config import SearchConfig
+from tfnas.search.loop import Interrupted, Search, StopOnSignal
+from tfnas.space import Architecture
+
+
+def _define_flags() -> None:
+    from absl import flags
+
+    from tfnas import data, objectives, space
+    from tfnas.methods import METHODS
+
+    flags.DEFINE_string("space", "tiny", f"Search space preset: {', '.join(space.PRESET_NAMES)}.")
+    flags.DEFINE_integer("num_classes", None, "Override the space's number of classes.")
+    flags.DEFINE_integer("input_size", None, "Override the space's input size.")
+    flags.DEFINE_float("width_multiplier", None, "Override the space's width multiplier.")
+    flags.DEFINE_string("dataset", "digits", f"Dataset: {', '.join(data.KINDS)}.")
+    flags.DEFINE_enum("method", "superkernel", list(METHODS), "Search method: "
+                      "superkernel (Single-Path NAS), softmax (DARTS/FBNet mixed op), gumbel "
+                      "(hard Gumbel-softmax, one path per step: LightNAS), gumbel_soft (FBNet), "
+                      "proxyless (ProxylessNAS binary gates).")
+    flags.DEFINE_float("arch_learning_rate", 0.01, "Adam learning rate of α (multi-path).")
+    flags.DEFINE_float("arch_split", 0.2, "Training examples held out to learn α (multi-path).")
+    flags.DEFINE_float("tau_start", 5.0, "Gumbel temperature of the first epoch.")
+    flags.DEFINE_float("tau_end", 0.5, "Gumbel temperature of the last epoch.")
+    flags.DEFINE_enum("path_select", "auto", ["auto", "switch", "mask"], "How gumbel and "
+                      "proxyless run the chosen path: switch (that path alone), mask (every "
+                      "path, one kept: compiles fast under XLA on CPUs/GPUs), auto (mask with "
+                      "--jit_compile off TPUs, else switch).")
+    flags.DEFINE_string("latency_table", None,
+                        "Latency table JSON, or a built-in table (pixel1).")
+    flags.DEFINE_string("latency_model", "table", "What predicts latency: table (the "
+                        "--latency_table or --device table) or predictor:PATH (an MLP from "
+                        "tools/train_predictor.py).")
+    flags.DEFINE_enum("cost_metric", None, ["latency", "params", "flops"],
+                      "What R counts: latency (ms, from --latency_table), params (M) or FLOPs "
+                      "(M multiply-adds). Default: latency with a table, else flops.")
+    flags.DEFINE_enum("cost", None, list(objectives.KINDS),
+                      "Cost term: target (reach --target_ms: CE + λ(R/T − 1), λ learned), max "
+                      "(R ≤ --target_ms, λ ≥ 0 learned), log (CE + λ log R, the paper's Eq. 9) "
+                      "or linear (CE + λ R) with a fixed --lam. Default: target with "
+                      "--target_ms, else log.")
+    flags.DEFINE_float("lam", 0.02, "λ of --cost=log|linear (the paper: 0.020).")
+    flags.DEFINE_float("target_ms", None, "Latency target in ms: the search lands on it "
+                       "(--cost=target, the default) or stays under it (--cost=max).")
+    flags.DEFINE_float("max_mparams", None, "Budget: at most this many million parameters "
+                       "(a learned multiplier; combines with the others).")
+    flags.DEFINE_float("max_mflops", None, "Budget: at most this many million multiply-adds.")
+    flags.DEFINE_float("lam_rate", DEFAULT_LAM_RATE, "How fast the budgets' multipliers move: "
+                       "λ's change over one epoch spent at twice the target.")
+    flags.DEFINE_float("lam_init", 0.0, "Initial value of the budgets' multipliers.")
+    flags.DEFINE_float("lam_kappa", DEFAULT_KAPPA, "Weight of the budgets' proportional term "
+                       "(augmented Lagrangian; 0: the plain λ·(R/T − 1) of LightNAS).")
+    flags.DEFINE_bool("repair", True, "If the derived network misses a budget (over a max, or "
+                      "off a target by more than --target_tolerance), move layers down or up "
+                      "(least architecture weight per unit of budget first) until it holds; "
+                      "report.json keeps the network and error before the repair.")
+    flags.DEFINE_float("target_tolerance", 0.01, "How close to --target_ms counts as on target "
+                       "(relative).")
+    flags.DEFINE_integer("epochs", 8, "Search epochs.")
+    flags.DEFINE_integer("warmup_epochs", 0, "First epochs with λ = 0.")
+    flags.DEFINE_integer("batch_size", 64, "Global batch size.")
+    flags.DEFINE_float("learning_rate", 0.01, "Adam learning rate (weights and thresholds).")
+    flags.DEFINE_float("kernel_dropout", 0.0, "Drop rate of kernel subsets (paper Sec. 4.2).")
+    flags.DEFINE_integer("dropout_epochs", 0, "Epochs with kernel-subset dropout.")
+    flags.DEFINE_float("dropout", 0.2, "Dropout before the classifier.")
+    flags.DEFINE_integer("seed", 0, "Seed of weights, data order and dropout.")
+    flags.DEFINE_string("model_dir", None, "Output and checkpoint directory.")
+    flags.DEFINE_string("tpu", None, "TPU name or address: runs under TPUStrategy.")
+    flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16"], "Compute dtype.")
+    flags.DEFINE_bool("jit_compile", False, "Compile the train step with XLA (on for TPUs).")
+    flags.DEFINE_integer("checkpoint_every", 50, "Steps between checkpoints.")
+    flags.DEFINE_string("device", None, "Profile this device (local, adb:SERIAL or "
+                        "cmd:TEMPLATE) into "
+                        "--latency_table (default MODEL_DIR/lut.json; only missing rows are "
+                        "measured), search on it, and measure the derived network there.")
+    flags.DEFINE_integer("threads", 1, "Threads on --device.", lower_bound=1)
+    flags.DEFINE_integer("profile_runs", 40, "Timed runs per table row and network, at least.",
+                         lower_bound=1)
+    flags.DEFINE_float("profile_seconds", 1.0, "Each group of models on --device is timed for "
+                       "at least this long.", lower_bound=0)
+    flags.DEFINE_integer("profile_repeats", 3, "Times each group of models on --device is "
+                         "timed; each model keeps its median.", lower_bound=1)
+    flags.DEFINE_integer("calibration_archs", 4, "Whole networks measured to calibrate the "
+                         "device's table.", lower_bound=0)
+    flags.DEFINE_bool("deterministic", True, "Deterministic TensorFlow ops (resumed searches "
+                      "end exactly where uninterrupted ones do).")
+    flags.mark_flag_as_required("model_dir")
+
+
+def device_table_path(flags_values: Any) -> str:
+    """Where `--device` profiling writes (or completes) its table."""
+    f = flags_values
+    return f.latency_table or str(Path(f.model_dir) / "lut.json")
+
+
+def _latency_model(f: Any, space: Any, table_ready: bool) -> Any:
+    """The latency cost model the flags name (predictor or table), None without one, or the
+    FLOPs stand-in while a device's table is still to be built."""
+    from tfnas.latency.table import LatencyTable
+
+    kind, _, predictor_path = f.latency_model.partition(":")
+    if f.latency_model != "table" and not (kind == "predictor" and predictor_path):
+        raise TfnasError(f"--latency_model={f.latency_model!r}: expected table or "
+                         "predictor:PATH")
+    if predictor_path:
+        from tfnas.latency.predictor import LatencyPredictor
+
+        model = LatencyPredictor.load(predictor_path)
+        if model.space != space:
+            raise TfnasError(f"predictor {predictor_path!r} was trained for space "
+                             f"{model.space.name!r} ({model.space.num_layers} layers), "
+                             f"not this {space.name!r}")
+        return model
+    if f.device and not table_ready:
+        return None  # the device's table is built after the flags are checked
+    if f.latency_table or f.device:
+        path = device_table_path(f)
+        return CostModel.latency(space, LatencyTable.load(path), f"latency table {path!r}")
+    return None
+
+
+def config_from_flags(flags_values: Any, table_ready: bool = True) -> SearchConfig:
+    """Validates the flags and builds the SearchConfig; every problem is one TfnasError.
+
+    With `--device`, call it once with `table_ready=False` to validate before profiling, and
+    again once the device's table exists (budgets are then checked against it)."""
+    from tfnas import budget, data
+    from tfnas.space import get_space
+
+    f = flags_values
+    if f.device:
+        from tfnas.latency.devices import parse_device
+
+        parse_device(f.device, threads=f.threads)  # a bad spec stops here
+    space = get_space(f.space, num_classes=f.num_classes, input_size=f.input_size,
+                      width_multiplier=f.width_multiplier)
+    cost = f.cost or ("target" if f.target_ms is not None else "log")
+    if f.target_ms is not None and not f.target_ms > 0:
+        raise TfnasError(f"target_ms must be positive, got {f.target_ms}")
+    latency = _latency_model(f, space, table_ready)
+    pending = bool(f.device) and not table_ready
+    has_latency = latency is not None or pending
+    if f.cost_metric == "latency" and not has_latency:
+        raise TfnasError("--cost_metric=latency needs --latency_table (a JSON table or pixel1), "
+                         "--device or --latency_model=predictor:PATH")
+    metric = f.cost_metric or ("latency" if has_latency else "flops")
+    if metric == "latency":
+        cost_model = latency if latency is not None else CostModel.flops(space)
+    else:
+        cost_model = CostModel.params(space) if metric == "params" else CostModel.flops(space)
+    objective = None
+    constraints = []
+    budget_options = dict(lam_init=f.lam_init, lam_rate=f.lam_rate, kappa=f.lam_kappa)
+    if cost in ("target", "max"):
+        if f.target_ms is None:
+            raise TfnasError(f"--cost={cost} needs --target_ms (for params or FLOPs budgets "
+                             "use --max_mparams / --max_mflops)")
+        if not has_latency:
+            raise TfnasError("--target_ms needs a latency model: --latency_table, --device or "
+                             "--latency_model=predictor:PATH")
+        if latency is not None:
+            constraints.append(Constraint(latency, f.target_ms, cost, flag="--target_ms",
+                                          **budget_options))
+    else:
+        objective = Objective(cost, f.lam)
+    for value, model, flag in ((f.max_mparams, CostModel.params(space), "--max_mparams"),
+                               (f.max_mflops, CostModel.flops(space), "--max_mflops")):
+        if value is not None:
+            constraints.append(Constraint(model, value, "max", flag=flag, **budget_options))
+    for constraint in constraints:
+        budget.check_feasible(constraint, space)  # an unreachable budget stops here
+    data.check_spec(f.dataset)
+    return SearchConfig(
+        space=space, dataset=f.dataset, cost_model=cost_model, objective=objective,
+        constraints=tuple(constraints), model_dir=f.model_dir, method=f.method,
+        epochs=f.epochs, warmup_epochs=f.warmup_epochs, batch_size=f.batch_size,
+        learning_rate=f.learning_rate, seed=f.seed, kernel_dropout=f.kernel_dropout,
+        dropout_epochs=f.dropout_epochs, dropout=f.dropout,
+        jit_compile=f.jit_compile or bool(f.tpu), checkpoint_every=f.checkpoint_every,
+        target_ms=f.target_ms, arch_learning_rate=f.arch_learning_rate,
+        arch_split=f.arch_split, temperature=(f.tau_start, f.tau_end),
+        path_select=f.path_select, repair=f.repair,
+        target_tolerance=f.target_tolerance)
+
+
+def main(argv: list[str]) -> None:
+    from absl import flags
+
+    from tfnas import cli, distribute
+
+    f = flags.FLAGS
+    config = config_from_flags(f, table_ready=not f.device)  # bad flags stop here
+    cli.import_tensorflow_quietly()
+    device = None
+    if f.device:  # build (or complete) the device's table, then search on it
+        from tfnas.latency.devices import parse_device
+        from tfnas.latency.meter import Meter, default_reference
+        from tfnas.latency.profiler import calibrate, profile
+
+        device = parse_device(f.device, threads=f.threads)
+        device.check()
+        meter = Meter(device, runs=f.profile_runs, min_seconds=f.profile_seconds,
+                      repeats=f.profile_repeats,
+                      reference=default_reference(config.space))
+        path = device_table_path(f)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        table = profile(config.space, meter, path)
+        calibrate(table, config.space, meter, path, num_archs=f.calibration_archs)
+        meter.anchor_to(table)  # the derived net is measured in the table's units
+        config = config_from_flags(f)
+    if f.deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    distribute.set_precision(flags.FLAGS.precision)
+    strategy = distribute.strategy_for(flags.FLAGS.tpu)
+    search = Search(config, strategy)
+    try:
+        report = search.run(StopOnSignal())
+    except Interrupted as stop:
+        print(stop, flush=True)
+        raise SystemExit(143)
+    arch = Architecture.from_dict(report["arch"])
+    if device is not None:  # the derived network, measured on the device it was searched for
+        from tfnas.latency.profiler import measure_network
+
+        report["measured_ms"] = measure_network(arch, meter)
+        (Path(config.model_dir) / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    print(arch.table())
+    print(_summary(report, config))
+
+
+def _summary(report: dict[str, Any], config: SearchConfig) -> str:
+    """The closing lines: budgets (target, predicted, measured), repairs, where files went."""
+    lines = []
+    for b in report["budgets"]:
+        sign = "≤" if b["kind"] == "max" else "="
+        line = (f"{b['name']}: target {sign} {b['target']:g} {b['unit']}, predicted "
+                f"{b['predicted']:.4g} ({b['error'] * 100:+.1f}%)")
+        if b["name"] == "latency" and report.get("measured_ms") is not None:
+            measured = report["measured_ms"]
+            line += f", measured {measured:.4g} ({(measured / b['target'] - 1) * 100:+.1f}%)"
+        lines.append(line + ("" if b["holds"] else "  (missed)"))
+    if report.get("repaired"):
+        moves = [f"layer {m['layer']} {m['before']}→{m['after']}"
+                 for m in report["repaired"]["moves"]]
+        lines.append(f"repaired: {len(moves)} layer(s) changed to meet the budgets "
+                     f"({', '.join(moves)}); the search's own network was "
+                     + ", ".join(f"{b['error_before_repair'] * 100:+.1f}% off its {b['name']} "
+                                 "budget" for b in report["budgets"]))
+    unit = config.cost_model.unit
+    if not report["budgets"]:
+        target = f" (target {config.target_ms:g} ms)" if config.target_ms else ""
+        measured = (f", measured {report['measured_ms']:.4g} ms"
+                    if report.get("measured_ms") is not None else "")
+        lines.append(f"predicted {config.cost_model.name}: {report['predicted_cost']:.4g} "
+                     f"{unit}{target}{measured}")
+    lines.append(f"search took {report['search_seconds']:.0f} s; wrote {config.model_dir}/"
+                 "arch.json and report.json")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    from tfnas import cli
+
+    _define_flags()
+    cli.run(main, tensorflow=False)  # flags are checked before TensorFlow loads

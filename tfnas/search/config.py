@@ -1,0 +1,74 @@
+"""What a search needs, as plain values (flags are turned into this in `tfnas.search.__main__`)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from tfnas.errors import TfnasError
+from tfnas.objectives import Constraint, Objective
+from tfnas.space import SearchSpace
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+    """A search: the space and data, the cost it is reported in (`cost_model`), a fixed-λ
+    term on that cost (`objective`, or None) and budgets with learned multipliers
+    (`constraints`: latency target, params / FLOPs maxima)."""
+
+    space: SearchSpace
+    dataset: str
+    cost_model: Any  # CostModel | LatencyPredictor: the cost the search reports and logs
+    objective: Objective | None
+    model_dir: str
+    constraints: tuple[Constraint, ...] = ()
+    method: str = "superkernel"
+    epochs: int = 8
+    warmup_epochs: int = 0
+    batch_size: int = 64
+    learning_rate: float = 0.01
+    seed: int = 0
+    kernel_dropout: float = 0.0
+    dropout_epochs: int = 0
+    dropout: float = 0.2
+    jit_compile: bool = False
+    sync_bn: bool = True
+    checkpoint_every: int = 50
+    target_ms: float | None = None
+    arch_learning_rate: float = 0.01  # Adam on α (multi-path methods)
+    arch_split: float = 0.2  # training examples held out for α (multi-path methods)
+    temperature: tuple[float, float] = (5.0, 0.5)  # Gumbel τ, first and last epoch
+    path_select: str = "auto"  # mixed ops: switch | mask | auto (mask under XLA off TPUs)
+    repair: bool = True  # move layers of the derived network until every budget holds
+    target_tolerance: float = 0.01  # a target budget holds within ±1%
+    verbose: bool = True
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.epochs < 1:
+            problems.append("epochs must be at least 1")
+        if not 0 <= self.warmup_epochs < self.epochs:
+            problems.append("warmup_epochs must be in [0, epochs)")
+        if self.learning_rate <= 0:
+            problems.append("learning_rate must be positive")
+        if not 0 <= self.kernel_dropout < 1:
+            problems.append("kernel_dropout must be in [0, 1)")
+        if self.checkpoint_every < 1:
+            problems.append("checkpoint_every must be at least 1")
+        if self.arch_learning_rate <= 0:
+            problems.append("arch_learning_rate must be positive")
+        if not 0 < self.arch_split < 1:
+            problems.append("arch_split must be in (0, 1)")
+        if not min(self.temperature) > 0:
+            problems.append("temperatures must be positive")
+        if self.path_select not in ("auto", "switch", "mask"):
+            problems.append(f"path_select must be auto, switch or mask, got {self.path_select!r}")
+        if not 0 < self.target_tolerance < 1:
+            problems.append("target_tolerance must be in (0, 1)")
+        if self.target_ms is not None and not self.target_ms > 0:
+            problems.append(f"target_ms must be positive, got {self.target_ms}")
+        names = [c.name for c in self.constraints]
+        if len(set(names)) != len(names):
+            problems.append(f"one budget per cost, got {', '.join(names)}")
+        if problems:
+            raise TfnasError("; ".join(problems))
