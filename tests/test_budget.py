@@ -23,12 +23,30 @@ TINY = get_space("tiny")
 
 def test_the_multiplier_rises_over_budget_and_falls_under_it():
     target = Constraint(CostModel.flops(TINY), 1.0, "target")
-    assert float(target.next_lam(0.0, 1.5, 0.1)) == pytest.approx(0.05)  # 50% over: up
-    assert float(target.next_lam(0.0, 0.5, 0.1)) == pytest.approx(-0.05)  # under: below 0
+    assert float(target.next_lam(0.0, 1.05, 0.1)) == pytest.approx(0.005)  # 5% over: up
+    assert float(target.next_lam(0.0, 0.95, 0.1)) == pytest.approx(-0.005)  # under: below 0
+    assert float(target.next_lam(0.0, 3.0, 0.1)) == pytest.approx(0.01)  # clamped at ±10%
     ceiling = Constraint(CostModel.flops(TINY), 1.0, "max")
-    assert float(ceiling.next_lam(0.02, 0.5, 0.1)) == 0.0  # a max budget's λ stays ≥ 0
+    assert float(ceiling.next_lam(0.005, 0.5, 0.1)) == 0.0  # a max budget's λ stays ≥ 0
     assert ceiling.holds(0.99) and not ceiling.holds(1.01)
     assert target.holds(1.015, tolerance=0.02) and not target.holds(0.97, tolerance=0.02)
+
+
+@pytest.mark.parametrize("kind,lam,cost,force", [
+    ("target", 0.0, 1.05, 0.5),  # 5% over: κ·v
+    ("target", 0.0, 3.0, 1.0),  # far over: κ·0.1, no more
+    ("target", 0.2, 0.5, -0.8),  # far under: λ − κ·0.1, pushes the cost up
+    ("max", 0.2, 0.5, 0.0),  # under a max budget: no force
+    ("max", 0.5, 0.98, 0.3),  # just under with a large λ: λ + κ·v
+])
+def test_the_force_on_the_architecture_is_lambda_plus_clipped_kappa_v(kind, lam, cost, force):
+    import tensorflow as tf
+
+    budget_ = Constraint(CostModel.flops(TINY), 1.0, kind, kappa=10.0)
+    r = tf.Variable(cost)
+    with tf.GradientTape() as tape:
+        term = budget_.penalty(tf.constant(lam), r)
+    assert float(tape.gradient(term, r)) == pytest.approx(force, abs=1e-6)
 
 
 def test_cost_range_is_the_cheapest_and_dearest_network():

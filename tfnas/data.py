@@ -53,10 +53,13 @@ class Data:
         ds = self._train.shuffle(buffer, seed=self.seed + epoch, reshuffle_each_iteration=False)
         return ds.batch(self.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
-    def val(self) -> Any:
+    def val(self, drop_remainder: bool = True) -> Any:
+        """Validation batches (static shapes by default; `drop_remainder=False` for a final
+        evaluation on every example)."""
         import tensorflow as tf
 
-        return self._val.batch(self.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+        return self._val.batch(self.batch_size, drop_remainder=drop_remainder).prefetch(
+            tf.data.AUTOTUNE)
 
     @property
     def steps_per_epoch(self) -> int:

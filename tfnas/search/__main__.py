@@ -61,7 +61,7 @@ def _define_flags() -> None:
                        "(a learned multiplier; combines with the others).")
     flags.DEFINE_float("max_mflops", None, "Budget: at most this many million multiply-adds.")
     flags.DEFINE_float("lam_rate", DEFAULT_LAM_RATE, "How fast the budgets' multipliers move: "
-                       "λ's change over one epoch spent at twice the target.")
+                       "λ changes by lam_rate·(R/T − 1) per epoch, R/T − 1 clamped to ±0.1.")
     flags.DEFINE_float("lam_init", 0.0, "Initial value of the budgets' multipliers.")
     flags.DEFINE_float("lam_kappa", DEFAULT_KAPPA, "Weight of the budgets' proportional term "
                        "(augmented Lagrangian; 0: the plain λ·(R/T − 1) of LightNAS).")
@@ -99,6 +99,12 @@ def _define_flags() -> None:
                          "device's table.", lower_bound=0)
     flags.DEFINE_bool("deterministic", True, "Deterministic TensorFlow ops (resumed searches "
                       "end exactly where uninterrupted ones do).")
+    flags.DEFINE_bool("train_after_search", False, "Then train the derived network from scratch "
+                      "on the same dataset (MODEL_DIR/train: model.keras, train_report.json) "
+                      "with the --train_* flags (those of python -m tfnas.train).")
+    from tfnas import train
+
+    train.define_flags(prefix="train_")
     flags.mark_flag_as_required("model_dir")
 
 
@@ -241,6 +247,19 @@ def main(argv: list[str]) -> None:
 
         report["measured_ms"] = measure_network(arch, meter)
         (Path(config.model_dir) / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    if f.train_after_search:
+        from tfnas import train, trainer
+
+        model_dir = str(Path(config.model_dir) / "train")
+        train_config = train.config_from_flags(f, arch, config.dataset, model_dir, f.seed,
+                                               config.jit_compile, prefix="train_")
+        try:
+            report["train"] = trainer.train(train_config, strategy, StopOnSignal())
+        except trainer.Interrupted as stop:
+            print(stop, flush=True)
+            raise SystemExit(143)
+        report["train"].pop("arch")
+        (Path(config.model_dir) / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     print(arch.table())
     print(_summary(report, config))
 
@@ -272,6 +291,10 @@ def _summary(report: dict[str, Any], config: SearchConfig) -> str:
                      f"{unit}{target}{measured}")
     lines.append(f"search took {report['search_seconds']:.0f} s; wrote {config.model_dir}/"
                  "arch.json and report.json")
+    if report.get("train"):
+        from tfnas import train
+
+        lines.append(train.summary(report["train"], f"{config.model_dir}/train"))
     return "\n".join(lines)
 
 

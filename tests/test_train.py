@@ -1,0 +1,93 @@
+"""python -m tfnas.train: a derived network learns digits, the saved model is the evaluated one,
+a killed run resumes to the same result, bad flags stop with one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, error_lines
+from tfnas.space import Architecture, Op, get_space
+
+
+@pytest.fixture(scope="module")
+def arch_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("arch") / "arch.json"
+    Architecture.uniform(get_space("tiny"), Op(3, 6)).save(path)
+    return path
+
+
+def _train(arch_file, model_dir, *extra, popen=False):
+    command = [sys.executable, "-m", "tfnas.train", f"--arch={arch_file}",
+               f"--model_dir={model_dir}", "--epochs=4", *extra]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if popen:
+        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, cwd=ROOT, env=env)
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT,
+                          env=env)
+
+
+def test_a_killed_training_resumes_to_the_same_network(tmp_path, arch_file):
+    straight = _train(arch_file, tmp_path / "straight")
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    report = json.loads((tmp_path / "straight" / "train_report.json").read_text())
+    assert report["top1"] > 0.9 and report["top5"] >= report["top1"]  # digits is learnt
+    assert report["epochs"] == 4 and report["val_examples"] == 359
+    assert "top-1" in straight.stdout
+
+    proc = _train(arch_file, tmp_path / "killed", popen=True)
+    for line in proc.stdout:  # stop inside the second epoch
+        if line.startswith("Epoch 2/4"):
+            break
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.stdout.read()
+    assert proc.wait(timeout=120) == 143, rest[-2000:]
+    assert "run the same command to resume" in rest
+    resumed = _train(arch_file, tmp_path / "killed")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert re.search(r"resuming training: .*, from epoch [123]\n", resumed.stdout)
+    again = json.loads((tmp_path / "killed" / "train_report.json").read_text())
+    assert again["top1"] == report["top1"] and again["loss"] == pytest.approx(report["loss"])
+
+    # the saved model is the one evaluated: it gives the report's accuracy
+    import keras
+
+    from tfnas import data
+
+    model = keras.saving.load_model(tmp_path / "straight" / "model.keras")
+    val = data.load("digits", image_size=16, batch_size=64).val(drop_remainder=False)
+    correct = sum(int(np.sum(np.argmax(model(x, training=False), -1) == y.numpy()))
+                  for x, y in val)
+    assert correct / 359 == pytest.approx(report["top1"], abs=1e-6)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--epochs=0"], "epochs must be at least 1"),
+    (["--learning_rate=-1"], "learning_rate must be positive"),
+    (["--dataset=mnist"], "unknown dataset 'mnist'"),
+    (["--optimizer=rmsprop"], "--optimizer"),
+])
+def test_bad_training_flags_stop_with_one_line(tmp_path, arch_file, args, message):
+    out = _train(arch_file, tmp_path / "run", *args)
+    assert out.returncode == 2, out.stderr
+    lines = error_lines(out.stderr)
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+
+
+def test_a_missing_architecture_file_is_one_line(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "tfnas.train", "--arch=/nowhere/arch.json",
+                          f"--model_dir={tmp_path}"], capture_output=True, text=True,
+                         timeout=300, cwd=ROOT)
+    assert out.returncode == 2
+    lines = error_lines(out.stderr)
+    assert len(lines) == 1 and "/nowhere/arch.json" in lines[0], lines

@@ -1,0 +1,99 @@
+"""`python -m tfnas.train --arch=arch.json --dataset=... --model_dir=DIR`: train a derived
+network from scratch (`tfnas.trainer`) and write DIR/model.keras and DIR/train_report.json.
+
+Bad flags stop with one line and exit code 2 before TensorFlow loads; a SIGTERM stops after
+the current step (run the same command to resume from the last finished epoch).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from absl import flags
+
+from tfnas import cli
+
+FLAGS = flags.FLAGS
+
+
+def define_flags(prefix: str = "", defaults: dict[str, Any] | None = None) -> None:
+    """The training flags; the search defines them with prefix `train_` for
+    --train_after_search."""
+    from tfnas import data
+    from tfnas.trainer import OPTIMIZERS, TrainConfig
+
+    d = {f.name: f.default for f in TrainConfig.__dataclass_fields__.values()}
+    d.update(defaults or {})
+    flags.DEFINE_integer(f"{prefix}epochs", d["epochs"], "Training epochs.")
+    flags.DEFINE_integer(f"{prefix}batch_size", d["batch_size"], "Global batch size.")
+    flags.DEFINE_enum(f"{prefix}optimizer", d["optimizer"], list(OPTIMIZERS),
+                      "sgd (momentum 0.9, Nesterov) or adamw.")
+    flags.DEFINE_float(f"{prefix}learning_rate", d["learning_rate"],
+                       "Peak learning rate (cosine decay after a linear warm-up).")
+    flags.DEFINE_float(f"{prefix}warmup_epochs", d["warmup_epochs"], "Warm-up epochs.")
+    flags.DEFINE_float(f"{prefix}weight_decay", d["weight_decay"], "Decoupled weight decay.")
+    flags.DEFINE_float(f"{prefix}label_smoothing", d["label_smoothing"], "Label smoothing.")
+    flags.DEFINE_float(f"{prefix}dropout", d["dropout"], "Dropout before the classifier.")
+    if not prefix:
+        flags.DEFINE_string("dataset", "digits", f"Dataset: {', '.join(data.KINDS)}.")
+        flags.DEFINE_integer("seed", 0, "Seed of weights and data order.")
+
+
+def config_from_flags(values: Any, arch: Any, dataset: str, model_dir: str, seed: int,
+                      jit_compile: bool, prefix: str = "") -> Any:
+    """A TrainConfig from the flags (with `prefix` for the search's --train_* flags)."""
+    from tfnas.trainer import TrainConfig
+
+    def get(name: str) -> Any:
+        return getattr(values, prefix + name)
+
+    return TrainConfig(arch=arch, dataset=dataset, model_dir=model_dir, epochs=get("epochs"),
+                       batch_size=get("batch_size"), optimizer=get("optimizer"),
+                       learning_rate=get("learning_rate"),
+                       warmup_epochs=get("warmup_epochs"), weight_decay=get("weight_decay"),
+                       label_smoothing=get("label_smoothing"), dropout=get("dropout"),
+                       seed=seed, jit_compile=jit_compile)
+
+
+def summary(report: dict[str, Any], model_dir: str) -> str:
+    return (f"trained {report['epochs']} epochs in {report['seconds']:.0f} s: top-1 "
+            f"{report['top1']:.4f}, top-5 {report['top5']:.4f} on {report['val_examples']} "
+            f"validation images; wrote {model_dir}/model.keras and train_report.json")
+
+
+def main(argv: list[str]) -> None:
+    from tfnas import data, distribute
+    from tfnas.search.loop import StopOnSignal
+    from tfnas.space import Architecture
+    from tfnas.trainer import Interrupted, train
+
+    arch = Architecture.load(FLAGS.arch)
+    data.check_spec(FLAGS.dataset)
+    config = config_from_flags(FLAGS, arch, FLAGS.dataset, FLAGS.model_dir, FLAGS.seed,
+                               FLAGS.jit_compile or bool(FLAGS.tpu))
+    cli.import_tensorflow_quietly()
+    if FLAGS.deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    distribute.set_precision(FLAGS.precision)
+    strategy = distribute.strategy_for(FLAGS.tpu)
+    try:
+        report = train(config, strategy, StopOnSignal())
+    except Interrupted as stop:
+        print(stop, flush=True)
+        raise SystemExit(143)
+    print(summary(report, FLAGS.model_dir))
+
+
+if __name__ == "__main__":
+    flags.DEFINE_string("arch", None, "The architecture to train (arch.json from a search, or "
+                        "tools/make_arch.py).")
+    flags.DEFINE_string("model_dir", None, "Output and checkpoint directory.")
+    define_flags()
+    flags.DEFINE_string("tpu", None, "TPU name or address: runs under TPUStrategy.")
+    flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16"], "Compute dtype.")
+    flags.DEFINE_bool("jit_compile", False, "Compile the train step with XLA (on for TPUs).")
+    flags.DEFINE_bool("deterministic", True, "Deterministic TensorFlow ops.")
+    flags.mark_flags_as_required(["arch", "model_dir"])
+    cli.run(main, tensorflow=False)

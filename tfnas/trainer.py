@@ -1,0 +1,186 @@
+"""Train a derived Architecture from scratch: the standalone network of `tfnas.nets`.
+
+The recipe of the MnasNet / Single-Path NAS papers, scaled to any dataset: label smoothing
+(0.1), dropout before the classifier, a cosine learning rate with linear warm-up, weight
+decay; batch-norm statistics are re-estimated on training images before the evaluation. Keras `fit` runs it, so TPUStrategy, MirroredStrategy, bfloat16 and XLA
+(`jit_compile`) work as in the search. Resumable at epoch granularity: the model and
+optimizer are checkpointed after every epoch, a SIGTERM stops at the next step, and running
+again continues after the last finished epoch, with the same data order (epoch e always sees
+`Data.train(e)`).
+
+Outputs in `model_dir`: model.keras (the trained network), train_report.json (top1, top5,
+epochs, seconds, params, flops, arch), train_log.csv (per epoch), checkpoints (ckpt-*),
+TensorBoard events (tb/).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from tfnas.errors import TfnasError
+from tfnas.space import Architecture
+
+OPTIMIZERS = ("sgd", "adamw")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """A training run, as plain values (flags live in `tfnas/train.py`)."""
+
+    arch: Architecture
+    dataset: str
+    model_dir: str
+    epochs: int = 30
+    batch_size: int = 64
+    optimizer: str = "adamw"
+    learning_rate: float = 0.004  # peak, after the warm-up
+    warmup_epochs: float = 1.0
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.1
+    dropout: float = 0.2
+    seed: int = 0
+    jit_compile: bool = False
+    verbose: bool = True
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.epochs < 1:
+            problems.append("epochs must be at least 1")
+        if self.batch_size < 1:
+            problems.append("batch_size must be at least 1")
+        if self.optimizer not in OPTIMIZERS:
+            problems.append(f"optimizer must be one of {', '.join(OPTIMIZERS)}")
+        if self.learning_rate <= 0:
+            problems.append("learning_rate must be positive")
+        if not 0 <= self.warmup_epochs < self.epochs:
+            problems.append("warmup_epochs must be in [0, epochs)")
+        if self.weight_decay < 0:
+            problems.append("weight_decay must be 0 or more")
+        if not 0 <= self.label_smoothing < 1:
+            problems.append("label_smoothing must be in [0, 1)")
+        if not 0 <= self.dropout < 1:
+            problems.append("dropout must be in [0, 1)")
+        if problems:
+            raise TfnasError("; ".join(problems))
+
+
+class Interrupted(Exception):
+    """Training stopped on request; the last finished epoch is checkpointed."""
+
+
+def train(config: TrainConfig, strategy: Any = None,
+          should_stop: Callable[[], bool] = lambda: False) -> dict[str, Any]:
+    """Trains (or resumes) the network and writes model.keras and train_report.json."""
+    import keras
+    import tensorflow as tf
+
+    from tfnas import data, nets
+
+    arch, space = config.arch, config.arch.space
+    strategy = strategy or tf.distribute.get_strategy()
+    if config.batch_size % strategy.num_replicas_in_sync:
+        raise TfnasError(f"batch size {config.batch_size} does not split over "
+                         f"{strategy.num_replicas_in_sync} replicas")
+    dataset = data.load(config.dataset, image_size=space.input_size,
+                        channels=space.input_channels, num_classes=space.num_classes,
+                        batch_size=config.batch_size, seed=config.seed)
+    if dataset.spec.num_classes != space.num_classes:
+        raise TfnasError(f"{config.dataset} has {dataset.spec.num_classes} classes but the "
+                         f"architecture's space has {space.num_classes}")
+    model_dir = Path(config.model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    steps = dataset.steps_per_epoch
+    keras.utils.set_random_seed(config.seed)
+    with strategy.scope():
+        model = nets.build(arch, dropout=config.dropout)
+        schedule = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=0.0 if config.warmup_epochs else config.learning_rate,
+            warmup_target=config.learning_rate if config.warmup_epochs else None,
+            warmup_steps=int(config.warmup_epochs * steps),
+            decay_steps=max(1, int((config.epochs - config.warmup_epochs) * steps)))
+        if config.optimizer == "sgd":
+            optimizer = keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True,
+                                             weight_decay=config.weight_decay)
+        else:
+            optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
+        k = min(5, space.num_classes)
+        model.compile(
+            optimizer=optimizer,
+            loss=keras.losses.CategoricalCrossentropy(from_logits=True,
+                                                      label_smoothing=config.label_smoothing),
+            metrics=[keras.metrics.CategoricalAccuracy(name="top1"),
+                     keras.metrics.TopKCategoricalAccuracy(k=k, name="top5")],
+            jit_compile=config.jit_compile)
+        optimizer.build(model.trainable_variables)
+        epoch = tf.Variable(0, trainable=False, dtype=tf.int64, name="epoch")
+    # dropout's RNG state is not in Keras' checkpoint: add it, so a resumed run draws the
+    # masks an uninterrupted one would
+    rng = [v.value for v in model.non_trainable_variables if v.name == "seed_generator_state"]
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch, rng=rng)
+    manager = tf.train.CheckpointManager(checkpoint, str(model_dir), max_to_keep=2)
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    start_epoch = int(epoch)
+    seconds_file = model_dir / "train_seconds.txt"
+    before = float(seconds_file.read_text()) if seconds_file.exists() else 0.0
+    began = time.time()
+
+    def one_hot(images: Any, labels: Any) -> tuple[Any, Any]:
+        return images, tf.one_hot(labels, space.num_classes)
+
+    if config.verbose:
+        print(f"{'resuming' if start_epoch else 'starting'} training: {space.name} network "
+              f"({arch.params():,} params, {arch.flops() / 1e6:.3g} MFLOPs) on "
+              f"{config.dataset} ({dataset.spec.train_examples} train images), "
+              f"{config.epochs} epochs x {steps} steps"
+              + (f", from epoch {start_epoch}" if start_epoch else ""), flush=True)
+    if start_epoch < config.epochs:
+        train_data = functools.reduce(
+            lambda a, b: a.concatenate(b),
+            [dataset.train(e) for e in range(start_epoch, config.epochs)]).map(one_hot)
+
+        class EpochCheckpoint(keras.callbacks.Callback):
+            stopped = False
+
+            def on_epoch_end(self, index: int, logs: Any = None) -> None:
+                if self.stopped:  # Keras ends a stopped epoch early: it is not finished
+                    return
+                epoch.assign(index + 1)
+                manager.save()
+                seconds_file.write_text(f"{before + time.time() - began:.3f}\n")
+
+            def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+                if should_stop():
+                    self.stopped = self.model.stop_training = True
+
+        history = keras.callbacks.CSVLogger(str(model_dir / "train_log.csv"), append=True)
+        board = keras.callbacks.TensorBoard(str(model_dir / "tb"), write_graph=False)
+        model.fit(train_data, epochs=config.epochs, initial_epoch=start_epoch,
+                  steps_per_epoch=steps, verbose=2 if config.verbose else 0,
+                  callbacks=[EpochCheckpoint(), history, board])
+        if int(epoch) < config.epochs:
+            raise Interrupted(f"stopped during epoch {int(epoch)}; epochs up to it are saved "
+                              f"in {model_dir}: run the same command to resume")
+    # precise BN (as the search's validation): moving averages with momentum 0.99 lag far
+    # behind in short runs (digits, 5 epochs: 0.99 train accuracy, 0.15 on validation), so the
+    # statistics are set from training images before the network is evaluated and saved
+    images = next(iter(dataset.train(0).unbatch().batch(min(1024, steps * config.batch_size))))
+    nets.recalibrate_batchnorm(model, images[0])
+    results = model.evaluate(dataset.val(drop_remainder=False).map(one_hot), verbose=0,
+                             return_dict=True)
+    seconds = before + time.time() - began
+    model.save(model_dir / "model.keras")
+    report = {"top1": float(results["top1"]), "top5": float(results["top5"]),
+              "loss": float(results["loss"]), "epochs": config.epochs,
+              "seconds": round(seconds, 2), "dataset": config.dataset,
+              "val_examples": dataset.spec.val_examples, "params": arch.params(),
+              "flops": arch.flops(), "optimizer": config.optimizer,
+              "learning_rate": config.learning_rate, "batch_size": config.batch_size,
+              "arch": arch.to_dict()}
+    (model_dir / "train_report.json").write_text(json.dumps(report, indent=1) + "\n")
+    return report
