@@ -21,6 +21,26 @@ def run_tool(script: str, *args: str, timeout: float = 300) -> subprocess.Comple
                           capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
 
+def terminate_after(command: list[str], line_start: str, pause: float) -> str:
+    """Runs `command`, sends SIGTERM `pause` seconds after it prints a line starting with
+    `line_start`, checks that it exits with 143 (stopped and saved), returns what it printed
+    after that line."""
+    import signal
+    import time
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, cwd=ROOT, env=env)
+    for line in proc.stdout:
+        if line.startswith(line_start):
+            break
+    time.sleep(pause)
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.stdout.read()
+    assert proc.wait(timeout=120) == 143, rest[-2000:]
+    return rest
+
+
 def error_lines(stderr: str) -> list[str]:
     """The non-empty lines a failing tool printed."""
     return [line for line in stderr.splitlines() if line.strip()]

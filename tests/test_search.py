@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import ROOT, error_lines
+from conftest import ROOT, error_lines, terminate_after
 from tfnas.costs import CostModel
 from tfnas.objectives import Constraint, Objective
 from tfnas.search import Search, SearchConfig
@@ -85,15 +83,8 @@ def test_search_killed_mid_epoch_resumes_to_the_same_architecture(tmp_path):
     assert straight.returncode == 0, straight.stderr[-2000:]
 
     killed_dir = tmp_path / "killed"
-    proc = subprocess.Popen(_search_command(killed_dir), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=env)
-    for line in proc.stdout:  # wait for epoch 0 to end, then stop inside epoch 1
-        if line.startswith("epoch 0:"):
-            break
-    time.sleep(0.7)
-    proc.send_signal(signal.SIGTERM)
-    rest = proc.stdout.read()
-    assert proc.wait(timeout=120) == 143, rest[-2000:]
+    # wait for epoch 0 to end, then stop inside epoch 1
+    rest = terminate_after(_search_command(killed_dir), "epoch 0:", 0.7)
     assert "checkpoint saved" in rest and "stopped at epoch 1 step" in rest
     assert not (killed_dir / "arch.json").exists()
 

@@ -4,17 +4,14 @@ a killed run resumes to the same result, bad flags stop with one line."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
-from conftest import ROOT, error_lines
+from conftest import ROOT, error_lines, terminate_after
 from tfnas.space import Architecture, Op, get_space
 
 
@@ -25,15 +22,14 @@ def arch_file(tmp_path_factory):
     return path
 
 
-def _train(arch_file, model_dir, *extra, popen=False):
-    command = [sys.executable, "-m", "tfnas.train", f"--arch={arch_file}",
-               f"--model_dir={model_dir}", "--epochs=4", *extra]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    if popen:
-        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, cwd=ROOT, env=env)
-    return subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT,
-                          env=env)
+def _command(arch_file, model_dir, *extra):
+    return [sys.executable, "-m", "tfnas.train", f"--arch={arch_file}",
+            f"--model_dir={model_dir}", "--epochs=4", *extra]
+
+
+def _train(arch_file, model_dir, *extra):
+    return subprocess.run(_command(arch_file, model_dir, *extra), capture_output=True,
+                          text=True, timeout=600, cwd=ROOT)
 
 
 def test_a_killed_training_resumes_to_the_same_network(tmp_path, arch_file):
@@ -44,14 +40,7 @@ def test_a_killed_training_resumes_to_the_same_network(tmp_path, arch_file):
     assert report["epochs"] == 4 and report["val_examples"] == 359
     assert "top-1" in straight.stdout
 
-    proc = _train(arch_file, tmp_path / "killed", popen=True)
-    for line in proc.stdout:  # stop inside the second epoch
-        if line.startswith("Epoch 2/4"):
-            break
-    time.sleep(0.3)
-    proc.send_signal(signal.SIGTERM)
-    rest = proc.stdout.read()
-    assert proc.wait(timeout=120) == 143, rest[-2000:]
+    rest = terminate_after(_command(arch_file, tmp_path / "killed"), "Epoch 2/4", 0.3)
     assert "run the same command to resume" in rest
     resumed = _train(arch_file, tmp_path / "killed")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
