@@ -121,3 +121,20 @@ def test_build_lut_and_validate_latency_tools(tmp_path):
     seen = {tuple(ops) for ops in table.calibration["archs"] + dataset["archs"]}
     assert not {tuple(r["ops"]) for r in report["architectures"]} & seen  # unseen networks
     assert (tmp_path / "val" / "validation.png").stat().st_size > 1000
+
+
+def test_a_table_refuses_a_space_whose_stem_or_head_differs(tmp_path):
+    """Rows are keyed by signature, the fixed part is one number: a table measured with 10
+    classes must not price a 1000-class head (or a 5-class one)."""
+    space = get_space("tiny")
+    out = tmp_path / "lut.json"
+    profile(space, quick_meter(space), out, progress=False)
+    table = LatencyTable.load(out)
+    table.check_covers(space)
+    other = get_space("tiny", num_classes=5)  # the same layers, another classifier
+    with pytest.raises(TfnasError, match=r"stem and head .* \(num_classes 10, not 5\)"):
+        table.check_covers(other)
+    with pytest.raises(TfnasError, match="num_classes 10, not 5"):
+        CostModel.latency(other, table)
+    with pytest.raises(TfnasError, match="num_classes 10, not 5"):
+        profile(other, quick_meter(other), out, progress=False)

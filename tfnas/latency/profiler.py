@@ -21,7 +21,7 @@ from tfnas.errors import TfnasError
 from tfnas.latency import timing_models
 from tfnas.latency.devices import BenchmarkResult
 from tfnas.latency.meter import Meter
-from tfnas.latency.table import LatencyTable
+from tfnas.latency.table import LatencyTable, fixed_geometry
 from tfnas.space import Architecture, LayerSignature, Op, SearchSpace
 
 FIXED_KEYS = ("stem", "head")
@@ -43,6 +43,9 @@ def profile(space: SearchSpace, meter: Meter, out: str | Path, *, progress: bool
     (resumable)."""
     out = Path(out)
     table = _open_table(out, meter)
+    if table.fixed_parts:
+        table.check_fixed(space, str(out))  # its stem and head must be this space's
+    table.fixed_for = fixed_geometry(space)
     for sig in space.signatures():
         if sig.op.is_skip and sig not in table.rows:
             table.rows[sig] = 0.0

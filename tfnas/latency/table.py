@@ -37,6 +37,8 @@ class LatencyTable:
     # whole networks measured to calibrate the sum of rows: {"archs": [[op names]],
     # "measured_ms": [...], "scale": a, "offset": b}; calibrated = a · (fixed + Σ rows) + b
     calibration: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # the geometry the fixed part was measured for (`fixed_geometry`); {} when unknown
+    fixed_for: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         bad = [sig.key for sig, value in self.rows.items() if not value >= 0]
@@ -49,8 +51,22 @@ class LatencyTable:
         return sorted({sig for sig in signatures if sig not in self.rows})
 
     def check_covers(self, space: SearchSpace, name: str = "the latency table") -> None:
-        """Raises one clear error when any signature the space can produce has no row."""
+        """Raises one clear error when any signature the space can produce has no row, or
+        when the stem and head were measured for another geometry (say 1000 classes, not
+        10: the fixed part is one number, not rows)."""
         self._require(space.signatures(), space, name)
+        self.check_fixed(space, name)
+
+    def check_fixed(self, space: SearchSpace, name: str = "the latency table") -> None:
+        """One clear error when the fixed part was measured for another geometry."""
+        ours = fixed_geometry(space)
+        if self.fixed_for and self.fixed_for != ours:
+            differ = ", ".join(f"{k} {self.fixed_for.get(k)}, not {v}"
+                               for k, v in ours.items() if self.fixed_for.get(k) != v)
+            raise TfnasError(f"{name}: its stem and head were measured for another geometry "
+                             f"than space {space.name!r} ({differ}); profile a table for this "
+                             f"space: python tools/build_lut.py --space={space.name} with the "
+                             "same overrides")
 
     def _require(self, signatures: Iterable[LayerSignature], space: SearchSpace,
                  name: str) -> None:
@@ -110,6 +126,8 @@ class LatencyTable:
             data["stats"] = self.stats
         if self.calibration:
             data["calibration"] = self.calibration
+        if self.fixed_for:
+            data["fixed_for"] = self.fixed_for
         return data
 
     @classmethod
@@ -122,7 +140,8 @@ class LatencyTable:
             return cls(rows, float(data["fixed_ms"]), dict(data.get("device", {})),
                        data.get("unit", "ms"),
                        {k: float(v) for k, v in data.get("fixed_parts", {}).items()},
-                       dict(data.get("stats", {})), dict(data.get("calibration", {})))
+                       dict(data.get("stats", {})), dict(data.get("calibration", {})),
+                       dict(data.get("fixed_for", {})))
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise TfnasError(f"malformed latency table: {err}") from None
 
@@ -156,3 +175,13 @@ class LatencyTable:
         rows = {sig: sig.flops() / 1e6 * ms_per_mflop for sig in space.signatures()}
         return cls(rows, space.fixed_flops() / 1e6 * ms_per_mflop,
                    {"device": "flops", "ms_per_mflop": ms_per_mflop})
+
+
+def fixed_geometry(space: SearchSpace) -> dict[str, Any]:
+    """What the latency of a space's fixed part (stem, fixed first layer, head) depends on."""
+    first = space.first_layer
+    return {"input_size": space.input_size, "input_channels": space.input_channels,
+            "stem_channels": space.stem_channels, "stem_stride": space.stem_stride,
+            "first_layer": first.key if first is not None else None,
+            "final_size": space.final_size, "last_channels": space.layers[-1].c_out,
+            "head_channels": space.head_channels, "num_classes": space.num_classes}
