@@ -136,16 +136,25 @@ def test_a_target_needs_a_latency_model(tmp_path):
     assert out.returncode == 2 and "--target_ms needs a latency model" in out.stderr
 
 
-def test_latency_and_params_budgets_both_hold_after_one_search(tmp_path, flops_table):
-    """Both bind: the params budget alone would allow a dearer network, the latency budget
-    alone a larger one (checked below); the derived network meets both."""
-    out, model_dir = _search(tmp_path, f"--latency_table={flops_table}", "--target_ms=0.8",
-                             "--cost=max", "--max_mparams=0.025", "--epochs=4")
+LATENCY_MAX, PARAMS_MAX = 0.6, 0.02  # on tiny with the FLOPs table: both bind (below)
+
+
+def _budget_search(tmp_path, flops_table, name, *budgets):
+    out, model_dir = _search(tmp_path, f"--latency_table={flops_table}", "--epochs=4", *budgets,
+                             name=name)
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads((model_dir / "report.json").read_text())
+    return report, model_dir
+
+
+def test_latency_and_params_budgets_both_hold_after_one_search(tmp_path, flops_table):
+    report, model_dir = _budget_search(tmp_path, flops_table, "both",
+                                       f"--target_ms={LATENCY_MAX}", "--cost=max",
+                                       f"--max_mparams={PARAMS_MAX}")
     arch = Architecture.from_dict(report["arch"])
     latency = CostModel.latency(TINY, LatencyTable.from_flops(TINY, ms_per_mflop=1.0))
-    assert latency.of(arch) <= 0.8 and arch.params() / 1e6 <= 0.025
+    assert latency.of(arch) <= LATENCY_MAX and arch.params() / 1e6 <= PARAMS_MAX
+    assert report["predicted_ms"] == pytest.approx(latency.of(arch))
     assert {b["name"]: b["holds"] for b in report["budgets"]} == {"latency": True,
                                                                   "params": True}
     for b in report["budgets"]:
@@ -153,15 +162,18 @@ def test_latency_and_params_budgets_both_hold_after_one_search(tmp_path, flops_t
     steps = (model_dir / "search_steps.csv").read_text().splitlines()
     assert steps[0].split(",")[-6:] == ["cost_latency", "lam_latency", "target_latency",
                                         "cost_params", "lam_params", "target_params"]
-    # both bind: the smallest-params network of the space is not within the latency budget
-    # of its FLOPs, and vice versa, so each budget rules out networks the other allows
-    fits_params = [a for a in (Architecture.sample(TINY, s) for s in range(300))
-                   if a.params() / 1e6 <= 0.025]
-    assert any(latency.of(a) > 0.8 for a in fits_params)
-    fits_latency = [a for a in (Architecture.sample(TINY, s) for s in range(300))
-                    if latency.of(a) <= 0.8]
-    assert any(a.params() / 1e6 > 0.025 for a in fits_latency)
-    assert np.isfinite(report["predicted_ms"])
+    assert len(steps) == 1 + 4 * 22
+
+
+@pytest.mark.slow
+def test_each_budget_alone_breaks_the_other(tmp_path, flops_table):
+    """The pair above binds: a search with only one of the budgets ends outside the other."""
+    alone, _ = _budget_search(tmp_path, flops_table, "latency", f"--target_ms={LATENCY_MAX}",
+                              "--cost=max")
+    assert alone["params"] / 1e6 > PARAMS_MAX
+    alone, _ = _budget_search(tmp_path, flops_table, "params", f"--max_mparams={PARAMS_MAX}")
+    assert alone["cost"] is None  # no fixed-λ latency term beside a params budget
+    assert alone["predicted_ms"] > LATENCY_MAX
 
 
 def test_a_latency_target_is_reached_in_one_search(tmp_path, flops_table):

@@ -7,10 +7,11 @@
 - `repair(arch, scores, constraints)`: the relaxation gap (DCA-NAS, Dutta et al. 2022, which
   bridges it with a lookup graph) means a derived network can still miss a budget that the
   relaxed supernet met, and a learned multiplier still swings when the search stops. Layers
-  are stepped down to cheaper candidates (up, for a `target` the network falls short of), the
-  move that gives up the least architecture weight (log-probability of the op under the
-  search's relaxation) per unit of budget first, until every `max` budget holds and a
-  `target` is within a tolerance.
+  are stepped down to cheaper candidates while a budget is exceeded, then up while one is
+  more than a tolerance under its target (max budgets included: the search overshoots below
+  them, and unused budget is accuracy given away), the move that gives up the least
+  architecture weight (log-probability of the op under the search's relaxation) per unit of
+  budget first, never past any budget.
 """
 
 from __future__ import annotations
@@ -80,9 +81,10 @@ class Move:
 def repair(arch: Architecture, scores: Sequence[dict[Op, float]],
            constraints: Sequence[Constraint], tolerance: float = 0.01
            ) -> tuple[Architecture, list[Move]]:
-    """Changes layers until every `max` budget holds and a `target` budget is within
-    `tolerance` (see the module docstring): over a budget, layers step down; under a
-    target, they step up, never past it or past a max budget.
+    """Changes layers until every budget holds, within `tolerance` of its target (see the
+    module docstring): over a budget, layers step down; then, while a budget is more than
+    `tolerance` under its target (a max budget too: the search tends to overshoot below it,
+    and capacity left unused is accuracy given away), they step up, never past any budget.
 
     `scores[i][op]` is the log-probability of op at layer i under the search's relaxation;
     each move is the one that gives up the least of it per unit of budget gained (in units of
@@ -96,8 +98,7 @@ def repair(arch: Architecture, scores: Sequence[dict[Op, float]],
         values = {c.name: c.cost_model.of(current) for c in constraints}
         high = [c for c in constraints if values[c.name] > c.target * (
             1.0 + (tolerance if c.kind == "target" else 0.0))]
-        low = [c for c in constraints if c.kind == "target"
-               and values[c.name] < c.target * (1.0 - tolerance)]
+        low = [c for c in constraints if values[c.name] < c.target * (1.0 - tolerance)]
         if not high and not low:
             return current, moves
         best = _best_move(space, ops, scores, constraints, values, high, low, tolerance)

@@ -53,7 +53,7 @@ def _define_flags() -> None:
                       "Cost term: target (reach --target_ms: CE + λ(R/T − 1), λ learned), max "
                       "(R ≤ --target_ms, λ ≥ 0 learned), log (CE + λ log R, the paper's Eq. 9) "
                       "or linear (CE + λ R) with a fixed --lam. Default: target with "
-                      "--target_ms, else log.")
+                      "--target_ms; none with only --max_mparams / --max_mflops; else log.")
     flags.DEFINE_float("lam", 0.02, "λ of --cost=log|linear (the paper: 0.020).")
     flags.DEFINE_float("target_ms", None, "Latency target in ms: the search lands on it "
                        "(--cost=target, the default) or stays under it (--cost=max).")
@@ -155,7 +155,9 @@ def config_from_flags(flags_values: Any, table_ready: bool = True) -> SearchConf
         parse_device(f.device, threads=f.threads)  # a bad spec stops here
     space = get_space(f.space, num_classes=f.num_classes, input_size=f.input_size,
                       width_multiplier=f.width_multiplier)
-    cost = f.cost or ("target" if f.target_ms is not None else "log")
+    budgets_only = f.max_mparams is not None or f.max_mflops is not None
+    # default: a target's budget; with only params / FLOPs budgets, no fixed-λ term beside them
+    cost = f.cost or ("target" if f.target_ms is not None else None if budgets_only else "log")
     if f.target_ms is not None and not f.target_ms > 0:
         raise TfnasError(f"target_ms must be positive, got {f.target_ms}")
     latency = _latency_model(f, space, table_ready)
@@ -182,7 +184,7 @@ def config_from_flags(flags_values: Any, table_ready: bool = True) -> SearchConf
         if latency is not None:
             constraints.append(Constraint(latency, f.target_ms, cost, flag="--target_ms",
                                           **budget_options))
-    else:
+    elif cost is not None:
         objective = Objective(cost, f.lam)
     for value, model, flag in ((f.max_mparams, CostModel.params(space), "--max_mparams"),
                                (f.max_mflops, CostModel.flops(space), "--max_mflops")):
