@@ -59,21 +59,32 @@ def to_tflite(model: Any, *, quantize: str = "none",
     samples = None
     if quantize == "int8":
         samples = [np.asarray(x, np.float32).reshape((1, *shape)) for x in representative_data]
+    def converter() -> Any:
+        frozen = convert_variables_to_constants_v2(forward.get_concrete_function())
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen], model)
+        if quantize in ("dynamic", "int8"):
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if samples is not None:
+            converter.representative_dataset = _as_generator(samples)
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        return converter
+
+    return convert(converter, arch)
+
+
+def convert(make_converter: Callable[[], Any], arch: Architecture | None = None,
+            what: str = "TFLite conversion") -> bytes:
+    """Runs the TFLiteConverter `make_converter()` returns with the console output of both
+    (freezing and conversion log to fd 2) captured, then embeds `arch`; a failure is one
+    TfnasError with the tail of what they logged."""
     failure = None
-    with captured_output() as log:  # freezing (grappler) and conversion both log to fd 2
+    with captured_output() as log:
         try:
-            frozen = convert_variables_to_constants_v2(forward.get_concrete_function())
-            converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen], model)
-            if quantize in ("dynamic", "int8"):
-                converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            if samples is not None:
-                converter.representative_dataset = _as_generator(samples)
-                converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            flatbuffer = converter.convert()
+            flatbuffer = make_converter().convert()
         except Exception as err:  # the converter raises many types; show the log it wrote
             failure = err
     if failure is not None:
-        raise TfnasError(f"TFLite conversion failed: {failure}\n{log.tail()}")
+        raise TfnasError(f"{what} failed: {failure}\n{log.tail()}")
     if arch is not None:
         flatbuffer = embed_metadata(flatbuffer, METADATA_NAME, arch.to_json(indent=None).encode())
     return bytes(flatbuffer)

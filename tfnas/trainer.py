@@ -8,9 +8,9 @@ optimizer are checkpointed after every epoch, a SIGTERM stops at the next step, 
 again continues after the last finished epoch, with the same data order (epoch e always sees
 `Data.train(e)`).
 
-Outputs in `model_dir`: model.keras (the trained network), train_report.json (top1, top5,
-epochs, seconds, params, flops, arch), train_log.csv (per epoch), checkpoints (ckpt-*),
-TensorBoard events (tb/).
+Outputs in `model_dir`: model.keras (the trained network) and its arch.json,
+train_report.json (top1, top5, epochs, seconds, params, flops, arch), train_log.csv (per
+epoch), checkpoints (ckpt-*), TensorBoard events (tb/).
 """
 
 from __future__ import annotations
@@ -175,6 +175,7 @@ def train(config: TrainConfig, strategy: Any = None,
                              return_dict=True)
     seconds = before + time.time() - began
     model.save(model_dir / "model.keras")
+    arch.save(model_dir / "arch.json")  # beside the model: export_tflite finds it there
     report = {"top1": float(results["top1"]), "top5": float(results["top5"]),
               "loss": float(results["loss"]), "epochs": config.epochs,
               "seconds": round(seconds, 2), "dataset": config.dataset,
