@@ -49,3 +49,24 @@ def error_lines(stderr: str) -> list[str]:
 @pytest.fixture(scope="session")
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+def train_command(arch_file: Path, model_dir: Path, *extra: str) -> list[str]:
+    """`python -m tfnas.train` for 4 epochs on digits."""
+    return [sys.executable, "-m", "tfnas.train", f"--arch={arch_file}",
+            f"--model_dir={model_dir}", "--epochs=4", *extra]
+
+
+@pytest.fixture(scope="session")
+def trained_tiny(tmp_path_factory) -> Path:
+    """A MobileNetV2-like tiny network trained 4 epochs on digits (model.keras, arch.json,
+    train_report.json), shared by the trainer and export tests."""
+    from tfnas.space import Architecture, Op, get_space
+
+    folder = tmp_path_factory.mktemp("trained_tiny")
+    Architecture.uniform(get_space("tiny"), Op(3, 6)).save(folder / "arch.json")
+    out = subprocess.run(train_command(folder / "arch.json", folder / "run"),
+                         capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    (folder / "run" / "stdout.txt").write_text(out.stdout)
+    return folder / "run"

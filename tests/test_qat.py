@@ -4,27 +4,14 @@ quantization-aware training keep digits accuracy; the evaluation tool reads them
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
-from conftest import ROOT, error_lines, run_tool
-from tfnas.space import Architecture, Op, get_space
+from conftest import error_lines, run_tool
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("trained")
-    Architecture.uniform(get_space("tiny"), Op(3, 6)).save(folder / "arch.json")
-    out = subprocess.run([sys.executable, "-m", "tfnas.train", f"--arch={folder / 'arch.json'}",
-                          f"--model_dir={folder}", "--epochs=4"], capture_output=True,
-                         text=True, timeout=600, cwd=ROOT)
-    assert out.returncode == 0, out.stderr[-2000:]
-    return folder
-
-
-def test_int8_and_qat_exports_keep_the_float_accuracy(trained):
+def test_int8_and_qat_exports_keep_the_float_accuracy(trained_tiny):
+    trained = trained_tiny
     paths = {}
     for mode in ("none", "int8", "qat"):
         paths[mode] = trained / f"net_{mode}.tflite"

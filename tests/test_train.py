@@ -11,36 +11,26 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT, error_lines, terminate_after
-from tfnas.space import Architecture, Op, get_space
+from conftest import ROOT, error_lines, terminate_after, train_command
 
 
 @pytest.fixture(scope="module")
-def arch_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("arch") / "arch.json"
-    Architecture.uniform(get_space("tiny"), Op(3, 6)).save(path)
-    return path
-
-
-def _command(arch_file, model_dir, *extra):
-    return [sys.executable, "-m", "tfnas.train", f"--arch={arch_file}",
-            f"--model_dir={model_dir}", "--epochs=4", *extra]
+def arch_file(trained_tiny):
+    return trained_tiny / "arch.json"
 
 
 def _train(arch_file, model_dir, *extra):
-    return subprocess.run(_command(arch_file, model_dir, *extra), capture_output=True,
+    return subprocess.run(train_command(arch_file, model_dir, *extra), capture_output=True,
                           text=True, timeout=600, cwd=ROOT)
 
 
-def test_a_killed_training_resumes_to_the_same_network(tmp_path, arch_file):
-    straight = _train(arch_file, tmp_path / "straight")
-    assert straight.returncode == 0, straight.stderr[-2000:]
-    report = json.loads((tmp_path / "straight" / "train_report.json").read_text())
+def test_a_killed_training_resumes_to_the_same_network(tmp_path, trained_tiny, arch_file):
+    report = json.loads((trained_tiny / "train_report.json").read_text())
     assert report["top1"] > 0.9 and report["top5"] >= report["top1"]  # digits is learnt
     assert report["epochs"] == 4 and report["val_examples"] == 359
-    assert "top-1" in straight.stdout
+    assert "top-1" in (trained_tiny / "stdout.txt").read_text()
 
-    rest = terminate_after(_command(arch_file, tmp_path / "killed"), "Epoch 2/4", 0.3)
+    rest = terminate_after(train_command(arch_file, tmp_path / "killed"), "Epoch 2/4", 0.3)
     assert "run the same command to resume" in rest
     resumed = _train(arch_file, tmp_path / "killed")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
@@ -53,7 +43,7 @@ def test_a_killed_training_resumes_to_the_same_network(tmp_path, arch_file):
 
     from tfnas import data
 
-    model = keras.saving.load_model(tmp_path / "straight" / "model.keras")
+    model = keras.saving.load_model(trained_tiny / "model.keras")
     val = data.load("digits", image_size=16, batch_size=64).val(drop_remainder=False)
     correct = sum(int(np.sum(np.argmax(model(x, training=False), -1) == y.numpy()))
                   for x, y in val)
