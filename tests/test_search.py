@@ -169,6 +169,7 @@ def test_search_on_a_device_builds_its_table_and_measures_the_result(tmp_path):
     report = json.loads((model_dir / "report.json").read_text())
     assert report["cost_metric"] == "latency" and report["measured_ms"] > 0
     assert report["predicted_ms"] == pytest.approx(report["predicted_cost"])
+    assert report["latency_model"] == f"table {model_dir / 'lut.json'}"
 
 
 def test_search_with_a_latency_predictor_reports_its_prediction(tmp_path):
@@ -190,5 +191,5 @@ def test_search_with_a_latency_predictor_reports_its_prediction(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     report = json.loads((model_dir / "report.json").read_text())
     arch = Architecture.from_dict(report["arch"])
-    assert report["cost_metric"] == "latency"
+    assert report["cost_metric"] == "latency" and report["latency_model"] == f"predictor {path}"
     assert report["predicted_ms"] == pytest.approx(model.of(arch), rel=1e-6)

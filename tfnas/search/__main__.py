@@ -140,6 +140,14 @@ def _latency_model(f: Any, space: Any, table_ready: bool) -> Any:
     return None
 
 
+def _latency_source(f: Any, latency: Any) -> str | None:
+    """What predicts latency, as the report names it."""
+    if latency is None:
+        return None
+    kind, _, path = f.latency_model.partition(":")
+    return f"predictor {path}" if kind == "predictor" else f"table {device_table_path(f)}"
+
+
 def config_from_flags(flags_values: Any, table_ready: bool = True) -> SearchConfig:
     """Validates the flags and builds the SearchConfig; every problem is one TfnasError.
 
@@ -203,7 +211,7 @@ def config_from_flags(flags_values: Any, table_ready: bool = True) -> SearchConf
         target_ms=f.target_ms, arch_learning_rate=f.arch_learning_rate,
         arch_split=f.arch_split, temperature=(f.tau_start, f.tau_end),
         path_select=f.path_select, repair=f.repair,
-        target_tolerance=f.target_tolerance)
+        target_tolerance=f.target_tolerance, latency_source=_latency_source(f, latency))
 
 
 def main(argv: list[str]) -> None:

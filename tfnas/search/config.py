@@ -41,6 +41,7 @@ class SearchConfig:
     path_select: str = "auto"  # mixed ops: switch | mask | auto (mask under XLA off TPUs)
     repair: bool = True  # move layers of the derived network until every budget holds
     target_tolerance: float = 0.01  # a target budget holds within ±1%
+    latency_source: str | None = None  # what predicts latency, for the report
     verbose: bool = True
 
     def __post_init__(self) -> None:

@@ -369,7 +369,7 @@ class Search:
             "cost": config.objective.kind if config.objective else None,
             "lam": config.objective.lam if config.objective else None,
             "cost_metric": config.cost_model.name, "cost_unit": config.cost_model.unit,
-            "target_ms": config.target_ms,
+            "target_ms": config.target_ms, "latency_model": config.latency_source,
             "predicted_ms": latency_model.of(arch) if latency_model else None,
             "predicted_cost": config.cost_model.of(arch),
             "params": arch.params(), "flops": arch.flops(),
