@@ -120,6 +120,8 @@ def flops_table(tmp_path):
     (["--target_ms=0.1", "--cost=max"], "below the cheapest network"),
     (["--target_ms=0.8", "--max_mparams=0.001"], "--max_mparams=0.001 is below the cheapest"),
     (["--cost=target"], "--cost=target needs --target_ms"),
+    (["--target_ms=0.8", "--target_fraction=0.5"], "--target_ms or --target_fraction, not both"),
+    (["--target_fraction=1.5"], "--target_fraction must be in [0, 1], got 1.5"),
 ])
 def test_unreachable_budgets_stop_the_search_with_the_range(tmp_path, flops_table, args,
                                                             message):
@@ -188,3 +190,17 @@ def test_a_latency_target_is_reached_in_one_search(tmp_path, flops_table):
     assert abs(latency["error_before_repair"]) <= 0.15  # the search itself got close
     assert latency["lam"]["min"] < latency["lam"]["max"]  # λ moved, both ways or one
     assert "latency: target = 0.8 ms, predicted" in out.stdout
+
+
+def test_a_target_fraction_is_that_far_across_the_latency_range(tmp_path, flops_table):
+    """--target_fraction=0.25 aims at a quarter of the way from the cheapest network of the
+    space (0.3604 ms on this table) to the dearest (1.226 ms), on any device."""
+    out, model_dir = _search(tmp_path, f"--latency_table={flops_table}",
+                             "--target_fraction=0.25", "--epochs=1")
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads((model_dir / "report.json").read_text())
+    low, high = budget.cost_range(CostModel.latency(TINY, LatencyTable.load(flops_table)), TINY)
+    (latency,) = report["budgets"]
+    assert latency["target"] == pytest.approx(low + 0.25 * (high - low))
+    assert report["target_ms"] == pytest.approx(0.3604 + 0.25 * (1.226 - 0.3604), rel=1e-3)
+    assert latency["kind"] == "target"

@@ -54,8 +54,8 @@ def main(argv: list[str]) -> None:
     print(f"{'model':40s} {'median ms':>10s} {'p90 ms':>8s} {'std ms':>8s} {'x first':>8s}"
           f" {'MB':>6s}")
     for row in rows:
-        print(f"{row['model'][-40:]:40s} {row['median_ms']:10.3f} {row['p90_ms']:8.3f} "
-              f"{row['std_ms']:8.3f} {row['median_ms'] / base:8.3f} "
+        print(f"{row['model'][-40:]:40s} {row['median_ms']:10.4g} {row['p90_ms']:8.4g} "
+              f"{row['std_ms']:8.4g} {row['median_ms'] / base:8.3f} "
               f"{row['size_bytes'] / 1e6:6.2f}")
 
 

@@ -57,6 +57,9 @@ def _define_flags() -> None:
     flags.DEFINE_float("lam", 0.02, "λ of --cost=log|linear (the paper: 0.020).")
     flags.DEFINE_float("target_ms", None, "Latency target in ms: the search lands on it "
                        "(--cost=target, the default) or stays under it (--cost=max).")
+    flags.DEFINE_float("target_fraction", None, "Latency target as a fraction of the space's "
+                       "range under the latency model: 0 is its cheapest network, 1 its dearest "
+                       "(the target in ms then follows on any device; instead of --target_ms).")
     flags.DEFINE_float("max_mparams", None, "Budget: at most this many million parameters "
                        "(a learned multiplier; combines with the others).")
     flags.DEFINE_float("max_mflops", None, "Budget: at most this many million multiply-adds.")
@@ -140,6 +143,25 @@ def _latency_model(f: Any, space: Any, table_ready: bool) -> Any:
     return None
 
 
+def _target_ms(f: Any, latency: Any, space: Any) -> float | None:
+    """The latency target in ms: --target_ms, or --target_fraction of the latency model's
+    range (None until the model exists)."""
+    from tfnas import budget
+
+    if f.target_ms is not None and f.target_fraction is not None:
+        raise TfnasError("give --target_ms or --target_fraction, not both")
+    if f.target_ms is not None and not f.target_ms > 0:
+        raise TfnasError(f"target_ms must be positive, got {f.target_ms}")
+    if f.target_fraction is None:
+        return f.target_ms
+    if not 0 <= f.target_fraction <= 1:
+        raise TfnasError(f"--target_fraction must be in [0, 1], got {f.target_fraction}")
+    if latency is None:
+        return None
+    low, high = budget.cost_range(latency, space)
+    return low + f.target_fraction * (high - low)
+
+
 def _latency_source(f: Any, latency: Any) -> str | None:
     """What predicts latency, as the report names it."""
     if latency is None:
@@ -165,10 +187,10 @@ def config_from_flags(flags_values: Any, table_ready: bool = True) -> SearchConf
                       width_multiplier=f.width_multiplier)
     budgets_only = f.max_mparams is not None or f.max_mflops is not None
     # default: a target's budget; with only params / FLOPs budgets, no fixed-λ term beside them
-    cost = f.cost or ("target" if f.target_ms is not None else None if budgets_only else "log")
-    if f.target_ms is not None and not f.target_ms > 0:
-        raise TfnasError(f"target_ms must be positive, got {f.target_ms}")
     latency = _latency_model(f, space, table_ready)
+    target_ms = _target_ms(f, latency, space)
+    has_target = target_ms is not None or f.target_fraction is not None
+    cost = f.cost or ("target" if has_target else None if budgets_only else "log")
     pending = bool(f.device) and not table_ready
     has_latency = latency is not None or pending
     if f.cost_metric == "latency" and not has_latency:
@@ -183,14 +205,14 @@ def config_from_flags(flags_values: Any, table_ready: bool = True) -> SearchConf
     constraints = []
     budget_options = dict(lam_init=f.lam_init, lam_rate=f.lam_rate, kappa=f.lam_kappa)
     if cost in ("target", "max"):
-        if f.target_ms is None:
+        if not has_target:
             raise TfnasError(f"--cost={cost} needs --target_ms (for params or FLOPs budgets "
                              "use --max_mparams / --max_mflops)")
         if not has_latency:
             raise TfnasError("--target_ms needs a latency model: --latency_table, --device or "
                              "--latency_model=predictor:PATH")
         if latency is not None:
-            constraints.append(Constraint(latency, f.target_ms, cost, flag="--target_ms",
+            constraints.append(Constraint(latency, target_ms, cost, flag="--target_ms",
                                           **budget_options))
     elif cost is not None:
         objective = Objective(cost, f.lam)
@@ -208,7 +230,7 @@ def config_from_flags(flags_values: Any, table_ready: bool = True) -> SearchConf
         learning_rate=f.learning_rate, seed=f.seed, kernel_dropout=f.kernel_dropout,
         dropout_epochs=f.dropout_epochs, dropout=f.dropout,
         jit_compile=f.jit_compile or bool(f.tpu), checkpoint_every=f.checkpoint_every,
-        target_ms=f.target_ms, arch_learning_rate=f.arch_learning_rate,
+        target_ms=target_ms, arch_learning_rate=f.arch_learning_rate,
         arch_split=f.arch_split, temperature=(f.tau_start, f.tau_end),
         path_select=f.path_select, repair=f.repair,
         target_tolerance=f.target_tolerance, latency_source=_latency_source(f, latency))
