@@ -70,7 +70,8 @@ def main(argv: list[str]) -> None:
                "--warmup_epochs=1", f"--seed={FLAGS.seed}", f"--model_dir={search_dir}"]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
-        raise TfnasError(f"the search failed: {done.stderr.strip().splitlines()[-1:]}")
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise TfnasError(f"the search failed: {last}")
     searched = Architecture.load(search_dir / "arch.json")
 
     taken = {mbv2.op_names, searched.op_names}
@@ -86,7 +87,7 @@ def main(argv: list[str]) -> None:
     nets = [("searched", searched), ("mobilenetv2-like", mbv2)] + [
         (f"random {i}", a) for i, a in enumerate(randoms)]
     meter = Meter(LocalDevice())
-    meter.adopt(table.device)
+    meter.join(table.device, f"latency table {FLAGS.latency_table!r}")  # this host's units
     meter.anchor_to(table)
     measured = measure_many([a for _, a in nets], meter)
     rows = []

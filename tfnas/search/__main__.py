@@ -206,8 +206,8 @@ def config_from_flags(flags_values: Any, table_ready: bool = True) -> SearchConf
     budget_options = dict(lam_init=f.lam_init, lam_rate=f.lam_rate, kappa=f.lam_kappa)
     if cost in ("target", "max"):
         if not has_target:
-            raise TfnasError(f"--cost={cost} needs --target_ms (for params or FLOPs budgets "
-                             "use --max_mparams / --max_mflops)")
+            raise TfnasError(f"--cost={cost} needs --target_ms or --target_fraction (for "
+                             "params or FLOPs budgets use --max_mparams / --max_mflops)")
         if not has_latency:
             raise TfnasError("--target_ms needs a latency model: --latency_table, --device or "
                              "--latency_model=predictor:PATH")
