@@ -46,6 +46,12 @@ def test_synthetic_classes_are_learnable_patterns():
     assert np.abs(means[0] - means[1]).mean() > 0.2
 
 
+def test_synthetic_example_count():
+    d = data.load("synthetic:40", image_size=8, num_classes=4, batch_size=8, seed=0)
+    assert d.spec.train_examples + d.spec.val_examples == 40
+    assert data.load("synthetic", image_size=8, batch_size=8).spec.train_examples > 1000
+
+
 def test_tfds_pipeline_with_mock_data():
     tfds = pytest.importorskip("tensorflow_datasets")
     with tfds.testing.mock_data(num_examples=40):
@@ -78,6 +84,8 @@ def test_folder_of_images(tmp_path):
 @pytest.mark.parametrize("spec,kwargs,message", [
     ("mnist", {}, "unknown dataset 'mnist'"),
     ("tfds:", {}, "unknown dataset"),
+    ("synthetic:0", {}, "N of synthetic:N must be a positive integer"),
+    ("synthetic:many", {}, "N of synthetic:N must be a positive integer"),
     ("digits", {"batch_size": 5000}, "fewer than one batch"),
     ("folder:/no/such/folder", {}, "does not exist"),
 ])

@@ -2,7 +2,8 @@
 
 Specs (the `--dataset` flag):
 - `digits`: scikit-learn's 8x8 handwritten digits (1,797 images, ships offline), resized.
-- `synthetic`: random images whose class shifts a per-class pattern; learnable, any size.
+- `synthetic` (or `synthetic:N`, N examples; default 2048): random images whose class shifts a
+  per-class pattern; learnable, any size. A small N smoke-tests a large recipe in minutes.
 - `tfds:NAME`: a TensorFlow Datasets dataset (e.g. `tfds:imagenet2012`): decode, resize
   (random crop and flip for training), normalise, shuffle, batch with `drop_remainder`.
 - `folder:PATH`: your own images, one subfolder per class (Keras `image_dataset_from_directory`).
@@ -22,7 +23,8 @@ import numpy as np
 
 from tfnas.errors import TfnasError, error_line
 
-KINDS = ("digits", "synthetic", "tfds:NAME", "folder:PATH")
+KINDS = ("digits", "synthetic[:N]", "tfds:NAME", "folder:PATH")
+SYNTHETIC_EXAMPLES = 2048
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,7 +133,7 @@ def digits(size: int, channels: int, batch_size: int, seed: int = 0,
 
 
 def synthetic(size: int, channels: int, num_classes: int, batch_size: int, seed: int = 0,
-              examples: int = 2048, val_fraction: float = 0.2) -> Data:
+              examples: int = SYNTHETIC_EXAMPLES, val_fraction: float = 0.2) -> Data:
     rng = np.random.default_rng(seed)
     patterns = rng.uniform(-1, 1, (num_classes, 8, 8, channels)).astype(np.float32)
     labels = rng.integers(num_classes, size=examples)
@@ -217,9 +219,23 @@ def folder(path: str, size: int, channels: int, batch_size: int, seed: int = 0,
     return Data(spec, batch_size, train.map(norm), val.map(norm), seed)
 
 
+def _synthetic_examples(spec: str) -> int:
+    """N of `synthetic:N` (2048 for plain `synthetic`)."""
+    if spec == "synthetic":
+        return SYNTHETIC_EXAMPLES
+    count = spec.split(":", 1)[1]
+    if not count.isdigit() or int(count) < 1:
+        raise TfnasError(f"dataset {spec!r}: N of synthetic:N must be a positive integer "
+                         f"(examples), got {count!r}")
+    return int(count)
+
+
 def check_spec(spec: str) -> None:
     """Raises the one-line error for a `--dataset` value of no known kind (loads nothing)."""
-    if not (spec in ("digits", "synthetic") or (spec.startswith("tfds:") and len(spec) > 5)
+    if spec == "synthetic" or spec.startswith("synthetic:"):
+        _synthetic_examples(spec)
+        return
+    if not (spec == "digits" or (spec.startswith("tfds:") and len(spec) > 5)
             or (spec.startswith("folder:") and len(spec) > 7)):
         raise TfnasError(f"unknown dataset {spec!r}: expected one of {', '.join(KINDS)}")
 
@@ -230,8 +246,9 @@ def load(spec: str, *, image_size: int, channels: int = 3, num_classes: int = 10
     check_spec(spec)
     if spec == "digits":
         return digits(image_size, channels, batch_size, seed)
-    if spec == "synthetic":
-        return synthetic(image_size, channels, num_classes, batch_size, seed)
+    if spec == "synthetic" or spec.startswith("synthetic:"):
+        return synthetic(image_size, channels, num_classes, batch_size, seed,
+                         examples=_synthetic_examples(spec))
     if spec.startswith("tfds:"):
         return tfds_dataset(spec[5:], image_size, channels, batch_size, seed)
     return folder(spec[7:], image_size, channels, batch_size, seed)

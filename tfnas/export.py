@@ -21,7 +21,7 @@ import numpy as np
 
 from tfnas.errors import TfnasError
 from tfnas.quiet import captured_output
-from tfnas.space import Architecture
+from tfnas.space import Architecture, SearchSpace
 
 METADATA_NAME = "tfnas_architecture"
 QUANTIZE_MODES = ("none", "dynamic", "int8")
@@ -31,6 +31,17 @@ def representative_inputs(shape: tuple[int, ...], count: int = 100, seed: int = 
     """`count` random images of `shape` (H, W, C), uniform in [-1, 1] like normalised inputs."""
     rng = np.random.default_rng(seed)
     return rng.uniform(-1.0, 1.0, size=(count, *shape)).astype(np.float32)
+
+
+def calibration_images(dataset: str, space: SearchSpace, count: int = 100,
+                       seed: int = 0) -> list[np.ndarray]:
+    """`count` training images of `dataset` (a `--dataset` spec), sized for `space`: int8
+    calibration on real inputs rather than `representative_inputs`."""
+    from tfnas import data
+
+    source = data.load(dataset, image_size=space.input_size, channels=space.input_channels,
+                       num_classes=space.num_classes, batch_size=1, seed=seed)
+    return [image.numpy() for image, _ in source.train(0).unbatch().take(count)]
 
 
 def to_tflite(model: Any, *, quantize: str = "none",

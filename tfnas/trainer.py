@@ -162,6 +162,7 @@ def train(config: TrainConfig, strategy: Any = None,
         board = keras.callbacks.TensorBoard(str(model_dir / "tb"), write_graph=False)
         model.fit(train_data, epochs=config.epochs, initial_epoch=start_epoch,
                   steps_per_epoch=steps, verbose=2 if config.verbose else 0,
+                  shuffle=False,  # the pipeline shuffles per epoch (Keras warns otherwise)
                   callbacks=[EpochCheckpoint(), history, board])
         if int(epoch) < config.epochs:
             raise Interrupted(f"stopped during epoch {int(epoch)}; epochs up to it are saved "

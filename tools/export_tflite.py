@@ -78,8 +78,8 @@ def main(argv: list[str]) -> None:
         flatbuffer = qat.to_tflite(quantized, arch)
     else:
         if FLAGS.calibration_dataset:
-            calibration = _training_images(arch, FLAGS.calibration_dataset,
-                                           FLAGS.calibration_samples)
+            calibration = export.calibration_images(FLAGS.calibration_dataset, arch.space,
+                                                    FLAGS.calibration_samples, FLAGS.seed)
         else:
             calibration = export.representative_inputs(shape, FLAGS.calibration_samples,
                                                        FLAGS.seed)
@@ -91,16 +91,6 @@ def main(argv: list[str]) -> None:
     what = (f"{arch.space.name}: {arch.params():,} params, {arch.flops() / 1e6:.1f} MFLOPs"
             if arch else "no architecture metadata")
     print(f"wrote {out} ({len(flatbuffer) / 1e6:.2f} MB, quantize={FLAGS.quantize}, {what})")
-
-
-def _training_images(arch, dataset: str, count: int):
-    """`count` training images of `dataset`, sized for the architecture's space."""
-    from tfnas import data
-
-    space = arch.space
-    source = data.load(dataset, image_size=space.input_size, channels=space.input_channels,
-                       num_classes=space.num_classes, batch_size=1, seed=FLAGS.seed)
-    return [image.numpy() for image, _ in source.train(0).unbatch().take(count)]
 
 
 def _load_keras(path: str):
