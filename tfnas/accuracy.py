@@ -19,8 +19,7 @@ def validation_split(dataset: str, space: Any, seed: int = 0) -> tuple[np.ndarra
     """All validation images and labels of `dataset`, sized for `space`."""
     from tfnas import data
 
-    source = data.load(dataset, image_size=space.input_size, channels=space.input_channels,
-                       num_classes=space.num_classes, batch_size=1, seed=seed)
+    source = data.load_for_space(dataset, space, batch_size=1, seed=seed)
     images, labels = [], []
     for x, y in source.val(drop_remainder=False):
         images.append(x.numpy())

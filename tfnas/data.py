@@ -219,10 +219,12 @@ def folder(path: str, size: int, channels: int, batch_size: int, seed: int = 0,
     return Data(spec, batch_size, train.map(norm), val.map(norm), seed)
 
 
-def _synthetic_examples(spec: str) -> int:
-    """N of `synthetic:N` (2048 for plain `synthetic`)."""
+def _synthetic_examples(spec: str) -> int | None:
+    """N of `synthetic:N` (2048 for plain `synthetic`); None for other kinds."""
     if spec == "synthetic":
         return SYNTHETIC_EXAMPLES
+    if not spec.startswith("synthetic:"):
+        return None
     count = spec.split(":", 1)[1]
     if not count.isdigit() or int(count) < 1:
         raise TfnasError(f"dataset {spec!r}: N of synthetic:N must be a positive integer "
@@ -232,8 +234,7 @@ def _synthetic_examples(spec: str) -> int:
 
 def check_spec(spec: str) -> None:
     """Raises the one-line error for a `--dataset` value of no known kind (loads nothing)."""
-    if spec == "synthetic" or spec.startswith("synthetic:"):
-        _synthetic_examples(spec)
+    if _synthetic_examples(spec) is not None:
         return
     if not (spec == "digits" or (spec.startswith("tfds:") and len(spec) > 5)
             or (spec.startswith("folder:") and len(spec) > 7)):
@@ -246,9 +247,16 @@ def load(spec: str, *, image_size: int, channels: int = 3, num_classes: int = 10
     check_spec(spec)
     if spec == "digits":
         return digits(image_size, channels, batch_size, seed)
-    if spec == "synthetic" or spec.startswith("synthetic:"):
-        return synthetic(image_size, channels, num_classes, batch_size, seed,
-                         examples=_synthetic_examples(spec))
+    examples = _synthetic_examples(spec)
+    if examples is not None:
+        return synthetic(image_size, channels, num_classes, batch_size, seed, examples=examples)
     if spec.startswith("tfds:"):
         return tfds_dataset(spec[5:], image_size, channels, batch_size, seed)
     return folder(spec[7:], image_size, channels, batch_size, seed)
+
+
+def load_for_space(spec: str, space: Any, *, batch_size: int, seed: int = 0) -> Data:
+    """The dataset named by `spec`, sized for a search space (its input size, channels and,
+    for `synthetic`, classes)."""
+    return load(spec, image_size=space.input_size, channels=space.input_channels,
+                num_classes=space.num_classes, batch_size=batch_size, seed=seed)

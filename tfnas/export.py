@@ -39,8 +39,7 @@ def calibration_images(dataset: str, space: SearchSpace, count: int = 100,
     calibration on real inputs rather than `representative_inputs`."""
     from tfnas import data
 
-    source = data.load(dataset, image_size=space.input_size, channels=space.input_channels,
-                       num_classes=space.num_classes, batch_size=1, seed=seed)
+    source = data.load_for_space(dataset, space, batch_size=1, seed=seed)
     return [image.numpy() for image, _ in source.train(0).unbatch().take(count)]
 
 

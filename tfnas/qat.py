@@ -55,8 +55,7 @@ def fine_tune(model: Any, arch: Architecture, dataset: str, *, epochs: int = 2,
 
     tf_keras, tfmot = _modules()
     space = arch.space
-    source = data.load(dataset, image_size=space.input_size, channels=space.input_channels,
-                       num_classes=space.num_classes, batch_size=batch_size, seed=seed)
+    source = data.load_for_space(dataset, space, batch_size=batch_size, seed=seed)
     tf_keras.utils.set_random_seed(seed)
     quantized = tfmot.quantization.keras.quantize_model(tf_keras_copy(model, arch))
     quantized.compile(tf_keras.optimizers.Adam(learning_rate),

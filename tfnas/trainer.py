@@ -86,9 +86,8 @@ def train(config: TrainConfig, strategy: Any = None,
     if config.batch_size % strategy.num_replicas_in_sync:
         raise TfnasError(f"batch size {config.batch_size} does not split over "
                          f"{strategy.num_replicas_in_sync} replicas")
-    dataset = data.load(config.dataset, image_size=space.input_size,
-                        channels=space.input_channels, num_classes=space.num_classes,
-                        batch_size=config.batch_size, seed=config.seed)
+    dataset = data.load_for_space(config.dataset, space, batch_size=config.batch_size,
+                                  seed=config.seed)
     if dataset.spec.num_classes != space.num_classes:
         raise TfnasError(f"{config.dataset} has {dataset.spec.num_classes} classes but the "
                          f"architecture's space has {space.num_classes}")

@@ -53,9 +53,8 @@ class Search:
             raise TfnasError(f"batch size {config.batch_size} does not split over {replicas} "
                              "replicas")
         space = config.space
-        self.data = data.load(config.dataset, image_size=space.input_size,
-                              channels=space.input_channels, num_classes=space.num_classes,
-                              batch_size=config.batch_size, seed=config.seed)
+        self.data = data.load_for_space(config.dataset, space, batch_size=config.batch_size,
+                                        seed=config.seed)
         if self.data.spec.num_classes != space.num_classes:
             raise TfnasError(f"{config.dataset} has {self.data.spec.num_classes} classes but "
                              f"space {space.name!r} has {space.num_classes}: pick a matching "
