@@ -12,16 +12,22 @@ from tfnas.space import (PRESET_NAMES, SKIP, Architecture, LayerSignature, Op, g
                          make_divisible)
 
 
-def test_single_path_preset_matches_the_paper_space():
+def test_single_path_preset_matches_the_authors_space():
+    """22 MBConv layers, of which the first (MBConv3x3-e1, 32 → 16 at 112x112) and the last
+    (MBConv3x3-e6, 192 → 320 at 7x7) are fixed, as in the Single-Path NAS authors' code."""
     space = get_space("single_path")
-    assert space.num_layers == 22
+    assert space.num_layers == 20
     assert space.input_size == 224 and space.num_classes == 1000
     assert [op.name for op in space.ops] == [
         "mbconv_k3_e3", "mbconv_k3_e6", "mbconv_k5_e3", "mbconv_k5_e6", "skip"]
-    skippable = [i for i in range(22) if SKIP in space.candidates(i)]
+    skippable = [i for i in range(20) if SKIP in space.candidates(i)]
     # the first layer of every stage changes shape; the other three of each 4-layer stage can skip
-    assert skippable == [2, 3, 4, 6, 7, 8, 10, 11, 12, 14, 15, 16, 18, 19, 20]
-    assert space.layers[-1].c_out == 320 and space.final_size == 7
+    assert skippable == [1, 2, 3, 5, 6, 7, 9, 10, 11, 13, 14, 15, 17, 18, 19]
+    assert space.first_layer == LayerSignature(112, 112, 32, 16, 1, Op(3, 1))
+    assert space.layers[0].c_in == 16 and space.layers[0].stride == 2
+    assert space.layers[-1].c_out == 192 and space.final_size == 7
+    assert space.last_layer == LayerSignature(7, 7, 192, 320, 1, Op(3, 6))
+    assert space.head_input_channels == 320
 
 
 def test_proxyless_space_has_7x7_kernels_and_a_fixed_first_layer():
@@ -83,7 +89,7 @@ def test_one_hot_encoding_round_trips():
     space = get_space("single_path")
     arch = Architecture.sample(space, 3)
     enc = arch.one_hot()
-    assert enc.shape == (22, 5) and enc.dtype == np.float32
+    assert enc.shape == (20, 5) and enc.dtype == np.float32
     assert np.all(enc.sum(axis=1) == 1)
     assert Architecture.from_one_hot(space, enc) == arch
     with pytest.raises(TfnasError, match="shape"):
@@ -91,7 +97,7 @@ def test_one_hot_encoding_round_trips():
 
 
 @pytest.mark.parametrize("mutate,message", [
-    (lambda d: d.update(ops=d["ops"][:-1]), "21 ops but space 'single_path' has 22"),
+    (lambda d: d.update(ops=d["ops"][:-1]), "19 ops but space 'single_path' has 20"),
     (lambda d: d["ops"].__setitem__(0, "skip"), "not allowed at layer 0"),
     (lambda d: d["ops"].__setitem__(3, "mbconv_k7_e6"), "not allowed at layer 3"),
     (lambda d: d["ops"].__setitem__(3, "conv"), "unknown op 'conv'"),
@@ -126,7 +132,7 @@ def test_signatures_key_round_trip_and_cover_the_space():
         assert LayerSignature.from_key(sig.key) == sig
     arch = Architecture.sample(space, 11)
     assert set(arch.signatures()) <= set(sigs)
-    assert arch.signatures()[1] == LayerSignature(112, 112, 16, 24, 2, arch.ops[1])
+    assert arch.signatures()[0] == LayerSignature(112, 112, 16, 24, 2, arch.ops[0])
     with pytest.raises(TfnasError, match="malformed layer signature"):
         LayerSignature.from_key("112x112-24")
 

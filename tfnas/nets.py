@@ -84,7 +84,10 @@ def stem(inputs: Any, k: ModuleType, space: SearchSpace, sync_bn: bool = False) 
 
 def head(x: Any, k: ModuleType, space: SearchSpace, dropout: float,
          sync_bn: bool = False) -> Any:
-    """1x1 conv, pooling, dropout and the classifier: the part after the searchable layers."""
+    """The fixed last layer, 1x1 conv, pooling, dropout and the classifier: the part after the
+    searchable layers."""
+    if space.last_layer is not None:
+        x = mbconv(x, k, space.last_layer, "last", sync_bn)
     x = conv_bn(x, k, space.head_channels, 1, 1, "head", sync_bn=sync_bn)
     x = k.layers.GlobalAveragePooling2D(name="pool")(x)
     if dropout > 0:

@@ -3,8 +3,8 @@
 For every distinct `LayerSignature` of the space, one small float32 .tflite holding only that
 MBConv is written (`timing_models`: the operators the TFLite converter emits, without its
 seconds of overhead per model), timed on the device through a `Meter` (drift-corrected against
-a reference network, see `meter.py`), and written as a row. The fixed part (stem and first
-layer, head and classifier) is timed as two more models. A skip row costs 0 ms: the identity
+a reference network, see `meter.py`), and written as a row. The fixed part (stem and fixed
+first layer; fixed last layer, head and classifier) is timed as two more models. A skip row costs 0 ms: the identity
 adds no op to a TFLite network.
 
 Profiling is resumable: the table is rewritten after every group of rows, and a second run

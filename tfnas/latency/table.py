@@ -178,10 +178,14 @@ class LatencyTable:
 
 
 def fixed_geometry(space: SearchSpace) -> dict[str, Any]:
-    """What the latency of a space's fixed part (stem, fixed first layer, head) depends on."""
-    first = space.first_layer
-    return {"input_size": space.input_size, "input_channels": space.input_channels,
-            "stem_channels": space.stem_channels, "stem_stride": space.stem_stride,
-            "first_layer": first.key if first is not None else None,
-            "final_size": space.final_size, "last_channels": space.layers[-1].c_out,
-            "head_channels": space.head_channels, "num_classes": space.num_classes}
+    """What the latency of a space's fixed part (stem, fixed first and last layers, head)
+    depends on."""
+    first, last = space.first_layer, space.last_layer
+    geometry = {"input_size": space.input_size, "input_channels": space.input_channels,
+                "stem_channels": space.stem_channels, "stem_stride": space.stem_stride,
+                "first_layer": first.key if first is not None else None,
+                "final_size": space.final_size, "last_channels": space.layers[-1].c_out,
+                "head_channels": space.head_channels, "num_classes": space.num_classes}
+    if last is not None:  # (tables measured before fixed last layers existed lack the key)
+        geometry["last_layer"] = last.key
+    return geometry

@@ -118,6 +118,8 @@ class _Graph:
         return self.mbconv(x, space.first_layer) if space.first_layer is not None else x
 
     def head(self, x: int, space: SearchSpace) -> int:
+        if space.last_layer is not None:
+            x = self.mbconv(x, space.last_layer)
         x = self.conv(x, space.head_channels, 1, 1, relu=True)
         axes = self.tensor([2], np.array([1, 2], np.int32))
         x = self.op("MEAN", [x, axes], [1, space.head_channels], "ReducerOptions",
@@ -169,7 +171,8 @@ def layer(sig: LayerSignature, seed: int = 0) -> bytes:
 
 
 def fixed_parts(space: SearchSpace, seed: int = 0) -> dict[str, bytes]:
-    """The stem (with the fixed first layer) and the head, as two models."""
+    """The stem (with the fixed first layer) and the head (with the fixed last layer), as two
+    models."""
     g = _Graph(seed)
     inputs = g.tensor([1, space.input_size, space.input_size, space.input_channels])
     stem = g.flatbuffer(inputs, g.stem(inputs, space))

@@ -2,7 +2,7 @@
 
 A `SearchSpace` is a plain, frozen description (no layer code), in the spirit of TuNAS'
 `schema.py`: a stem, an optional fixed first MBConv, stages of (filters, layers, stride) whose
-layers are searchable, and a head. Every searchable layer chooses one `Op` from the space's
+layers are searchable, an optional fixed last MBConv, and a head. Every searchable layer chooses one `Op` from the space's
 candidates; `skip` only where the layer keeps its shape.
 """
 
@@ -55,8 +55,9 @@ class SearchSpace:
     """A MobileNet-like macro space whose stage layers choose among MBConv k x e and skip.
 
     Network: stem (3x3 conv, BN, ReLU) → optional fixed first layer (MBConv3x3-e1 to
-    `first_filters`) → searchable layers of the stages → head (1x1 conv to `head_filters`, BN,
-    ReLU, global average pool, dropout, dense to `num_classes`).
+    `first_filters`) → searchable layers of the stages → optional fixed last layer
+    (MBConv3x3-e`last_expansion` to `last_filters`, stride 1) → head (1x1 conv to
+    `head_filters`, BN, ReLU, global average pool, dropout, dense to `num_classes`).
     """
 
     name: str
@@ -67,6 +68,8 @@ class SearchSpace:
     first_filters: int  # 0: no fixed first layer
     stages: tuple[Stage, ...]
     head_filters: int
+    last_filters: int = 0  # 0: no fixed last layer
+    last_expansion: int = 6
     kernels: tuple[int, ...] = (3, 5)
     expansions: tuple[int, ...] = (3, 6)
     allow_skip: bool = True
@@ -91,6 +94,8 @@ class SearchSpace:
             problems.append("kernels must be odd and positive")
         if not self.expansions or any(e < 1 for e in self.expansions):
             problems.append("expansions must be positive")
+        if self.last_filters < 0 or self.last_expansion < 1:
+            problems.append("last_filters must be 0 or more and last_expansion positive")
         if self.stem_stride not in (1, 2):
             problems.append("stem_stride must be 1 or 2")
         if problems:
@@ -149,8 +154,24 @@ class SearchSpace:
 
     @property
     def final_size(self) -> int:
+        """Spatial size after the searchable layers (the fixed last layer keeps it)."""
         last = self.layers[-1]
         return out_size(last.height, last.stride)
+
+    @property
+    def last_layer(self) -> LayerSignature | None:
+        """The fixed MBConv3x3 after the searchable layers, or None."""
+        if not self.last_filters:
+            return None
+        size = self.final_size
+        return LayerSignature(size, size, self.layers[-1].c_out, self.channels(self.last_filters),
+                              1, Op(3, self.last_expansion))
+
+    @property
+    def head_input_channels(self) -> int:
+        """Channels entering the head's 1x1 conv."""
+        last = self.last_layer
+        return last.c_out if last is not None else self.layers[-1].c_out
 
     @functools.cached_property
     def ops(self) -> tuple[Op, ...]:
@@ -177,19 +198,17 @@ class SearchSpace:
 
     def fixed_params(self) -> int:
         stem = 3 * 3 * self.input_channels * self.stem_channels + 4 * self.stem_channels
-        first = self.first_layer.params() if self.first_layer else 0
-        c_last = self.layers[-1].c_out
-        head = c_last * self.head_channels + 4 * self.head_channels
+        fixed = sum(sig.params() for sig in (self.first_layer, self.last_layer) if sig)
+        head = self.head_input_channels * self.head_channels + 4 * self.head_channels
         classifier = (self.head_channels + 1) * self.num_classes
-        return stem + first + head + classifier
+        return stem + fixed + head + classifier
 
     def fixed_flops(self) -> int:
         stem = self.stem_size ** 2 * 3 * 3 * self.input_channels * self.stem_channels
-        first = self.first_layer.flops() if self.first_layer else 0
-        c_last = self.layers[-1].c_out
-        head = self.final_size ** 2 * c_last * self.head_channels
+        fixed = sum(sig.flops() for sig in (self.first_layer, self.last_layer) if sig)
+        head = self.final_size ** 2 * self.head_input_channels * self.head_channels
         classifier = self.head_channels * self.num_classes
-        return stem + first + head + classifier
+        return stem + fixed + head + classifier
 
     # --- serialisation --------------------------------------------------------------------
 
@@ -218,16 +237,18 @@ class SearchSpace:
         return dataclasses.replace(self, **changes)
 
 
-# The Single-Path NAS space (Stamoulis et al., Fig. 2; MnasNet/FBNet filter numbers): 22
-# searchable layers, the first and last of which cannot skip. Op columns k3e3, k3e6, k5e3, k5e6
-# match the published Pixel 1 runtime model's indices 0..3.
+# The Single-Path NAS space (Stamoulis et al., Fig. 2; MnasNet/FBNet filter numbers) as the
+# authors' code builds it: of the 22 MBConv layers, layer 0 (MBConv3x3-e1, 32 → 16 at 112x112)
+# and layer 21 (MBConv3x3-e6, 192 → 320 at 7x7) are fixed, and the 20 between are searched.
+# Op columns k3e3, k3e6, k5e3, k5e6 match the published Pixel 1 runtime model's indices 0..3.
 _PRESETS: dict[str, SearchSpace] = {
     "single_path": SearchSpace(
         name="single_path", input_size=224, num_classes=1000, stem_filters=32, stem_stride=2,
-        first_filters=0,
-        stages=(Stage(16, 1, 1), Stage(24, 4, 2), Stage(40, 4, 2), Stage(80, 4, 2),
-                Stage(96, 4, 1), Stage(192, 4, 2), Stage(320, 1, 1)),
-        head_filters=1280, kernels=(3, 5), expansions=(3, 6)),
+        first_filters=16,
+        stages=(Stage(24, 4, 2), Stage(40, 4, 2), Stage(80, 4, 2), Stage(96, 4, 1),
+                Stage(192, 4, 2)),
+        last_filters=320, last_expansion=6, head_filters=1280, kernels=(3, 5),
+        expansions=(3, 6)),
     # ProxylessNAS mobile space (Cai et al.): fixed MBConv3x3-e1 first layer, k in {3,5,7}.
     "proxyless_mobile": SearchSpace(
         name="proxyless_mobile", input_size=224, num_classes=1000, stem_filters=32,
