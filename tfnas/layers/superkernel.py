@@ -12,10 +12,17 @@ comparing its group-Lasso norm with a trainable threshold:
 
 1(·) is the hard indicator in the forward pass and σ(‖·‖² − t) in the backward pass (the
 paper's sigmoid relaxation; straight-through). Norms are mean squares (‖·‖² / #weights) so
-they do not grow with the channel count and the sigmoid stays in its responsive range. The
-first channel group's indicator (t_e3) exists only where the layer may be skipped; with it
-off the layer is the identity. The channel decision masks the activations after the
-depthwise BN/ReLU, so a decided layer computes exactly the standalone MBConv of its choice.
+they do not grow with the channel count and the sigmoid stays in its responsive range.
+
+The first channel group's indicator (t_e3) exists only where the layer may be skipped, and it
+gates the layer's whole output: y = x + 1(e3)·MBConv(x). Inside, only the outer groups are
+masked (by their own indicators, after the depthwise BN/ReLU), so a decided layer computes
+exactly the standalone MBConv of its choice. A skipped layer still computes its e=3 branch, so
+t_e3 gets the straight-through gradient ⟨∂L/∂y, MBConv_e3(x)⟩·σ' from the loss and a layer
+can come back. (Masking the e=3 channels with the skip indicator too, as Eq. 3 reads, zeroes
+the branch before the projection: the gradient is then ⟨∂L/∂y, β of the projection's BN⟩,
+exactly 0 at initialisation and independent of the MBConv's weights, and a skipped layer
+never returns.)
 
 The layer's runtime (Eq. 11-12) is the expectation of the table rows R(k, e) under the same
 indicators: `expected_cost(table)`; with hard indicators it is the row of the decided op.
@@ -23,7 +30,7 @@ indicators: `expected_cost(table)`; with hard indicators it is the row of the de
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import keras
 import numpy as np
@@ -38,6 +45,19 @@ def indicator(norm: Any, threshold: Any) -> Any:
     soft = ops.sigmoid(norm - threshold)
     hard = ops.cast(ops.greater(norm, threshold), soft.dtype)
     return soft + ops.stop_gradient(hard - soft)
+
+
+class _Indicators(NamedTuple):
+    """A superkernel's decisions: nested ring indicators (ring r counts only if the inner ones
+    do), nested channel-group indicators, each group's own indicator (1 for a first group that
+    cannot be skipped), the effective kernel w_k, and the norms compared with thresholds."""
+
+    rings: list[Any]
+    groups: list[Any]
+    own: list[Any]
+    kernel: Any
+    ring_norms: list[Any]
+    group_norms: list[Any]
 
 
 def _ring_masks(kernels: Sequence[int]) -> np.ndarray:
@@ -140,18 +160,17 @@ class SuperkernelMBConv(keras.layers.Layer):
 
     def indicators(self, training: bool = False) -> tuple[list[Any], list[Any], Any]:
         """(nested ring indicators, nested channel-group indicators, effective kernel)."""
-        ring_ind, group_ind, w_k, _, _ = self._evaluate(training)
-        return ring_ind, group_ind, w_k
+        state = self._evaluate(training)
+        return state.rings, state.groups, state.kernel
 
     def norms(self) -> tuple[np.ndarray, np.ndarray]:
         """Current mean-square norms of the outer rings and of the searchable channel groups,
         in threshold order (what `kernel_thresholds` / `expansion_thresholds` compare with)."""
-        _, _, _, ring_norms, group_norms = self._evaluate(False)
-        return (np.array([float(n) for n in ring_norms], np.float32),
-                np.array([float(n) for n in group_norms], np.float32))
+        state = self._evaluate(False)
+        return (np.array([float(n) for n in state.ring_norms], np.float32),
+                np.array([float(n) for n in state.group_norms], np.float32))
 
-    def _evaluate(self, training: bool, relaxed: bool = False
-                  ) -> tuple[list[Any], list[Any], Any, list[Any], list[Any]]:
+    def _evaluate(self, training: bool, relaxed: bool = False) -> "_Indicators":
         """Indicators, effective kernel and norms; `relaxed`: σ(norm − t) in place of the
         hard indicators (the relaxation's probabilities, for scoring ops)."""
         gate = (lambda n, t: ops.sigmoid(n - t)) if relaxed else indicator
@@ -178,18 +197,21 @@ class SuperkernelMBConv(keras.layers.Layer):
         for r, ind in enumerate(ring_ind, start=1):
             area = area + ops.stop_gradient(ind) * float(self._rings[r].sum())
         group_ind: list[Any] = []
+        own: list[Any] = []
         group_norms: list[Any] = []
         on = ops.ones((), w.dtype)
         for j, (lo, hi) in enumerate(self._groups):  # Eq. 3
             if j == 0 and not self.allow_skip:
                 group_ind.append(on)
+                own.append(on)
                 continue
             norm = ops.sum(ops.square(w_k[:, :, lo:hi, :])) / (area * (hi - lo))
             t = t_expansion[j if self.allow_skip else j - 1]
-            on = on * self._maybe_drop(gate(norm, t), training)
+            own.append(self._maybe_drop(gate(norm, t), training))
+            on = on * own[-1]
             group_ind.append(on)
             group_norms.append(norm)
-        return ring_ind, group_ind, w_k, ring_norms, group_norms
+        return _Indicators(ring_ind, group_ind, own, w_k, ring_norms, group_norms)
 
     def _maybe_drop(self, ind: Any, training: bool) -> Any:
         if not training:
@@ -202,10 +224,16 @@ class SuperkernelMBConv(keras.layers.Layer):
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:
         training = bool(training)
-        ring_ind, group_ind, w_k = self.indicators(training)
         dtype = inputs.dtype
+        # the skip indicator gates the whole output (below); inside, each outer channel group is
+        # masked by its indicators alone (nested from the second group on)
+        state = self._evaluate(training)
+        w_k, skip_gate = state.kernel, state.own[0]
+        inner = [ops.ones(())]
+        for own in state.own[1:]:
+            inner.append(inner[-1] * own)
         channel_mask = ops.cast(ops.concatenate(
-            [ops.broadcast_to(g, (hi - lo,)) for g, (lo, hi) in zip(group_ind, self._groups)]),
+            [ops.broadcast_to(g, (hi - lo,)) for g, (lo, hi) in zip(inner, self._groups)]),
             dtype)
         x = inputs
         if self.expand is not None:
@@ -214,7 +242,7 @@ class SuperkernelMBConv(keras.layers.Layer):
         x = ops.relu(self.dw_bn(x, training=training)) * channel_mask
         x = self.project_bn(self.project(x), training=training)
         if self.allow_skip:
-            x = x * ops.cast(group_ind[0], dtype)  # first group off: the branch adds nothing
+            x = x * ops.cast(skip_gate, dtype)  # skipped: the branch adds nothing
         return x + inputs if self.residual else x
 
     def compute_output_shape(self, input_shape: Sequence[int | None]) -> tuple:
@@ -227,10 +255,10 @@ class SuperkernelMBConv(keras.layers.Layer):
     def _choice_probabilities(self, relaxed: bool = False) -> tuple[list[Any], list[Any]]:
         """P(kernel = k_j) and P(expansion = e_l) from the nested indicators (hard: one-hot;
         `relaxed`: from their sigmoids)."""
-        ring_ind, group_ind, _, _, _ = self._evaluate(False, relaxed)
-        on_k = [ops.ones(())] + ring_ind + [ops.zeros(())]
+        state = self._evaluate(False, relaxed)
+        on_k = [ops.ones(())] + state.rings + [ops.zeros(())]
         p_kernel = [on_k[j] * (1.0 - on_k[j + 1]) for j in range(len(self.kernels))]
-        on_e = group_ind + [ops.zeros(())]
+        on_e = state.groups + [ops.zeros(())]
         p_expansion = [on_e[j] * (1.0 - on_e[j + 1]) for j in range(len(self.expansions))]
         return p_kernel, p_expansion
 
@@ -243,11 +271,12 @@ class SuperkernelMBConv(keras.layers.Layer):
         k = self.kernels[int(np.argmax([float(p) for p in p_kernel]))]
         return Op(k, self.expansions[int(np.argmax(pe))])
 
-    def op_probabilities(self, hard: bool = True, relaxed: bool = False) -> dict[Op, Any]:
+    def op_probabilities(self, hard: bool = True, relaxed: bool = False,
+                         sampled: bool = False) -> dict[Op, Any]:
         """P(op) of every candidate: P(k)·P(e) for MBConv k x e, 1 − Σ P(e) for skip (a
         relaxed one-hot: hard in the forward pass, sigmoid gradients in the backward one;
-        `relaxed`: the sigmoids' values forward too). `hard` is accepted for the MixedOp
-        interface: the superkernel's forward pass is always its decision."""
+        `relaxed`: the sigmoids' values forward too). `hard` and `sampled` are accepted for
+        the MixedOp interface: the superkernel's forward pass is always its decision."""
         p_kernel, p_expansion = self._choice_probabilities(relaxed)
         probs = {Op(k, e): p_kernel[j] * p_expansion[i]
                  for j, k in enumerate(self.kernels) for i, e in enumerate(self.expansions)}
@@ -260,7 +289,8 @@ class SuperkernelMBConv(keras.layers.Layer):
         return {op: float(np.log(max(float(p), 1e-30)))
                 for op, p in self.op_probabilities(relaxed=True).items()}
 
-    def expected_cost(self, costs: dict[Op, float], hard: bool = True) -> Any:
+    def expected_cost(self, costs: dict[Op, float], hard: bool = True,
+                      sampled: bool = False) -> Any:
         """Eq. 11-12: Σ P(k)·P(e)·R(k, e) + P(skip)·R(skip), differentiable in the thresholds
         (with hard indicators forward: the row of the decided op; `hard` as in
         `op_probabilities`).
