@@ -63,15 +63,20 @@ def test_tfds_pipeline_with_mock_data():
         assert len(list(d.val())) == 40 // 8
 
 
-def test_folder_of_images(tmp_path):
+def _image_folder(root, per_class=10):
     from PIL import Image
 
     rng = np.random.default_rng(0)
     for label in ("cat", "dog"):
-        (tmp_path / label).mkdir()
-        for i in range(10):
+        (root / label).mkdir()
+        for i in range(per_class):
             pixels = rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)
-            Image.fromarray(pixels).save(tmp_path / label / f"{i}.png")
+            Image.fromarray(pixels).save(root / label / f"{i}.png")
+    return root
+
+
+def test_folder_of_images(tmp_path):
+    _image_folder(tmp_path)
     d = data.load(f"folder:{tmp_path}", image_size=16, batch_size=4, seed=0)
     assert d.spec.num_classes == 2
     assert d.spec.train_examples == 16 and d.spec.val_examples == 4
@@ -79,6 +84,55 @@ def test_folder_of_images(tmp_path):
     assert images.shape == (4, 16, 16, 3)
     assert -1.0 <= images.numpy().min() and images.numpy().max() <= 1.0
     assert set(_labels(d.train(0))) <= {0, 1}
+
+
+def _split(d, epoch):
+    """Per part of the α hold-out: the ids and the image bytes of an epoch's batches."""
+    parts = []
+    for part in d.hold_out(0.25):
+        batches = [(images.numpy(), ids.numpy()) for images, _, ids in part.train(epoch, ids=True)]
+        parts.append((np.concatenate([i for _, i in batches]).tolist(),
+                      [image.tobytes() for images, _ in batches for image in images]))
+    return parts
+
+
+@pytest.mark.parametrize("kind", ["digits", "synthetic", "folder", "tfds"])
+def test_alpha_and_weight_splits_are_disjoint_and_fixed_across_epochs_and_resumes(
+        kind, tmp_path):
+    """A bi-level search learns α on held-out examples: they must never be weight examples,
+    in any epoch, nor after a resume (a new process builds the data again). Images are
+    compared too where no augmentation changes them."""
+    import contextlib
+
+    spec, stack = {"digits": "digits", "synthetic": "synthetic:400", "tfds": "tfds:mnist",
+                   "folder": f"folder:{_image_folder(tmp_path, 60)}"}[kind], contextlib.ExitStack()
+    if kind == "tfds":
+        tfds = pytest.importorskip("tensorflow_datasets")
+        stack.enter_context(tfds.testing.mock_data(num_examples=200))
+    with stack:
+        def build():
+            return data.load(spec, image_size=16, batch_size=8, seed=3)
+
+        d = build()
+        epochs = [_split(d, epoch) for epoch in (0, 1)]
+        resumed = [_split(build(), epoch) for epoch in (0, 1)]
+    augmented = d.augment is not None
+    for (weights, arch), again in zip(epochs, resumed):
+        assert again == [weights, arch]  # a resume sees the same batches
+        assert not set(weights[0]) & set(arch[0])
+        assert len(weights[0]) == len(set(weights[0])) and len(arch[0]) >= 8
+        if not augmented:
+            assert not set(weights[1]) & set(arch[1])
+    # never an α example in one epoch and a weight example in another
+    weight_ids = set(epochs[0][0][0]) | set(epochs[1][0][0])
+    assert not weight_ids & (set(epochs[0][1][0]) | set(epochs[1][1][0]))
+    if not augmented:
+        weight_images = set(epochs[0][0][1]) | set(epochs[1][0][1])
+        assert not weight_images & (set(epochs[0][1][1]) | set(epochs[1][1][1]))
+    for part in (0, 1):  # epoch 1: the same examples in another order (less the remainders)
+        ids = [epochs[e][part][0] for e in (0, 1)]
+        assert ids[0] != ids[1] and len(set(ids[0]) ^ set(ids[1])) <= 2 * (8 - 1)
+    assert augmented == (kind == "tfds")
 
 
 @pytest.mark.parametrize("spec,kwargs,message", [
@@ -92,3 +146,9 @@ def test_folder_of_images(tmp_path):
 def test_bad_datasets(spec, kwargs, message):
     with pytest.raises(TfnasError, match=message):
         data.load(spec, image_size=8, **{"batch_size": 16, **kwargs})
+
+
+def test_a_folder_without_class_subfolders_is_one_line(tmp_path):
+    (tmp_path / "only").mkdir()
+    with pytest.raises(TfnasError, match="expected one subfolder per class .at least 2."):
+        data.load(f"folder:{tmp_path}", image_size=8, batch_size=4)

@@ -6,18 +6,21 @@ Specs (the `--dataset` flag):
   per-class pattern; learnable, any size. A small N smoke-tests a large recipe in minutes.
 - `tfds:NAME`: a TensorFlow Datasets dataset (e.g. `tfds:imagenet2012`): decode, resize
   (random crop and flip for training), normalise, shuffle, batch with `drop_remainder`.
-- `folder:PATH`: your own images, one subfolder per class (Keras `image_dataset_from_directory`).
+- `folder:PATH`: your own images (.png, .jpg, .jpeg, .bmp, .gif), one subfolder per class.
 
 Every pipeline batches with `drop_remainder=True` (static shapes for TPU / XLA) and shuffles
 with a seed per epoch, so the order of epoch n is reproducible and a resumed search can skip
-the batches it already consumed (`Dataset.skip`).
+the batches it already consumed (`Dataset.skip`). Training examples carry their position in
+the source as an id: held-out splits (`Data.hold_out`) are chosen by id, so they are disjoint
+and the same in every epoch and after a resume, and augmentation is seeded by it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -39,20 +42,40 @@ class DataSpec:
 
 @dataclasses.dataclass
 class Data:
-    """Train and validation pipelines; `train(epoch)` is the epoch's shuffled batches."""
+    """Train and validation pipelines; `train(epoch)` is the epoch's shuffled batches.
+
+    `_train` holds (id, example) pairs in a fixed order, id being the example's position in
+    the training source: `hold_out` splits by id, so a split is the same set of examples in
+    every epoch and after a resume, whatever the kind of dataset. `prepare` turns an example
+    into (image, label) (decoding, resizing: deterministic); `augment(image, seed)` is
+    stateless random augmentation, seeded by (data seed, epoch, id), so epoch n of a resumed
+    search sees the same images as an uninterrupted one."""
 
     spec: DataSpec
     batch_size: int
     _train: Any
     _val: Any
     seed: int
+    prepare: Callable[[Any], tuple[Any, Any]] | None = None
+    augment: Callable[[Any, Any], Any] | None = None
     shuffle_buffer: int = 10_000
 
-    def train(self, epoch: int) -> Any:
+    def train(self, epoch: int, ids: bool = False) -> Any:
+        """The epoch's batches of (image, label), or of (image, label, id) with `ids`."""
         import tensorflow as tf
 
         buffer = max(1, min(self.spec.train_examples, self.shuffle_buffer))
         ds = self._train.shuffle(buffer, seed=self.seed + epoch, reshuffle_each_iteration=False)
+        prepare, augment = self.prepare, self.augment
+        stream = tf.constant([self.seed, epoch], tf.int64) * tf.constant([1, 1 << 20], tf.int64)
+
+        def example(i: Any, item: Any) -> tuple[Any, ...]:
+            image, label = prepare(item) if prepare is not None else item
+            if augment is not None:
+                image = augment(image, tf.stack([stream[0], stream[1] + tf.cast(i, tf.int64)]))
+            return (image, label, i) if ids else (image, label)
+
+        ds = ds.map(example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return ds.batch(self.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
     def val(self, drop_remainder: bool = True) -> Any:
@@ -68,20 +91,37 @@ class Data:
         return self.spec.train_examples // self.batch_size
 
     def hold_out(self, fraction: float) -> tuple["Data", "Data"]:
-        """Splits the training examples: (the first 1 − fraction, the rest), e.g. weights
-        and architecture parameters of a bi-level search (DARTS Sec. 2.3); validation stays."""
-        n_arch = int(round(self.spec.train_examples * fraction))
-        n_weights = self.spec.train_examples - n_arch
+        """Splits the training examples: (the rest, a `fraction` of them spread evenly over
+        the source order: example i is held out when ⌊(i+1)·f⌋ > ⌊i·f⌋), e.g. weights and
+        architecture parameters of a bi-level search (DARTS Sec. 2.3); validation stays. The
+        split depends on the ids alone: disjoint, and the same in every epoch and resume."""
+        import tensorflow as tf
+
+        n = self.spec.train_examples
+        n_arch = math.floor(n * fraction) if 0 < fraction < 1 else 0
+        n_weights = n - n_arch
         if not 0 < fraction < 1 or min(n_arch, n_weights) < self.batch_size:
-            raise TfnasError(f"holding out {fraction:g} of {self.spec.train_examples} training "
-                             f"examples leaves fewer than a batch ({self.batch_size}) on one "
-                             "side: change --arch_split or --batch_size")
+            raise TfnasError(f"holding out {fraction:g} of {n} training examples leaves fewer "
+                             f"than a batch ({self.batch_size}) on one side: change "
+                             "--arch_split or --batch_size")
+
+        def held_out(i: Any, _: Any) -> Any:
+            i = tf.cast(i, tf.float64)
+            return tf.math.floor((i + 1.0) * fraction) > tf.math.floor(i * fraction)
+
         parts = []
-        for n, ds in ((n_weights, self._train.take(n_weights)),
-                      (n_arch, self._train.skip(n_weights))):
-            spec = dataclasses.replace(self.spec, train_examples=n)
-            parts.append(dataclasses.replace(self, spec=spec, _train=ds))
+        for count, keep in ((n_weights, lambda i, x: tf.logical_not(held_out(i, x))),
+                            (n_arch, held_out)):
+            spec = dataclasses.replace(self.spec, train_examples=count)
+            parts.append(dataclasses.replace(self, spec=spec, _train=self._train.filter(keep)))
         return parts[0], parts[1]
+
+
+def _indexed(dataset: Any) -> Any:
+    """(id, example) pairs: the example's position in the source as its id."""
+    import tensorflow as tf
+
+    return dataset.enumerate().map(lambda i, x: (tf.cast(i, tf.int64), x))
 
 
 def _resize(images: Any, size: int, channels: int) -> Any:
@@ -111,7 +151,7 @@ def _from_arrays(name: str, images: np.ndarray, labels: np.ndarray, num_classes:
 
     spec = DataSpec(name, num_classes, len(train_idx), len(val_idx))
     _check_batches(spec, batch_size)
-    return Data(spec, batch_size, dataset(train_idx), dataset(val_idx), seed)
+    return Data(spec, batch_size, _indexed(dataset(train_idx)), dataset(val_idx), seed)
 
 
 def _check_batches(spec: DataSpec, batch_size: int) -> None:
@@ -162,28 +202,30 @@ def tfds_dataset(name: str, size: int, channels: int, batch_size: int, seed: int
                          f"split, it has {sorted(names)}")
     num_classes = info.features["label"].num_classes
 
-    def preprocess(training: bool) -> Any:
-        """Training: resize to 8/7 of the input, random crop, random flip (Inception-style
-        light augmentation); evaluation: resize to 8/7 and take the central crop."""
-        larger = int(round(size * 8 / 7))
+    larger = int(round(size * 8 / 7))
 
-        def fn(example: dict) -> tuple[Any, Any]:
-            image = _resize(tf.cast(example["image"], tf.float32), larger, channels)
-            if training:
-                image = tf.image.random_crop(image, (size, size, channels))
-                image = tf.image.random_flip_left_right(image)
-            else:
-                offset = (larger - size) // 2
-                image = image[offset:offset + size, offset:offset + size, :]
-            return image / 127.5 - 1.0, tf.cast(example["label"], tf.int32)
-        return fn
+    def prepare(example: dict) -> tuple[Any, Any]:
+        """Resized to 8/7 of the input, in [-1, 1]."""
+        image = _resize(tf.cast(example["image"], tf.float32), larger, channels)
+        return image / 127.5 - 1.0, tf.cast(example["label"], tf.int32)
+
+    def augment(image: Any, seed: Any) -> Any:
+        """Training: a random crop and a random flip (Inception-style light augmentation)."""
+        crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        image = tf.image.stateless_random_crop(image, (size, size, channels), crop_seed)
+        return tf.image.stateless_random_flip_left_right(image, flip_seed)
+
+    def evaluate(example: dict) -> tuple[Any, Any]:
+        """Evaluation: the central crop."""
+        image, label = prepare(example)
+        offset = (larger - size) // 2
+        return image[offset:offset + size, offset:offset + size, :], label
 
     options = tf.data.Options()
     options.deterministic = True
-    raw = {split: builder.as_dataset(split=split).with_options(options)
+    raw = {split: builder.as_dataset(split=split, shuffle_files=False).with_options(options)
            for split in ("train", val_split)}
-    train = raw["train"].map(preprocess(True), num_parallel_calls=tf.data.AUTOTUNE)
-    val = raw[val_split].map(preprocess(False), num_parallel_calls=tf.data.AUTOTUNE)
+    val = raw[val_split].map(evaluate, num_parallel_calls=tf.data.AUTOTUNE)
 
     def count(split: str) -> int:
         if split in splits:
@@ -192,31 +234,49 @@ def tfds_dataset(name: str, size: int, channels: int, batch_size: int, seed: int
 
     spec = DataSpec(f"tfds:{name}", num_classes, count("train"), count(val_split))
     _check_batches(spec, batch_size)
-    return Data(spec, batch_size, train, val, seed)
+    return Data(spec, batch_size, _indexed(raw["train"]), val, seed, prepare, augment)
+
+
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 
 
 def folder(path: str, size: int, channels: int, batch_size: int, seed: int = 0,
            val_fraction: float = 0.2) -> Data:
-    import keras
+    """Images in one subfolder per class (classes in name order), split once by a seeded
+    permutation of the sorted file list: the same files in every epoch and run."""
+    import tensorflow as tf
 
-    if not Path(path).is_dir():
+    root = Path(path)
+    if not root.is_dir():
         raise TfnasError(f"image folder {path!r} does not exist")
-    common = dict(image_size=(size, size), batch_size=None, seed=seed,
-                  validation_split=val_fraction, color_mode="rgb" if channels == 3 else
-                  "grayscale", label_mode="int")
-    try:
-        train = keras.utils.image_dataset_from_directory(path, subset="training", **common)
-        val = keras.utils.image_dataset_from_directory(path, subset="validation", **common)
-    except ValueError as err:
-        raise TfnasError(f"cannot read images from {path}: {err}") from None
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir())
+    files = [(str(f), label) for label, name in enumerate(classes)
+             for f in sorted((root / name).rglob("*"))
+             if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS]
+    if len(classes) < 2 or not files:
+        raise TfnasError(f"cannot read images from {path}: expected one subfolder per class "
+                         f"(at least 2) holding {', '.join(IMAGE_EXTENSIONS)} files, found "
+                         f"{len(classes)} subfolder(s) and {len(files)} image(s)")
+    order = np.random.default_rng(seed).permutation(len(files))
+    n_val = int(round(len(files) * val_fraction))
 
-    def norm(x: Any, y: Any) -> tuple[Any, Any]:
-        return x / 127.5 - 1.0, y
+    def dataset(idx: np.ndarray) -> Any:
+        paths = [files[i][0] for i in idx]
+        labels = np.array([files[i][1] for i in idx], np.int32)
+        return tf.data.Dataset.from_tensor_slices((paths, labels))
 
-    spec = DataSpec(f"folder:{path}", len(train.class_names), int(train.cardinality()),
-                    int(val.cardinality()))
+    def prepare(item: tuple[Any, Any]) -> tuple[Any, Any]:
+        file, label = item
+        image = tf.io.decode_image(tf.io.read_file(file), channels=channels,
+                                   expand_animations=False)
+        image = tf.image.resize(tf.cast(image, tf.float32), (size, size))
+        return image / 127.5 - 1.0, label
+
+    spec = DataSpec(f"folder:{path}", len(classes), len(files) - n_val, n_val)
     _check_batches(spec, batch_size)
-    return Data(spec, batch_size, train.map(norm), val.map(norm), seed)
+    val = dataset(order[:n_val]).map(lambda file, label: prepare((file, label)),
+                                     num_parallel_calls=tf.data.AUTOTUNE)
+    return Data(spec, batch_size, _indexed(dataset(order[n_val:])), val, seed, prepare)
 
 
 def _synthetic_examples(spec: str) -> int | None:
