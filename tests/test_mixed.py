@@ -177,3 +177,65 @@ def test_mask_selection_gives_the_switchs_values_and_gradients(method):
     assert any(np.abs(g).max() > 0 for g in grads_s[:SPACE.num_layers])
     for g_s, g_m in zip(grads_s, grads_m):
         np.testing.assert_allclose(g_m, g_s, rtol=1e-4, atol=1e-6)
+
+
+def _proxyless_layer(probabilities):
+    """A proxyless mixed op on a tiny input whose α give `probabilities`."""
+    layer = mixed.MixedOp(8, 1, ["mbconv_k3_e1", "mbconv_k5_e1", "mbconv_k3_e2", "skip"],
+                          mode="proxyless", seed=3, name="proxyless")
+    x = tf.random.stateless_normal((1, 4, 4, 8), seed=(5, 6))
+    layer(x)
+    layer.alpha.assign(np.log(np.asarray(probabilities, np.float32)))
+    return layer, x
+
+
+def test_a_proxyless_weight_step_opens_each_path_with_its_probability():
+    """ProxylessNAS Eq. 2: a weight step opens ONE path, drawn with probability p_j (drawing
+    two and opening one of them opened (.546, .257, .137, .060) for these p)."""
+    p = np.array([0.467, 0.257, 0.172, 0.104])
+    layer, x = _proxyless_layer(p)
+
+    @tf.function
+    def opened(n):
+        counts = tf.zeros(len(p), tf.int32)
+        for _ in tf.range(n):
+            layer(x, training=True)
+            counts += tf.one_hot(layer.sampled, len(p), dtype=tf.int32)
+        return counts
+
+    frequency = opened(tf.constant(20_000)).numpy() / 20_000
+    np.testing.assert_allclose(frequency, p, atol=0.01)
+
+
+def test_a_proxyless_architecture_step_keeps_the_unsampled_paths_probabilities(tmp_path):
+    """Sec. 3.2.1: after the α step on two sampled paths, the search rescales them so the
+    other paths' probabilities are unchanged; the pair's share moves."""
+    from tfnas.costs import CostModel
+    from tfnas.objectives import Objective
+    from tfnas.search import Search, SearchConfig
+
+    space = SPACE
+    search = Search(SearchConfig(
+        space=space, dataset="digits", method="proxyless", cost_model=CostModel.flops(space),
+        objective=Objective("log", 0.3), model_dir=str(tmp_path / "run"), epochs=2,
+        batch_size=32, seed=0, arch_learning_rate=0.5, verbose=False))
+    search.lam.assign(0.3)
+    search.arch_on.assign(1.0)
+    layers = supernet.searchable_layers(search.model)
+    rng = np.random.default_rng(0)
+    for layer in layers:
+        layer.alpha.assign(rng.normal(0, 1, len(layer.candidates)).astype(np.float32))
+    images, labels = next(iter(search.data.train(0)))
+    moved = 0
+    for _ in range(3):
+        before = [tf.nn.softmax(layer.alpha).numpy() for layer in layers]
+        search.train_step(images, labels)
+        for layer, old in zip(layers, before):
+            new = tf.nn.softmax(layer.alpha).numpy()
+            pair = layer.pair.numpy()
+            assert len(set(pair)) == 2
+            others = np.setdiff1d(np.arange(len(old)), pair)
+            np.testing.assert_allclose(new[others], old[others], atol=1e-6)
+            np.testing.assert_allclose(new[pair].sum(), old[pair].sum(), atol=1e-6)
+            moved += np.abs(new[pair] - old[pair]).max() > 1e-4
+    assert moved >= len(layers)  # the pairs' probabilities did move

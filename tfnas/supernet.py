@@ -56,39 +56,54 @@ def searchable_layers(model: Any) -> list[SuperkernelMBConv | MixedOp]:
     return [layer for layer in model.layers if isinstance(layer, (SuperkernelMBConv, MixedOp))]
 
 
-def soft_one_hot(model: Any, space: SearchSpace, hard: bool = False) -> Any:
+def soft_one_hot(model: Any, space: SearchSpace, hard: bool = False,
+                 sampled: bool = False) -> Any:
     """L x K op probabilities of the supernet (columns in `space.ops` order): the relaxed
     one-hot a latency predictor reads (`hard`: the derived architecture's one-hot forward,
-    straight-through)."""
+    straight-through; `sampled`: the paths the last forward pass opened)."""
     rows = []
     for layer in searchable_layers(model):
-        probs = layer.op_probabilities(hard=hard)
+        probs = layer.op_probabilities(hard=hard, sampled=sampled)
         rows.append(keras.ops.stack([keras.ops.cast(probs.get(op, 0.0), "float32")
                                      for op in space.ops]))
     return keras.ops.stack(rows)
 
 
 def expected_cost(model: Any, cost_model: CostModel | LatencyPredictor,
-                  hard: bool = False) -> Any:
+                  hard: bool = False, sampled: bool = False) -> Any:
     """Fixed cost plus every searchable layer's expected cost (Eq. 11-12), or the latency
     predictor's output for the relaxed one-hot of the supernet (LightNAS). `hard`: the cost
     of the architecture `derive` returns now, with the relaxation's gradient (the superkernel
-    is hard either way)."""
+    is hard either way); `sampled`: the cost of the network the last forward pass ran
+    (proxyless paths; no gradient)."""
     if isinstance(cost_model, LatencyPredictor):
-        return cost_model.soft_cost(soft_one_hot(model, cost_model.space, hard))
+        return cost_model.soft_cost(soft_one_hot(model, cost_model.space, hard, sampled))
     layers = searchable_layers(model)
     if len(layers) != len(cost_model.layers):
         raise TfnasError(f"cost model has {len(cost_model.layers)} layers, supernet has "
                          f"{len(layers)}")
     total = cost_model.fixed
     for layer, rows in zip(layers, cost_model.layers):
-        total = total + layer.expected_cost(rows, hard=hard)
+        total = total + layer.expected_cost(rows, hard=hard, sampled=sampled)
     return total
 
 
 def op_scores(model: Any) -> list[dict[Op, float]]:
-    """Per searchable layer, log P(op) under the search's relaxation (for `budget.repair`)."""
+    """Per searchable layer, log P(op) under the search's relaxation (for `budget.solve`)."""
     return [layer.op_scores() for layer in searchable_layers(model)]
+
+
+def rescale_proxyless_alpha(model: Any, old_alphas: list[Any]) -> None:
+    """ProxylessNAS Sec. 3.2.1: after an architecture step, every proxyless layer rescales
+    its sampled pair's α so that the unsampled paths keep their probabilities."""
+    for layer, old in zip(searchable_layers(model), old_alphas):
+        layer.rescale_alpha(old)
+
+
+def sampled_log_probability(model: Any) -> Any:
+    """Σ over layers of log p(path the last forward pass opened) (REINFORCE, ProxylessNAS
+    Eq. 8)."""
+    return sum(layer.sampled_log_probability() for layer in searchable_layers(model))
 
 
 def architecture_variables(model: Any) -> list[Any]:

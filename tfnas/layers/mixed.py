@@ -10,13 +10,16 @@ Three ways to mix them (`mode`):
   LightNAS variant (Luo et al. 2022, Sec. 3.3): the forward pass computes only the path of
   argmax p (one-hot gates, `keras.ops.switch`), and the gradient is that of the soft p
   (straight-through: gate = onehot + p − stop_gradient(p)), so α learns while one path runs.
-- `proxyless` (ProxylessNAS, Cai et al. 2019, Sec. 3.2): binary gates. Each step samples two
-  paths from p = softmax(α) (without replacement), renormalises their probabilities q and opens
-  one of them with probability q. In a weight step only the open path is computed. In an
-  architecture step (`arch_phase`) both sampled paths are computed and α gets the
-  BinaryConnect estimate of Eq. 4, ∂L/∂α_i = Σ_j ∂L/∂g_j · ∂q_j/∂α_i with ∂L/∂g_j the loss's
-  sensitivity to path j (gate = g + q − stop_gradient(q)); α of paths not sampled get no
-  gradient. Memory then holds one path for weights and two for α, not all of them.
+- `proxyless` (ProxylessNAS, Cai et al. 2019, Sec. 3.2): binary gates. A weight step opens ONE
+  path drawn with probability p_j, p = softmax(α) (Eq. 2), and computes only it; the drawn
+  index is kept in `sampled` (REINFORCE, Eq. 8, reads it). An architecture step
+  (`arch_phase`, Sec. 3.2.1) samples two paths from p without replacement, renormalises their
+  probabilities q, opens one with probability q, computes both, and α gets the BinaryConnect
+  estimate of Eq. 4, ∂L/∂α_i = Σ_j ∂L/∂g_j · ∂q_j/∂α_i with ∂L/∂g_j the loss's sensitivity to
+  path j (gate = g + q − stop_gradient(q)); α of paths not sampled get no gradient. After the
+  update, `rescale_alpha` shifts the two updated α so that Σ exp(α) over the pair is unchanged:
+  the unsampled paths keep their probabilities. Memory holds one path for weights and two for
+  α, not all of them.
 
 Runtime is accounted in the layer (FBNet Eq. 4, ProxylessNAS Eq. 5): E[R] = Σ_j p_j · R_j with
 p = softmax(α), R_j the layer's latency table rows (or the predictor on the soft one-hot,
@@ -148,6 +151,12 @@ class MixedOp(keras.layers.Layer):
         self.temperature = self.add_weight(
             name="temperature", shape=(), trainable=False,
             initializer=keras.initializers.Constant(self.temperature_init))
+        # proxyless: the path a weight step opened, and the pair an architecture step sampled
+        self.sampled = self.add_weight(name="sampled", shape=(), dtype="int32", trainable=False,
+                                       initializer="zeros", aggregation="only_first_replica")
+        self.pair = self.add_weight(name="pair", shape=(min(2, len(self.candidates)),),
+                                    dtype="int32", trainable=False, initializer="zeros",
+                                    aggregation="only_first_replica")
         self.built = True
 
     @property
@@ -207,13 +216,19 @@ class MixedOp(keras.layers.Layer):
     def _proxyless(self, alpha: Any, inputs: Any, training: bool) -> Any:
         if not training:  # evaluation: the most likely path
             return self._one_path(ops.argmax(alpha), inputs, training)
-        # two paths without replacement from softmax(α) (Gumbel top-2), renormalised
-        _, pair = ops.top_k(alpha + self._gumbel(), k=min(2, len(self.candidates)))
+        if len(self.candidates) == 1 or not self.arch_phase:  # Eq. 2: one path, drawn from p
+            index = ops.cast(keras.random.categorical(alpha[None, :], 1,
+                                                      seed=self.seed_generator)[0, 0], "int32")
+            self.sampled.assign(index)
+            return self._one_path(index, inputs, training)
+        # Sec. 3.2.1: two paths without replacement from softmax(α) (Gumbel top-2),
+        # renormalised, one of them opened
+        _, pair = ops.top_k(alpha + self._gumbel(), k=2)
+        pair = ops.cast(pair, "int32")
+        self.pair.assign(pair)
         q = ops.softmax(ops.take(alpha, pair))
         draw = keras.random.uniform((), seed=self.seed_generator)
         opened = ops.cast(draw >= q[0], "int32")  # 0: first sampled path, 1: second
-        if len(self.candidates) == 1 or not self.arch_phase:
-            return self._one_path(ops.take(pair, opened), inputs, training)
         gates = ops.one_hot(opened, 2) + q - ops.stop_gradient(q)  # value: the open path only
         if self.select == "mask":  # every path once, the two sampled ones gated
             n = len(self.candidates)
@@ -223,6 +238,19 @@ class MixedOp(keras.layers.Layer):
         return sum(ops.cast(gates[i], dtype) * self._one_path(pair[i], inputs, training)
                    for i in range(2))
 
+    def rescale_alpha(self, old_alpha: Any) -> None:
+        """After an architecture step on the sampled pair (ProxylessNAS Sec. 3.2.1): shift the
+        pair's α by log(Σ_pair exp(α_new) / Σ_pair exp(α_old)), so that the paths not sampled
+        keep their probabilities."""
+        if len(self.candidates) < 2:
+            return
+        alpha = ops.cast(self.alpha, "float32")
+        old_alpha = ops.cast(old_alpha, "float32")
+        offset = (ops.logsumexp(ops.take(alpha, self.pair))
+                  - ops.logsumexp(ops.take(old_alpha, self.pair)))
+        in_pair = ops.sum(ops.one_hot(self.pair, len(self.candidates)), axis=0)
+        self.alpha.assign(ops.cast(alpha - offset * in_pair, self.alpha.dtype))
+
     def compute_output_shape(self, input_shape: Sequence[int | None]) -> tuple:
         h, w = input_shape[1], input_shape[2]
         out = [None if s is None else -(-s // self.stride) for s in (h, w)]
@@ -230,16 +258,34 @@ class MixedOp(keras.layers.Layer):
 
     # --- decisions and cost -----------------------------------------------------------------
 
-    def probabilities(self, hard: bool = False) -> Any:
-        """p = softmax(α) over the candidates; `hard`: the one-hot of the arg-max (the op
-        `decisions` returns) in the forward pass with p's gradient (straight-through)."""
-        p = ops.softmax(ops.cast(self.alpha, "float32"))
+    def probabilities(self, hard: bool = False, sampled: bool = False) -> Any:
+        """p = softmax(α) over the candidates (during a proxyless architecture step: the
+        renormalised probabilities of the sampled pair); `hard`: the one-hot of the arg-max
+        (the op `decisions` returns) in the forward pass with p's gradient (straight-through);
+        `sampled`: the one-hot of the path the last proxyless forward pass opened (no
+        gradient)."""
+        n = len(self.candidates)
+        if sampled:
+            return ops.one_hot(self.sampled, n)
+        alpha = ops.cast(self.alpha, "float32")
+        p = ops.softmax(alpha)
+        if self.mode == "proxyless" and self.arch_phase and n > 1:
+            # ProxylessNAS' architecture step prices the sampled pair only (their
+            # current_prob_over_ops): q over the pair, 0 elsewhere, so the cost's gradient,
+            # like the loss's, reaches only the pair's α
+            q = ops.softmax(ops.take(alpha, self.pair))
+            p = ops.sum(q[:, None] * ops.one_hot(self.pair, n), axis=0)
         if not hard:
             return p
-        return ops.one_hot(ops.argmax(p), len(self.candidates)) + p - ops.stop_gradient(p)
+        return ops.one_hot(ops.argmax(alpha), n) + p - ops.stop_gradient(p)
 
-    def op_probabilities(self, hard: bool = False) -> dict[Op, Any]:
-        p = self.probabilities(hard)
+    def sampled_log_probability(self) -> Any:
+        """log p of the path the last proxyless forward pass opened (REINFORCE, Eq. 8)."""
+        log_p = ops.log_softmax(ops.cast(self.alpha, "float32"))
+        return ops.take(log_p, self.sampled)
+
+    def op_probabilities(self, hard: bool = False, sampled: bool = False) -> dict[Op, Any]:
+        p = self.probabilities(hard, sampled)
         return {op: p[j] for j, op in enumerate(self.candidates)}
 
     def op_scores(self) -> dict[Op, float]:
@@ -248,10 +294,12 @@ class MixedOp(keras.layers.Layer):
         log_p = alpha - alpha.max() - np.log(np.exp(alpha - alpha.max()).sum())
         return {op: float(log_p[j]) for j, op in enumerate(self.candidates)}
 
-    def expected_cost(self, costs: dict[Op, float], hard: bool = False) -> Any:
+    def expected_cost(self, costs: dict[Op, float], hard: bool = False,
+                      sampled: bool = False) -> Any:
         """E[R] = Σ_j p_j · R_j (FBNet Eq. 4, ProxylessNAS Eq. 5); `hard`: the cost of the
-        arg-max op with E[R]'s gradient (what a budget's multiplier integrates)."""
-        p = self.probabilities(hard)
+        arg-max op with E[R]'s gradient (what a budget's multiplier integrates); `sampled`:
+        the cost of the path the last forward pass opened."""
+        p = self.probabilities(hard, sampled)
         return ops.sum(p * ops.convert_to_tensor(
             np.array([costs[op] for op in self.candidates], np.float32)))
 
