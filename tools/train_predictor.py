@@ -26,7 +26,10 @@ flags.DEFINE_integer("seed", 0, "Seed of the sampled networks, the split and the
 flags.DEFINE_string("latency_table", None, "Measure in this table's units (optional).")
 flags.DEFINE_string("dataset", None, "The measured networks (JSON, resumable); default "
                     "OUT.dataset.json.")
-flags.DEFINE_integer("hidden", 64, "Width of the two hidden layers.", lower_bound=1)
+flags.DEFINE_list("hidden", ["64", "64"], "Widths of the hidden layers (LightNAS: 128,64; "
+                  "LA-DARTS: 112,256,64 with --activation=sigmoid).")
+flags.DEFINE_enum("activation", "relu", ["relu", "sigmoid", "tanh"], "Activation of the "
+                  "hidden layers.")
 flags.DEFINE_integer("steps", 2000, "Adam steps (full batch).", lower_bound=1)
 flags.DEFINE_bool("table_prior", True, "With --latency_table: start from the calibrated table "
                   "and learn what it misses (see tfnas/latency/predictor.py).")
@@ -43,6 +46,15 @@ def main(argv: list[str]) -> None:
     from tfnas.latency import measured, predictor
     from tfnas.latency.table import LatencyTable
 
+    from tfnas.errors import TfnasError
+
+    try:  # a bad shape stops before any measuring
+        hidden = tuple(int(w) for w in FLAGS.hidden)
+        if not hidden or min(hidden) < 1:
+            raise ValueError
+    except ValueError:
+        raise TfnasError(f"--hidden: expected positive comma-separated widths such as 64,64, "
+                         f"got {','.join(FLAGS.hidden)!r}") from None
     space = cli.space_from_flags(FLAGS)
     meter = cli.meter_from_flags(FLAGS, space)
     table = LatencyTable.load(FLAGS.latency_table) if FLAGS.latency_table else None
@@ -54,14 +66,15 @@ def main(argv: list[str]) -> None:
     order = np.random.default_rng(FLAGS.seed).permutation(len(archs))
     n_test = max(1, len(archs) // 5)
     test, train = order[:n_test], order[n_test:]
-    options = dict(hidden=FLAGS.hidden, steps=FLAGS.steps, seed=FLAGS.seed,
-                   table=table if FLAGS.table_prior else None)
+    shape = dict(hidden=hidden, activation=FLAGS.activation, steps=FLAGS.steps,
+                 seed=FLAGS.seed)
+    options = dict(shape, table=table if FLAGS.table_prior else None)
     if options["table"] is not None:
         decay = FLAGS.prior_decay
         if decay is None:
             decay = predictor.choose_prior_decay(
-                space, [archs[i] for i in train], [ms[i] for i in train],
-                hidden=FLAGS.hidden, steps=FLAGS.steps, seed=FLAGS.seed, table=table,
+                space, [archs[i] for i in train], [ms[i] for i in train], table=table,
+                **shape,
                 on_result=lambda d, mape: print(f"prior_decay {d:g}: 5-fold MAPE {mape:.2f}%",
                                                 flush=True))
             print(f"prior_decay {decay:g} (lowest cross-validated MAPE)")

@@ -3,13 +3,17 @@
 Input: the L x K one-hot encoding of an Architecture (`Architecture.one_hot`, columns in
 `space.ops` order), flattened. Output: latency in ms. The network is
 
-    ms = y_mean + y_std · (x·w_lin + b_lin + MLP(x)),   MLP: (ReLU dense) x 2 → dense
+    ms = y_mean + y_std · (x·w_lin + b_lin + MLP(x)),   MLP: dense + activation per hidden
+                                                        width, then dense to 1
 
 an MLP with a linear shortcut: the shortcut alone is a learned lookup table (latency is nearly
 a sum over layers), the hidden layers learn what a table cannot (layers that overlap or
-interfere). It is trained with Adam on mean squared error (plain NumPy, seeded, so no
-TensorFlow is needed to fit or use it), and is differentiable inside a search: `soft_cost`
-takes an L x K matrix of op probabilities (a relaxed one-hot) as a tensor and returns ms.
+interfere). The hidden widths and their activation are the predictor's shape: the tools'
+default is (64, 64) with ReLU; LightNAS' 128-64-1 is `hidden=(128, 64)`, and LA-DARTS' latency
+prediction module (112-256-64-1, sigmoids) is `hidden=(112, 256, 64), activation="sigmoid"`.
+It is trained with Adam on mean squared error (plain NumPy, seeded, so no TensorFlow is needed
+to fit or use it), and is differentiable inside a search: `soft_cost` takes an L x K matrix of
+op probabilities (a relaxed one-hot) as a tensor and returns ms.
 
 Predictors are JSON files (`save` / `load`) that record the space and how their training
 latencies were measured (`measurement`: device, statistic, reference network).
@@ -40,8 +44,17 @@ class LatencyPredictor:
     y_std: float
     measurement: dict[str, Any] = dataclasses.field(default_factory=dict)
     metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
+    activation: str = "relu"  # of the hidden layers: relu, sigmoid or tanh
     name: str = "latency"
     unit: str = "ms"
+
+    def __post_init__(self) -> None:
+        check_activation(self.activation)
+
+    @property
+    def hidden(self) -> tuple[int, ...]:
+        """Widths of the hidden layers."""
+        return tuple(int(w.shape[1]) for w in self.weights[2:-2:2])
 
     # --- use -------------------------------------------------------------------------------
 
@@ -53,7 +66,7 @@ class LatencyPredictor:
                 raise TfnasError(f"the predictor is for space {self.space.name!r}, not "
                                  f"{arch.space.name!r}")
         x = np.stack([a.one_hot().reshape(-1) for a in archs]).astype(np.float64)
-        return self.y_mean + self.y_std * _forward(self.weights, x)[0]
+        return self.y_mean + self.y_std * _forward(self.weights, x, self.activation)[0]
 
     def of(self, arch: Architecture) -> float:
         """Latency in ms of one architecture (the CostModel interface)."""
@@ -68,10 +81,11 @@ class LatencyPredictor:
         out = ops.matmul(x, ops.expand_dims(w[0], 1)) + w[1]
         h = x
         dense = w[2:]
+        activate = getattr(ops, self.activation)
         for i in range(0, len(dense), 2):
             h = ops.matmul(h, dense[i]) + dense[i + 1]
             if i + 2 < len(dense):
-                h = ops.relu(h)
+                h = activate(h)
         return self.y_mean + self.y_std * ops.reshape(out + h, ())
 
     # --- files -----------------------------------------------------------------------------
@@ -79,7 +93,8 @@ class LatencyPredictor:
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "space": self.space.to_dict(), "y_mean": self.y_mean,
                 "y_std": self.y_std, "weights": [w.tolist() for w in self.weights],
-                "measurement": self.measurement, "metrics": self.metrics}
+                "activation": self.activation, "measurement": self.measurement,
+                "metrics": self.metrics}
 
     def save(self, path: str | Path) -> None:
         path = Path(path)
@@ -99,12 +114,40 @@ class LatencyPredictor:
             return cls(SearchSpace.from_dict(data["space"]),
                        [np.asarray(w, np.float64) for w in data["weights"]],
                        float(data["y_mean"]), float(data["y_std"]),
-                       dict(data.get("measurement", {})), dict(data.get("metrics", {})))
+                       dict(data.get("measurement", {})), dict(data.get("metrics", {})),
+                       data.get("activation", "relu"))
         except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as err:
             raise TfnasError(f"malformed latency predictor {path}: {err}") from None
 
 
-def _forward(weights: list[np.ndarray], x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+ACTIVATIONS = ("relu", "sigmoid", "tanh")
+
+
+def check_activation(activation: str) -> None:
+    if activation not in ACTIVATIONS:
+        raise TfnasError(f"unknown predictor activation {activation!r}: choose "
+                         f"{', '.join(ACTIVATIONS)}")
+
+
+def _activate(h: np.ndarray, activation: str) -> np.ndarray:
+    if activation == "relu":
+        return np.maximum(h, 0.0)
+    if activation == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-h))
+    return np.tanh(h)
+
+
+def _slope(a: np.ndarray, activation: str) -> np.ndarray:
+    """The activation's derivative, from its output `a`."""
+    if activation == "relu":
+        return (a > 0).astype(a.dtype)
+    if activation == "sigmoid":
+        return a * (1.0 - a)
+    return 1.0 - a * a
+
+
+def _forward(weights: list[np.ndarray], x: np.ndarray, activation: str = "relu"
+             ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Output (N,) and the activations the backward pass needs."""
     w_lin, b_lin, dense = weights[0], weights[1], weights[2:]
     acts = [x]
@@ -112,14 +155,15 @@ def _forward(weights: list[np.ndarray], x: np.ndarray) -> tuple[np.ndarray, list
     for i in range(0, len(dense), 2):
         h = h @ dense[i] + dense[i + 1]
         if i + 2 < len(dense):
-            h = np.maximum(h, 0.0)
+            h = _activate(h, activation)
         acts.append(h)
     return x @ w_lin + b_lin[0] + h[:, 0], acts
 
 
 def _gradients(weights: list[np.ndarray], x: np.ndarray, y: np.ndarray,
-               weight_decay: float, prior: np.ndarray, prior_decay: float) -> list[np.ndarray]:
-    pred, acts = _forward(weights, x)
+               weight_decay: float, prior: np.ndarray, prior_decay: float,
+               activation: str = "relu") -> list[np.ndarray]:
+    pred, acts = _forward(weights, x, activation)
     err = 2.0 * (pred - y) / len(y)  # d(mean squared error)/d(pred)
     grads = [x.T @ err, np.array([err.sum()])]
     dense = weights[2:]
@@ -128,17 +172,21 @@ def _gradients(weights: list[np.ndarray], x: np.ndarray, y: np.ndarray,
     for i in range(len(dense) - 2, -1, -2):
         dense_grads = [acts[i // 2].T @ delta, delta.sum(axis=0)] + dense_grads
         if i > 0:
-            delta = (delta @ dense[i].T) * (acts[i // 2] > 0)
+            delta = (delta @ dense[i].T) * _slope(acts[i // 2], activation)
     grads += dense_grads
     grads[0] = grads[0] + prior_decay * (weights[0] - prior)  # the shortcut stays near the table
     return [g + weight_decay * w if w.ndim == 2 else g for g, w in zip(grads, weights)]
 
 
+DEFAULT_HIDDEN = (64, 64)
+
+
 def fit(space: SearchSpace, archs: Sequence[Architecture], latencies_ms: Sequence[float], *,
-        hidden: int = 64, steps: int = 2000, learning_rate: float = 3e-3,
-        weight_decay: float = 1e-1, seed: int = 0, table: Any = None,
-        prior_decay: float = 1.0) -> LatencyPredictor:
-    """Trains a predictor on measured architectures (full-batch Adam, seeded).
+        hidden: Sequence[int] = DEFAULT_HIDDEN, activation: str = "relu", steps: int = 2000,
+        learning_rate: float = 3e-3, weight_decay: float = 1e-1, seed: int = 0,
+        table: Any = None, prior_decay: float = 1.0) -> LatencyPredictor:
+    """Trains a predictor on measured architectures (full-batch Adam, seeded); `hidden`: the
+    widths of the hidden layers (any number), `activation` theirs.
 
     With a `table` (a calibrated `LatencyTable` in the same units), the linear shortcut starts
     as that table (each one-hot column's row, through the calibration) and is pulled back to it
@@ -152,9 +200,13 @@ def fit(space: SearchSpace, archs: Sequence[Architecture], latencies_ms: Sequenc
     y_ms = np.asarray(latencies_ms, np.float64)
     y_mean, y_std = float(y_ms.mean()), float(y_ms.std() or 1.0)
     y = (y_ms - y_mean) / y_std
+    check_activation(activation)
+    hidden = tuple(int(w) for w in hidden)
+    if any(w < 1 for w in hidden):
+        raise TfnasError(f"hidden layer widths must be positive, got {list(hidden)}")
     rng = np.random.default_rng(seed)
     d = x.shape[1]
-    sizes = [d, hidden, hidden, 1]
+    sizes = [d, *hidden, 1]
     prior, prior_bias = np.zeros(d), 0.0
     if table is not None:
         prior, prior_bias = _table_prior(space, table, y_mean, y_std)
@@ -167,11 +219,12 @@ def fit(space: SearchSpace, archs: Sequence[Architecture], latencies_ms: Sequenc
     for t in range(1, steps + 1):
         lr = learning_rate * 0.5 * (1 + np.cos(np.pi * t / steps))  # cosine decay
         for i, g in enumerate(_gradients(weights, x, y, weight_decay, prior,
-                                         prior_decay if table is not None else 0.0)):
+                                         prior_decay if table is not None else 0.0,
+                                         activation)):
             m[i] = 0.9 * m[i] + 0.1 * g
             v[i] = 0.999 * v[i] + 0.001 * g * g
             weights[i] -= lr * (m[i] / (1 - 0.9 ** t)) / (np.sqrt(v[i] / (1 - 0.999 ** t)) + 1e-8)
-    return LatencyPredictor(space, weights, y_mean, y_std)
+    return LatencyPredictor(space, weights, y_mean, y_std, activation=activation)
 
 
 PRIOR_DECAYS = (0.01, 0.1, 1.0, 10.0)
