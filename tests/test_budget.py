@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, error_lines
+from conftest import ROOT, TINY_SEARCH, error_lines
 from tfnas import budget
 from tfnas.costs import CostModel
 from tfnas.errors import TfnasError
@@ -76,7 +76,57 @@ def test_unreachable_budgets_name_the_range():
     budget.check_feasible(Constraint(params, (low + high) / 2, "max"), TINY)
 
 
-def test_repair_steps_down_the_least_wanted_layers_until_every_max_budget_holds():
+def _all_networks(space):
+    import itertools
+
+    return [Architecture(space, ops) for ops in itertools.product(
+        *(space.candidates(i) for i in range(space.num_layers)))]
+
+
+def _weight(arch, scores):
+    return sum(scores[i][op] for i, op in enumerate(arch.ops))
+
+
+def test_the_solver_is_exact_on_tiny():
+    """Against every one of tiny's 1,600 networks: the returned network has the highest
+    weight of those within tolerance of the target and under the max budget, or, where none
+    is within tolerance, it is the nearest to the target."""
+    import numpy as np
+
+    latency = CostModel.latency(TINY, LatencyTable.from_flops(TINY, ms_per_mflop=1.0))
+    params = CostModel.params(TINY)
+    every = _all_networks(TINY)
+    lat = np.array([latency.of(a) for a in every])
+    par = np.array([params.of(a) for a in every])
+    rng = np.random.default_rng(0)
+    low, high = lat.min(), lat.max()
+    for trial in range(12):
+        scores = [{op: float(rng.normal(0, 2)) for op in TINY.candidates(i)}
+                  for i in range(TINY.num_layers)]
+        weight = np.array([_weight(a, scores) for a in every])
+        target = low + rng.uniform(0.05, 0.95) * (high - low)
+        tolerance = [0.01, 0.002, 1e-5][trial % 3]  # the last: usually nothing that close
+        budgets = [Constraint(latency, target, "target")]
+        fits = np.ones(len(every), bool)
+        if trial % 2:
+            cap = float(np.quantile(par, 0.5))
+            budgets.append(Constraint(params, cap, "max"))
+            fits = par <= cap
+        derived = Architecture(TINY, tuple(max(s, key=s.get) for s in scores))
+        solved, moves = budget.solve(derived, scores, budgets, tolerance)
+        miss = np.abs(lat / target - 1)
+        inside = fits & (miss <= tolerance)
+        if inside.any():
+            assert _weight(solved, scores) == pytest.approx(weight[inside].max(), abs=1e-9)
+            assert abs(latency.of(solved) / target - 1) <= tolerance
+        else:
+            assert abs(latency.of(solved) / target - 1) == pytest.approx(miss[fits].min())
+        assert params.of(solved) <= budgets[-1].target or len(budgets) == 1
+        assert [m.layer for m in moves] == [i for i in range(TINY.num_layers)
+                                            if solved.ops[i] != derived.ops[i]]
+
+
+def test_the_solver_keeps_the_search_network_when_it_fits_and_the_firmly_held_layers():
     params, flops = CostModel.params(TINY), CostModel.flops(TINY)
     dearest = Architecture.uniform(TINY, Op(5, 6))
     limits = [Constraint(params, 0.6 * params.of(dearest), "max"),
@@ -85,22 +135,73 @@ def test_repair_steps_down_the_least_wanted_layers_until_every_max_budget_holds(
     scores = [{op: (-0.1 if op == Op(5, 6) else -3.0) for op in TINY.candidates(i)}
               for i in range(TINY.num_layers)]
     scores[4] = {op: (0.0 if op == Op(5, 6) else -50.0) for op in TINY.candidates(4)}
-    repaired, moves = budget.repair(dearest, scores, limits)
-    assert all(c.cost_model.of(repaired) <= c.target for c in limits)
+    solved, moves = budget.solve(dearest, scores, limits)
+    assert all(c.cost_model.of(solved) <= c.target for c in limits)
     assert moves and all(m.layer != 4 for m in moves)  # the firmly held layer is kept
-    assert repaired.ops[4] == Op(5, 6)
-    # a network that already fits is returned as it is
-    same, none = budget.repair(repaired, scores, limits)
-    assert same == repaired and none == []
-    # a budget below every network cannot be repaired: one clear error
-    with pytest.raises(TfnasError, match="could not repair"):
-        budget.repair(dearest, scores, [Constraint(params, 1e-3, "max")])
+    assert solved.ops[4] == Op(5, 6)
+    # a network that already fits with the highest weight is returned as it is
+    same, none = budget.solve(solved, scores, limits)
+    assert same == solved and none == []
+    # a budget below every network cannot be met: one clear error
+    with pytest.raises(TfnasError, match="no network of the space meets"):
+        budget.solve(dearest, scores, [Constraint(params, 1e-3, "max")])
+
+
+@pytest.mark.parametrize("name", ["single_path", "proxyless_mobile"])
+def test_the_solver_takes_seconds_on_large_spaces_and_lands_within_tolerance(name):
+    import time
+
+    import numpy as np
+
+    space = get_space(name)
+    latency = CostModel.latency(space, LatencyTable.from_flops(space, ms_per_mflop=1.0))
+    params = CostModel.params(space)
+    low, high = budget.cost_range(latency, space)
+    rng = np.random.default_rng(1)
+    scores = [{op: float(rng.normal()) for op in space.candidates(i)}
+              for i in range(space.num_layers)]
+    derived = Architecture(space, tuple(max(s, key=s.get) for s in scores))
+    for fraction in (0.2, 0.6):
+        target = low + fraction * (high - low)
+        start = time.perf_counter()
+        solved, _ = budget.solve(derived, scores, [Constraint(latency, target, "target")])
+        alone = time.perf_counter() - start
+        assert abs(latency.of(solved) / target - 1) <= 0.01 and alone < 5
+        cap = 0.98 * params.of(solved)  # a params budget the first answer breaks
+        start = time.perf_counter()
+        both, _ = budget.solve(derived, scores, [Constraint(latency, target, "target"),
+                                                 Constraint(params, cap, "max")])
+        assert time.perf_counter() - start < 60
+        assert abs(latency.of(both) / target - 1) <= 0.01 and params.of(both) <= cap
+        assert _weight(both, scores) <= _weight(solved, scores) + 1e-9
+
+
+def test_the_solver_meets_a_predictor_budget():
+    """A non-additive cost model (an MLP) is linearised around the answer until it stays."""
+    import numpy as np
+
+    from tfnas.latency import predictor
+
+    table = LatencyTable.from_flops(TINY, ms_per_mflop=1.0)
+    archs = [Architecture.sample(TINY, s) for s in range(80)]
+    mlp = predictor.fit(TINY, archs, [table.cost(a) * (1.1 if a.ops[1].is_skip else 1.0)
+                                      for a in archs], steps=400)
+    rng = np.random.default_rng(2)
+    scores = [{op: float(rng.normal()) for op in TINY.candidates(i)}
+              for i in range(TINY.num_layers)]
+    low, high = budget.cost_range(mlp, TINY)
+    target = low + 0.4 * (high - low)
+    derived = Architecture(TINY, tuple(max(s, key=s.get) for s in scores))
+    solved, _ = budget.solve(derived, scores, [Constraint(mlp, target, "target")], 0.02)
+    every = _all_networks(TINY)
+    best = min(abs(p / target - 1) for p in mlp.predict(every))
+    assert abs(mlp.of(solved) / target - 1) <= max(0.02, best + 1e-9)
 
 
 def _search(tmp_path, *args, name="run"):
     model_dir = tmp_path / name
     out = subprocess.run([sys.executable, "-m", "tfnas.search", f"--model_dir={model_dir}",
-                          "--space=tiny", *args], capture_output=True, text=True, timeout=600,
+                          *TINY_SEARCH, *args], capture_output=True, text=True, timeout=600,
                          cwd=ROOT)
     return out, model_dir
 

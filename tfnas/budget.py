@@ -1,17 +1,22 @@
-"""Budgets before and after a search: what a space can reach, and repairing a derived network.
+"""Budgets before and after a search: what a space can reach, and the network that meets them.
 
 - `cost_range(cost_model, space)`: the cheapest and the dearest network of a space under a
   cost model. Exact for additive models (table rows, params, FLOPs: per-layer minimum and
   maximum); for a latency predictor, coordinate descent from the FLOPs extremes. A target
   outside the range cannot be met; `check_feasible` says so in one line with the range.
-- `repair(arch, scores, constraints)`: the relaxation gap (DCA-NAS, Dutta et al. 2022, which
+- `solve(space, scores, constraints)`: the relaxation gap (DCA-NAS, Dutta et al. 2022, which
   bridges it with a lookup graph) means a derived network can still miss a budget that the
-  relaxed supernet met, and a learned multiplier still swings when the search stops. Layers
-  are stepped down to cheaper candidates while a budget is exceeded, then up while one is
-  more than a tolerance under its target (max budgets included: the search overshoots below
-  them, and unused budget is accuracy given away), the move that gives up the least
-  architecture weight (log-probability of the op under the search's relaxation) per unit of
-  budget first, never past any budget.
+  relaxed supernet met, and a learned multiplier still swings when the search stops. Of the
+  networks that meet every budget (max budgets: at most their target; targets: within a
+  tolerance), `solve` returns the one with the highest architecture weight (Σ of each layer's
+  log-probability under the search's relaxation): a multiple-choice knapsack, solved by
+  dynamic programming over the layers with the costs of partial networks as states. Where no
+  network of the space is within a target's tolerance, the nearest one is returned. Exact
+  when the space is small enough to keep every distinct partial cost (`tiny`: 1,600 networks);
+  beyond that, partial costs are merged in bins of tolerance·target / (4·layers), which keeps
+  the best-weighted network of each bin (`single_path`: about 4,000 states, well under a
+  second). Non-additive cost models (an MLP predictor) are linearised around the network at
+  hand and solved again until the answer stops moving; the result is checked with the model.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from __future__ import annotations
 import dataclasses
 import math
 from typing import Any, Sequence
+
+import numpy as np
 
 from tfnas.errors import TfnasError
 from tfnas.objectives import Constraint
@@ -66,89 +73,180 @@ def check_feasible(constraint: Constraint, space: SearchSpace) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class Move:
-    """One layer stepped down during a repair."""
+    """One layer the solver changed in the derived network."""
 
     layer: int
     before: str
     after: str
     weight_lost: float | None  # log-probability given up (None: the op had probability 0)
-    changed: dict[str, float]  # cost change per budget name (negative: saved)
+    changed: dict[str, float]  # cost change of this layer alone, per budget name
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-def repair(arch: Architecture, scores: Sequence[dict[Op, float]],
-           constraints: Sequence[Constraint], tolerance: float = 0.01
-           ) -> tuple[Architecture, list[Move]]:
-    """Changes layers until every budget holds, within `tolerance` of its target (see the
-    module docstring): over a budget, layers step down; then, while a budget is more than
-    `tolerance` under its target (a max budget too: the search tends to overshoot below it,
-    and capacity left unused is accuracy given away), they step up, never past any budget.
-
-    `scores[i][op]` is the log-probability of op at layer i under the search's relaxation;
-    each move is the one that gives up the least of it per unit of budget gained (in units of
-    each target). Returns the repaired architecture and the moves made (none when it already
-    fits)."""
-    space = arch.space
-    ops = list(arch.ops)
-    moves: list[Move] = []
-    for _ in range(4 * space.num_layers * len(space.ops) + 1):
-        current = Architecture(space, tuple(ops))
-        values = {c.name: c.cost_model.of(current) for c in constraints}
-        high = [c for c in constraints if values[c.name] > c.target * (
-            1.0 + (tolerance if c.kind == "target" else 0.0))]
-        low = [c for c in constraints if values[c.name] < c.target * (1.0 - tolerance)]
-        if not high and not low:
-            return current, moves
-        best = _best_move(space, ops, scores, constraints, values, high, low, tolerance)
-        if best is None:
-            break
-        lost, i, op, changed = best
-        moves.append(Move(i, ops[i].name, op.name, lost if math.isfinite(lost) else None,
-                          changed))
-        ops[i] = op
-    current = Architecture(space, tuple(ops))
-    missed = [c for c in constraints
-              if not c.holds(c.cost_model.of(current),
-                             tolerance if c.kind == "target" else 0.0)]
-    if any(c.kind == "max" for c in missed):
-        raise TfnasError("could not repair the derived network to meet "
-                         + ", ".join(c.describe() for c in missed if c.kind == "max")
-                         + ": no cheaper candidates left")
-    return current, moves  # a target the space's steps cannot reach more closely
+EXACT_STATES = 200_000  # keep every distinct partial cost up to this many states
+BINS_PER_TOLERANCE = 4  # bins of tolerance·target / (4·layers) beyond that
 
 
-def _best_move(space: SearchSpace, ops: list[Op], scores: Sequence[dict[Op, float]],
-               constraints: Sequence[Constraint], values: dict[str, float],
-               high: list[Constraint], low: list[Constraint], tolerance: float
-               ) -> tuple[float, int, Op, dict[str, float]] | None:
-    """The cheapest move in architecture weight per unit of progress: down while a budget is
-    exceeded (progress: cost saved on the exceeded ones), else up towards the targets below
-    their range (progress: cost added, landing within range, no budget broken)."""
-    best = None
+def _rows(cost_model: Any, space: SearchSpace, around: Architecture
+          ) -> tuple[float, list[dict[Op, float]]]:
+    """(fixed cost, per-layer rows) of an additive cost model (a `CostModel`); for any other
+    (an MLP predictor), its first-order expansion around `around`: each layer's row is the cost
+    of `around` with that layer changed, so the rows give `around` its exact cost."""
+    if _additive(cost_model):
+        return float(cost_model.fixed), [dict(rows) for rows in cost_model.layers]
+    base = cost_model.of(around)
+    rows = []
     for i in range(space.num_layers):
+        row = {}
         for op in space.candidates(i):
-            if op == ops[i]:
-                continue
-            trial = Architecture(space, tuple(ops[:i] + [op] + ops[i + 1:]))
-            after = {c.name: c.cost_model.of(trial) for c in constraints}
-            if high:
-                gain = sum(max(values[c.name] - after[c.name], 0.0) / c.target for c in high)
-                breaks = any(after[c.name] > c.target for c in constraints
-                             if c not in high and c.kind == "max")
-            else:
-                gain = sum(max(after[c.name] - values[c.name], 0.0) / c.target for c in low)
-                breaks = any(after[c.name] > c.target * (
-                    1.0 + (tolerance if c.kind == "target" else 0.0)) for c in constraints)
-            if gain <= 0 or breaks:
-                continue
-            lost = scores[i].get(ops[i], 0.0) - scores[i].get(op, -math.inf)
-            price = max(lost, 0.0) / gain if math.isfinite(lost) else math.inf
-            if best is None or price < best[0]:
-                best = (price, i, op, {c.name: after[c.name] - values[c.name]
-                                       for c in constraints}, lost)
-    if best is None:
-        return None
-    _, i, op, changed, lost = best
-    return lost, i, op, changed
+            trial = around.ops[:i] + (op,) + around.ops[i + 1:]
+            row[op] = cost_model.of(Architecture(space, trial)) - base
+        rows.append(row)
+    chosen = sum(rows[i][op] for i, op in enumerate(around.ops))
+    return base - chosen, rows
+
+
+def _dp(space: SearchSpace, scores: Sequence[dict[Op, float]],
+        fixed: Sequence[float], rows: Sequence[Sequence[dict[Op, float]]],
+        limits: Sequence[float], steps: Sequence[float], pareto: int | None
+        ) -> tuple[np.ndarray, np.ndarray, Any]:
+    """Every reachable (cost vector, best weight) of whole networks: states are partial
+    networks layer by layer, pruned where a max budget is already exceeded (`limits`, +inf for
+    targets) and merged by their costs, each cost in bins of `steps` (0: exact values). The
+    cost `pareto` (a max budget, where less is never worse) is kept out of the bins: of the
+    states that share the other costs' bins, only those no cheaper state outweighs survive.
+    Returns the final costs [S, C], their weights [S] and a function giving the ops of final
+    state s."""
+    n_layers, n_costs = space.num_layers, len(fixed)
+    candidates = [space.candidates(i) for i in range(n_layers)]
+    table = [np.array([[rows[c][i][op] for c in range(n_costs)] for op in candidates[i]])
+             for i in range(n_layers)]
+    weight = [np.array([max(scores[i].get(op, -1e9), -1e9) for op in candidates[i]])
+              for i in range(n_layers)]
+    # the least each budget's remaining layers can add, for pruning against max budgets
+    rest = np.zeros((n_layers + 1, n_costs))
+    for i in range(n_layers - 1, -1, -1):
+        rest[i] = rest[i + 1] + table[i].min(axis=0)
+    limits_, steps_ = np.asarray(limits, float), np.asarray(steps, float)
+    binned = [c for c in range(n_costs) if c != pareto]
+    costs = np.asarray(fixed, float)[None, :]
+    weights = np.zeros(1)
+    history: list[tuple[np.ndarray, np.ndarray]] = []
+    for i in range(n_layers):
+        k = len(candidates[i])
+        costs = (costs[:, None, :] + table[i][None, :, :]).reshape(-1, n_costs)
+        weights = (weights[:, None] + weight[i][None, :]).reshape(-1)
+        parent = np.repeat(np.arange(len(weights) // k), k)
+        choice = np.tile(np.arange(k), len(weights) // k)
+        keep = np.all(costs + rest[i + 1] <= limits_ + 1e-12, axis=1)
+        costs, weights, parent, choice = costs[keep], weights[keep], parent[keep], choice[keep]
+        keys = np.stack([np.floor(costs[:, c] / steps_[c]) if steps_[c] > 0 else
+                         np.round(costs[:, c], 12) for c in binned], axis=1) if binned else \
+            np.zeros((len(weights), 1))
+        within = costs[:, pareto] if pareto is not None else np.zeros(len(weights))
+        # by key, then (the Pareto cost, then weight, descending)
+        order = np.lexsort((-weights, within, *keys.T[::-1]))
+        keys, costs, weights = keys[order], costs[order], weights[order]
+        parent, choice, within = parent[order], choice[order], within[order]
+        start = np.ones(len(keys), bool)
+        start[1:] = np.any(keys[1:] != keys[:-1], axis=1)
+        # keep a state if it outweighs every cheaper (or equal) state of its key
+        group = np.cumsum(start) - 1
+        span = weights.max() - weights.min() + 1.0 if len(weights) else 1.0
+        lifted = weights + group * 2.0 * span  # groups do not mix in the running maximum
+        best_before = np.concatenate([[-np.inf], np.maximum.accumulate(lifted)[:-1]])
+        best_before[start] = -np.inf
+        keep = lifted > best_before
+        costs, weights, parent, choice = costs[keep], weights[keep], parent[keep], choice[keep]
+        history.append((parent, choice))
+        if len(weights) == 0:
+            break
+
+    def ops_of(state: int) -> tuple[Op, ...]:
+        picked = []
+        for i in range(len(history) - 1, -1, -1):
+            parent, choice = history[i]
+            picked.append(candidates[i][choice[state]])
+            state = parent[state]
+        return tuple(reversed(picked))
+
+    return costs, weights, ops_of
+
+
+def solve(arch: Architecture, scores: Sequence[dict[Op, float]],
+          constraints: Sequence[Constraint], tolerance: float = 0.01
+          ) -> tuple[Architecture, list[Move]]:
+    """The network of highest architecture weight that meets every budget (see the module
+    docstring); `arch` is the search's own network (returned as it is when it already has the
+    highest weight among those that fit). Returns the network and the layers changed."""
+    space = arch.space
+    total = 1
+    for i in range(space.num_layers):
+        total *= len(space.candidates(i))
+    exact = total <= EXACT_STATES
+    limits = [c.target if c.kind == "max" else np.inf for c in constraints]
+    steps = [0.0 if exact else c.target * tolerance / (BINS_PER_TOLERANCE * space.num_layers)
+             for c in constraints]
+    maxima = [j for j, c in enumerate(constraints) if c.kind == "max"]
+    around, tried = arch, []
+    for _ in range(4):  # non-additive models: re-linearise around the answer until it stays
+        parts = [_rows(c.cost_model, space, around) for c in constraints]
+        costs, weights, ops_of = _dp(space, scores, [f for f, _ in parts],
+                                     [r for _, r in parts], limits, steps,
+                                     maxima[0] if maxima else None)
+        if len(weights) == 0:
+            raise TfnasError("no network of the space meets "
+                             + ", ".join(c.describe() for c in constraints if c.kind == "max"))
+        answer = Architecture(space, ops_of(_pick(costs, weights, constraints, tolerance)))
+        if answer in tried or all(_additive(c.cost_model) for c in constraints):
+            tried.append(answer)
+            break
+        tried.append(answer)
+        around = answer
+    # the answers checked with the cost models themselves (exact for additive models)
+    true_costs = np.array([[c.cost_model.of(a) for c in constraints] for a in tried])
+    true_weights = np.array([sum(scores[i].get(op, -1e9) for i, op in enumerate(a.ops))
+                             for a in tried])
+    fits = np.all(true_costs <= np.array(limits) * (1 + 1e-12), axis=1)
+    if not np.any(fits):
+        raise TfnasError("could not meet " + ", ".join(
+            c.describe() for c in constraints if c.kind == "max") + " with this cost model")
+    best = [a for a, ok in zip(tried, fits) if ok][
+        _pick(true_costs[fits], true_weights[fits], constraints, tolerance)]
+    return best, _moves(arch, best, scores, constraints)
+
+
+def _additive(cost_model: Any) -> bool:
+    return hasattr(cost_model, "layers") and hasattr(cost_model, "fixed")
+
+
+def _pick(costs: np.ndarray, weights: np.ndarray, constraints: Sequence[Constraint],
+          tolerance: float) -> int:
+    """The state of highest weight with every target within tolerance; else the one nearest
+    the targets (largest relative miss smallest), then highest weight."""
+    targets = [j for j, c in enumerate(constraints) if c.kind == "target"]
+    if not targets:
+        return int(np.argmax(weights))
+    miss = np.max(np.abs(costs[:, targets] / np.array(
+        [constraints[j].target for j in targets]) - 1.0), axis=1)
+    inside = miss <= tolerance + 1e-12
+    if np.any(inside):
+        return int(np.argmax(np.where(inside, weights, -np.inf)))
+    nearest = np.isclose(miss, miss.min(), rtol=0, atol=1e-12)
+    return int(np.argmax(np.where(nearest, weights, -np.inf)))
+
+
+def _moves(before: Architecture, after: Architecture, scores: Sequence[dict[Op, float]],
+           constraints: Sequence[Constraint]) -> list[Move]:
+    moves = []
+    for i, (old, new) in enumerate(zip(before.ops, after.ops)):
+        if old == new:
+            continue
+        lost = scores[i].get(old, 0.0) - scores[i].get(new, -math.inf)
+        trial = Architecture(before.space, before.ops[:i] + (new,) + before.ops[i + 1:])
+        moves.append(Move(i, old.name, new.name, lost if math.isfinite(lost) else None,
+                          {c.name: c.cost_model.of(trial) - c.cost_model.of(before)
+                           for c in constraints}))
+    return moves
