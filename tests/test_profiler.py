@@ -90,6 +90,27 @@ def test_calibration_fit_and_its_use_in_the_search_costs():
     assert again.calibrated_cost(archs[0]) == pytest.approx(table.calibrated_cost(archs[0]))
 
 
+def test_calibration_learns_the_per_layer_overhead_rows_carry():
+    """Each row is timed as a model of its own and carries the interpreter's per-call
+    overhead, which a whole network pays once: networks with fewer MBConv layers (skips) read
+    slower than an affine fit of the raw sum says. The calibration learns it per layer."""
+    space = get_space("tiny")
+    table = LatencyTable.from_flops(space, ms_per_mflop=1.0)
+    archs = [Architecture.sample(space, s) for s in range(16)]
+    layers = [sum(not op.is_skip for op in a.ops) for a in archs]
+    assert len(set(layers)) > 1
+    measured = [0.9 * table.cost(a) + 0.05 - 0.01 * n for a, n in zip(archs, layers)]
+    table.fit_calibration([table.cost(a) for a in archs], measured, layers)
+    assert table.scale == pytest.approx(0.9) and table.offset == pytest.approx(0.05)
+    assert table.per_layer == pytest.approx(-0.01)
+    cost = CostModel.latency(space, table)
+    for arch, ms in zip(archs, measured):
+        assert cost.of(arch) == pytest.approx(ms) == pytest.approx(table.calibrated_cost(arch))
+    # too few networks for three parameters: the affine fit, no per-layer term
+    table.fit_calibration([table.cost(a) for a in archs[:4]], measured[:4], layers[:4])
+    assert table.per_layer == 0.0
+
+
 def test_build_lut_and_validate_latency_tools(tmp_path):
     from conftest import run_tool
 

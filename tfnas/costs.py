@@ -31,10 +31,11 @@ class CostModel:
     def latency(cls, space: SearchSpace, table: LatencyTable,
                 table_name: str = "the latency table") -> "CostModel":
         """Rows of the table, through its calibration when it has one: the correction is
-        affine, a·(fixed + Σ rows) + b = (a·fixed + b) + Σ a·rows, so it stays per layer."""
+        a·(fixed + Σ rows) + b + c·(MBConv layers) = (a·fixed + b) + Σ (a·row + c·[not skip]),
+        so it stays per layer."""
         table.check_covers(space, table_name)
-        a, b = table.scale, table.offset
-        layers = tuple({op: a * table.rows[space.signature(i, op)]
+        a, b, c = table.scale, table.offset, table.per_layer
+        layers = tuple({op: a * table.rows[space.signature(i, op)] + (0.0 if op.is_skip else c)
                         for op in space.candidates(i)} for i in range(space.num_layers))
         return cls("latency", "ms", a * table.fixed_ms + b, layers)
 

@@ -34,7 +34,8 @@ def main(argv: list[str]) -> None:
     table = calibrate(table, space, meter, FLAGS.out, num_archs=FLAGS.calibration_archs,
                       seed=FLAGS.seed)
     fit = (f"; calibration on {len(table.calibration['measured_ms'])} networks: measured = "
-           f"{table.scale:.4f} x sum of rows + {table.offset:.3f} ms" if table.calibrated else "")
+           f"{table.scale:.4f} x sum of rows + {table.offset:.4g} ms + {table.per_layer:.4g} ms "
+           "per MBConv layer" if table.calibrated else "")
     print(f"{FLAGS.out}: {len(table.rows)} rows, fixed part {table.fixed_ms:.3f} ms "
           f"(device {table.device.get('device')}, {table.device.get('threads')} thread(s)){fit}")
 

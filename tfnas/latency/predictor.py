@@ -269,8 +269,9 @@ def _table_prior(space: SearchSpace, table: Any, y_mean: float,
     rows = np.zeros((space.num_layers, len(space.ops)))
     for i in range(space.num_layers):
         for op in space.candidates(i):
-            rows[i, space.ops.index(op)] = table.rows.get(space.signature(i, op), 0.0)
-    weights = table.scale * rows.reshape(-1) / y_std
+            rows[i, space.ops.index(op)] = table.scale * table.rows.get(
+                space.signature(i, op), 0.0) + (0.0 if op.is_skip else table.per_layer)
+    weights = rows.reshape(-1) / y_std
     bias = (table.scale * table.fixed_ms + table.offset - y_mean) / y_std
     return weights, float(bias)
 

@@ -156,7 +156,8 @@ def calibrate(table: LatencyTable, space: SearchSpace, meter: Meter, out: str | 
 
     measure_with_progress(meter, [timing_models.network(arch) for arch in todo], progress,
                           "calibrating", "networks", network_done)
-    predicted = [table.cost(Architecture(space, tuple(ops))) for ops in done]
-    table.fit_calibration(predicted, measured)
+    networks = [Architecture(space, tuple(Op.parse(op) for op in ops)) for ops in done]
+    table.fit_calibration([table.cost(a) for a in networks], measured,
+                          [sum(not op.is_skip for op in a.ops) for a in networks])
     table.save(out)
     return table

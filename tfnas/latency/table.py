@@ -35,7 +35,8 @@ class LatencyTable:
     fixed_parts: dict[str, float] = dataclasses.field(default_factory=dict)  # e.g. stem, head
     stats: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)  # per key
     # whole networks measured to calibrate the sum of rows: {"archs": [[op names]],
-    # "measured_ms": [...], "scale": a, "offset": b}; calibrated = a · (fixed + Σ rows) + b
+    # "measured_ms": [...], "scale": a, "offset": b, "per_layer": c};
+    # calibrated = a · (fixed + Σ rows) + b + c · (MBConv layers)
     calibration: dict[str, Any] = dataclasses.field(default_factory=dict)
     # the geometry the fixed part was measured for (`fixed_geometry`); {} when unknown
     fixed_for: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -97,22 +98,41 @@ class LatencyTable:
     def offset(self) -> float:
         return float(self.calibration.get("offset", 0.0))
 
+    @property
+    def per_layer(self) -> float:
+        """ms the calibration adds per MBConv layer (negative: each row, timed as a model of
+        its own, carries the interpreter's per-invocation overhead that a network pays once)."""
+        return float(self.calibration.get("per_layer", 0.0))
+
     def calibrated_cost(self, arch: Architecture) -> float:
         """`cost(arch)` through the fitted correction (the raw sum when uncalibrated)."""
-        return self.scale * self.cost(arch) + self.offset
+        layers = sum(not op.is_skip for op in arch.ops)
+        return self.scale * self.cost(arch) + self.offset + self.per_layer * layers
 
-    def fit_calibration(self, predicted: list[float], measured: list[float]) -> None:
-        """Least-squares measured ≈ scale · predicted + offset (scale alone below 3 points)."""
+    def fit_calibration(self, predicted: list[float], measured: list[float],
+                        layers: list[int] | None = None) -> None:
+        """Least-squares measured ≈ scale · predicted + offset + per_layer · layers, `layers`
+        being each network's count of MBConv layers (not skips). The per-layer term needs 6
+        networks of at least two depths (and a positive scale); else measured ≈ scale ·
+        predicted + offset, scale alone below 3 points."""
         import numpy as np
 
         x, y = np.asarray(predicted, float), np.asarray(measured, float)
         if len(x) < 1:
             raise TfnasError("calibration needs at least one measured network")
-        if len(x) >= 3 and np.ptp(x) > 0:
-            scale, offset = np.polyfit(x, y, 1)
-        else:
-            scale, offset = float((x @ y) / (x @ x)), 0.0
-        self.calibration.update(scale=float(scale), offset=float(offset))
+        per_layer = 0.0
+        if layers is not None and len(x) >= 6 and len(set(layers)) >= 2 and np.ptp(x) > 0:
+            design = np.stack([x, np.ones_like(x), np.asarray(layers, float)], axis=1)
+            (scale, offset, per_layer), *_ = np.linalg.lstsq(design, y, rcond=None)
+            if scale <= 0:
+                per_layer = 0.0
+        if per_layer == 0.0:
+            if len(x) >= 3 and np.ptp(x) > 0:
+                scale, offset = np.polyfit(x, y, 1)
+            else:
+                scale, offset = float((x @ y) / (x @ x)), 0.0
+        self.calibration.update(scale=float(scale), offset=float(offset),
+                                per_layer=float(per_layer))
 
     # --- serialisation --------------------------------------------------------------------
 
