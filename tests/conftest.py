@@ -13,6 +13,21 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+# `python -m tfnas.search` defaults to the Single-Path NAS recipe (ImageNet, batch 1024): the
+# tests' searches start from the tiny space on digits with these and override what they vary
+TINY_SEARCH = ("--space=tiny", "--dataset=digits", "--batch_size=64", "--warmup_epochs=0",
+               "--kernel_dropout=0", "--dropout_epochs=0")
+
+
+def small_space():
+    """Two searchable layers (a stride-2 one and a skippable one) on 16x16 inputs, 10 classes:
+    tests that compile search steps use it (a step's graph grows with the paths of mixed ops:
+    tiny's 22 paths take 40-100 s to trace and compile here, these 9 take a few seconds)."""
+    from tfnas.space import SearchSpace, Stage
+
+    return SearchSpace(name="small", input_size=16, num_classes=10, stem_filters=8,
+                       stem_stride=1, first_filters=0, stages=(Stage(8, 1, 2), Stage(8, 1, 1)),
+                       head_filters=16)
 
 
 def run_tool(script: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:

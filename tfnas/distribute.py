@@ -12,6 +12,15 @@ from typing import Any
 from tfnas.errors import TfnasError, error_line
 
 PRECISIONS = ("float32", "mixed_bfloat16")
+PRECISION_FLAG_CHOICES = ("auto",) + PRECISIONS
+
+
+def resolve_precision(precision: str, tpu: str | None) -> str:
+    """`auto`: bfloat16 compute on a TPU (what its matrix units run at full rate), else
+    float32."""
+    if precision == "auto":
+        return "mixed_bfloat16" if tpu else "float32"
+    return precision
 
 
 def strategy_for(tpu: str | None = None) -> Any:
@@ -22,8 +31,9 @@ def strategy_for(tpu: str | None = None) -> Any:
             resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
             tf.config.experimental_connect_to_cluster(resolver)
             tf.tpu.experimental.initialize_tpu_system(resolver)
-        except (ValueError, tf.errors.OpError) as err:
-            raise TfnasError(f"cannot reach TPU {tpu!r}: {error_line(err)}") from None
+        except Exception as err:  # unknown names, no metadata server, unreachable hosts...
+            raise TfnasError(f"cannot reach TPU {tpu!r}: {error_line(err)} (--tpu names a "
+                             "Cloud TPU, 'local' on a TPU VM, or grpc://HOST:PORT)") from None
         return tf.distribute.TPUStrategy(resolver)
     gpus = tf.config.list_logical_devices("GPU")
     if len(gpus) > 1:

@@ -76,7 +76,7 @@ def main(argv: list[str]) -> None:
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
-    distribute.set_precision(FLAGS.precision)
+    distribute.set_precision(distribute.resolve_precision(FLAGS.precision, FLAGS.tpu))
     strategy = distribute.strategy_for(FLAGS.tpu)
     try:
         report = train(config, strategy, StopOnSignal())
@@ -92,7 +92,8 @@ if __name__ == "__main__":
     flags.DEFINE_string("model_dir", None, "Output and checkpoint directory.")
     define_flags()
     flags.DEFINE_string("tpu", None, "TPU name or address: runs under TPUStrategy.")
-    flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16"], "Compute dtype.")
+    flags.DEFINE_enum("precision", "auto", ["auto", "float32", "mixed_bfloat16"],
+                      "Compute dtype (auto: mixed_bfloat16 with --tpu, else float32).")
     flags.DEFINE_bool("jit_compile", False, "Compile the train step with XLA (on for TPUs).")
     flags.DEFINE_bool("deterministic", True, "Deterministic TensorFlow ops.")
     flags.mark_flags_as_required(["arch", "model_dir"])

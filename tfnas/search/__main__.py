@@ -1,7 +1,14 @@
 """`python -m tfnas.search`: flags → SearchConfig → search → arch.json and report.json.
 
+The defaults are the Single-Path NAS setting (Stamoulis et al. Sec. 4): the `single_path`
+space priced by the authors' Pixel 1 runtime model, ImageNet from TFDS, 8 epochs at batch
+1024, kernel-subset dropout in the first 6 epochs; so `python -m tfnas.search --tpu=NAME
+--target_ms=80` runs the paper's search for an 80 ms phone (as
+`flags/imagenet_pixel1_80ms.flags` spells out), and every other setting is flags away.
+
 Flags are checked (and budgets tested for feasibility against the space) before TensorFlow
-loads, so a bad command stops at once with one line and exit code 2.
+loads, so a bad command stops at once with one line and exit code 2; `--dry_run` prints the
+search's configuration and stops there.
 """
 
 from __future__ import annotations
@@ -24,17 +31,23 @@ def _define_flags() -> None:
     from tfnas import data, objectives, space
     from tfnas.methods import METHODS
 
-    flags.DEFINE_string("space", "tiny", f"Search space preset: {', '.join(space.PRESET_NAMES)}.")
+    flags.DEFINE_string("space", "single_path",
+                        f"Search space preset: {', '.join(space.PRESET_NAMES)}.")
     flags.DEFINE_integer("num_classes", None, "Override the space's number of classes.")
     flags.DEFINE_integer("input_size", None, "Override the space's input size.")
     flags.DEFINE_float("width_multiplier", None, "Override the space's width multiplier.")
-    flags.DEFINE_string("dataset", "digits", f"Dataset: {', '.join(data.KINDS)}.")
+    flags.DEFINE_string("dataset", "tfds:imagenet2012", f"Dataset: {', '.join(data.KINDS)}.")
     flags.DEFINE_enum("method", "superkernel", list(METHODS), "Search method: "
                       "superkernel (Single-Path NAS), softmax (DARTS/FBNet mixed op), gumbel "
                       "(hard Gumbel-softmax, one path per step: LightNAS), gumbel_soft (FBNet), "
-                      "proxyless (ProxylessNAS binary gates).")
+                      "proxyless (ProxylessNAS binary gates), proxyless_reinforce "
+                      "(ProxylessNAS with REINFORCE on α, Eq. 8).")
     flags.DEFINE_float("arch_learning_rate", 0.01, "Adam learning rate of α (multi-path).")
     flags.DEFINE_float("arch_split", 0.2, "Training examples held out to learn α (multi-path).")
+    flags.DEFINE_integer("rl_samples", 10, "proxyless_reinforce: networks sampled per α step "
+                         "(ProxylessNAS: 10).", lower_bound=1)
+    flags.DEFINE_float("rl_baseline_weight", 0.99, "proxyless_reinforce: the reward baseline "
+                       "moves this fraction of the way to each step's mean reward.")
     flags.DEFINE_float("tau_start", 5.0, "Gumbel temperature of the first epoch.")
     flags.DEFINE_float("tau_end", 0.5, "Gumbel temperature of the last epoch.")
     flags.DEFINE_enum("path_select", "auto", ["auto", "switch", "mask"], "How gumbel and "
@@ -42,7 +55,9 @@ def _define_flags() -> None:
                       "path, one kept: compiles fast under XLA on CPUs/GPUs), auto (mask with "
                       "--jit_compile off TPUs, else switch).")
     flags.DEFINE_string("latency_table", None,
-                        "Latency table JSON, or a built-in table (pixel1).")
+                        "Latency table JSON, or a built-in table (pixel1). Default: with "
+                        "--device, MODEL_DIR/lut.json; else pixel1 where it prices the space "
+                        "(single_path at 224x224, 1000 classes).")
     flags.DEFINE_string("latency_model", "table", "What predicts latency: table (the "
                         "--latency_table or --device table) or predictor:PATH (an MLP from "
                         "tools/train_predictor.py).")
@@ -68,23 +83,30 @@ def _define_flags() -> None:
     flags.DEFINE_float("lam_init", 0.0, "Initial value of the budgets' multipliers.")
     flags.DEFINE_float("lam_kappa", DEFAULT_KAPPA, "Weight of the budgets' proportional term "
                        "(augmented Lagrangian; 0: the plain λ·(R/T − 1) of LightNAS).")
-    flags.DEFINE_bool("repair", True, "If the derived network misses a budget (over a max, or "
-                      "off a target by more than --target_tolerance), move layers down or up "
-                      "(least architecture weight per unit of budget first) until it holds; "
-                      "report.json keeps the network and error before the repair.")
+    flags.DEFINE_bool("repair", True, "Return the network of highest architecture weight "
+                      "(log-probability under the search's relaxation) that meets every budget "
+                      "(max budgets, targets within --target_tolerance; where no network is "
+                      "that close, the nearest), found exactly by dynamic programming over the "
+                      "layers; report.json keeps the search's own network and its error.")
     flags.DEFINE_float("target_tolerance", 0.01, "How close to --target_ms counts as on target "
                        "(relative).")
     flags.DEFINE_integer("epochs", 8, "Search epochs.")
-    flags.DEFINE_integer("warmup_epochs", 0, "First epochs with λ = 0.")
-    flags.DEFINE_integer("batch_size", 64, "Global batch size.")
+    flags.DEFINE_integer("warmup_epochs", 2, "First epochs without the cost terms (λ = 0, "
+                         "budgets off): the weights and (superkernel) thresholds train on CE "
+                         "alone; multi-path α stay frozen.")
+    flags.DEFINE_integer("batch_size", 1024, "Global batch size.")
     flags.DEFINE_float("learning_rate", 0.01, "Adam learning rate (weights and thresholds).")
-    flags.DEFINE_float("kernel_dropout", 0.0, "Drop rate of kernel subsets (paper Sec. 4.2).")
-    flags.DEFINE_integer("dropout_epochs", 0, "Epochs with kernel-subset dropout.")
+    flags.DEFINE_enum("lr_schedule", "cosine", ["cosine", "constant"], "Learning rates of "
+                      "weights, thresholds and α: cosine decay to 0 over the search (the "
+                      "architecture settles) or constant.")
+    flags.DEFINE_float("kernel_dropout", 0.1, "Drop rate of kernel subsets (paper Sec. 4.2).")
+    flags.DEFINE_integer("dropout_epochs", 6, "First epochs with kernel-subset dropout.")
     flags.DEFINE_float("dropout", 0.2, "Dropout before the classifier.")
     flags.DEFINE_integer("seed", 0, "Seed of weights, data order and dropout.")
-    flags.DEFINE_string("model_dir", None, "Output and checkpoint directory.")
+    flags.DEFINE_string("model_dir", "runs/search", "Output and checkpoint directory.")
     flags.DEFINE_string("tpu", None, "TPU name or address: runs under TPUStrategy.")
-    flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16"], "Compute dtype.")
+    flags.DEFINE_enum("precision", "auto", ["auto", "float32", "mixed_bfloat16"],
+                      "Compute dtype (auto: mixed_bfloat16 with --tpu, else float32).")
     flags.DEFINE_bool("jit_compile", False, "Compile the train step with XLA (on for TPUs).")
     flags.DEFINE_integer("checkpoint_every", 50, "Steps between checkpoints.")
     flags.DEFINE_string("device", None, "Profile this device (local, adb:SERIAL or "
@@ -98,7 +120,7 @@ def _define_flags() -> None:
                        "at least this long.", lower_bound=0)
     flags.DEFINE_integer("profile_repeats", 3, "Times each group of models on --device is "
                          "timed; each model keeps its median.", lower_bound=1)
-    flags.DEFINE_integer("calibration_archs", 4, "Whole networks measured to calibrate the "
+    flags.DEFINE_integer("calibration_archs", 16, "Whole networks measured to calibrate the "
                          "device's table.", lower_bound=0)
     flags.DEFINE_bool("deterministic", True, "Deterministic TensorFlow ops (resumed searches "
                       "end exactly where uninterrupted ones do).")
@@ -108,13 +130,31 @@ def _define_flags() -> None:
     from tfnas import train
 
     train.define_flags(prefix="train_")
-    flags.mark_flag_as_required("model_dir")
+    flags.DEFINE_bool("dry_run", False, "Check the flags, print the search's configuration "
+                      "(JSON) and stop: nothing is written, no TPU or device is contacted.")
 
 
 def device_table_path(flags_values: Any) -> str:
     """Where `--device` profiling writes (or completes) its table."""
     f = flags_values
     return f.latency_table or str(Path(f.model_dir) / "lut.json")
+
+
+def table_path(f: Any, space: Any) -> str | None:
+    """The latency table the flags name: --latency_table, the --device table, or by default
+    the built-in table that prices the space (the Single-Path authors' Pixel 1 model for
+    `single_path` at its published geometry); None without one."""
+    from tfnas.latency.table import BUILTIN_TABLES, LatencyTable
+
+    if f.latency_table or f.device:
+        return device_table_path(f)
+    for name in BUILTIN_TABLES:
+        try:
+            LatencyTable.load(name).check_covers(space)
+        except TfnasError:
+            continue
+        return name
+    return None
 
 
 def _latency_model(f: Any, space: Any, table_ready: bool) -> Any:
@@ -137,10 +177,10 @@ def _latency_model(f: Any, space: Any, table_ready: bool) -> Any:
         return model
     if f.device and not table_ready:
         return None  # the device's table is built after the flags are checked
-    if f.latency_table or f.device:
-        path = device_table_path(f)
-        return CostModel.latency(space, LatencyTable.load(path), f"latency table {path!r}")
-    return None
+    path = table_path(f, space)
+    if path is None:
+        return None
+    return CostModel.latency(space, LatencyTable.load(path), f"latency table {path!r}")
 
 
 def _target_ms(f: Any, latency: Any, space: Any) -> float | None:
@@ -162,12 +202,12 @@ def _target_ms(f: Any, latency: Any, space: Any) -> float | None:
     return low + f.target_fraction * (high - low)
 
 
-def _latency_source(f: Any, latency: Any) -> str | None:
+def _latency_source(f: Any, latency: Any, space: Any) -> str | None:
     """What predicts latency, as the report names it."""
     if latency is None:
         return None
     kind, _, path = f.latency_model.partition(":")
-    return f"predictor {path}" if kind == "predictor" else f"table {device_table_path(f)}"
+    return f"predictor {path}" if kind == "predictor" else f"table {table_path(f, space)}"
 
 
 def config_from_flags(flags_values: Any, table_ready: bool = True) -> SearchConfig:
@@ -227,13 +267,15 @@ def config_from_flags(flags_values: Any, table_ready: bool = True) -> SearchConf
         space=space, dataset=f.dataset, cost_model=cost_model, objective=objective,
         constraints=tuple(constraints), model_dir=f.model_dir, method=f.method,
         epochs=f.epochs, warmup_epochs=f.warmup_epochs, batch_size=f.batch_size,
-        learning_rate=f.learning_rate, seed=f.seed, kernel_dropout=f.kernel_dropout,
+        learning_rate=f.learning_rate, lr_schedule=f.lr_schedule, seed=f.seed,
+        kernel_dropout=f.kernel_dropout,
         dropout_epochs=f.dropout_epochs, dropout=f.dropout,
         jit_compile=f.jit_compile or bool(f.tpu), checkpoint_every=f.checkpoint_every,
         target_ms=target_ms, arch_learning_rate=f.arch_learning_rate,
         arch_split=f.arch_split, temperature=(f.tau_start, f.tau_end),
+        rl_samples=f.rl_samples, rl_baseline_weight=f.rl_baseline_weight,
         path_select=f.path_select, repair=f.repair,
-        target_tolerance=f.target_tolerance, latency_source=_latency_source(f, latency))
+        target_tolerance=f.target_tolerance, latency_source=_latency_source(f, latency, space))
 
 
 def main(argv: list[str]) -> None:
@@ -243,6 +285,11 @@ def main(argv: list[str]) -> None:
 
     f = flags.FLAGS
     config = config_from_flags(f, table_ready=not f.device)  # bad flags stop here
+    precision = distribute.resolve_precision(f.precision, f.tpu)
+    if f.dry_run:
+        print(json.dumps({**config.summary(), "precision": precision, "tpu": f.tpu,
+                          "device": f.device}, indent=1))
+        return
     cli.import_tensorflow_quietly()
     device = None
     if f.device:  # build (or complete) the device's table, then search on it
@@ -265,7 +312,7 @@ def main(argv: list[str]) -> None:
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
-    distribute.set_precision(flags.FLAGS.precision)
+    distribute.set_precision(precision)
     strategy = distribute.strategy_for(flags.FLAGS.tpu)
     search = Search(config, strategy)
     try:

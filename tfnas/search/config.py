@@ -27,6 +27,7 @@ class SearchConfig:
     warmup_epochs: int = 0
     batch_size: int = 64
     learning_rate: float = 0.01
+    lr_schedule: str = "cosine"  # constant | cosine (decay to 0 over the search)
     seed: int = 0
     kernel_dropout: float = 0.0
     dropout_epochs: int = 0
@@ -38,11 +39,33 @@ class SearchConfig:
     arch_learning_rate: float = 0.01  # Adam on α (multi-path methods)
     arch_split: float = 0.2  # training examples held out for α (multi-path methods)
     temperature: tuple[float, float] = (5.0, 0.5)  # Gumbel τ, first and last epoch
+    rl_samples: int = 10  # proxyless_reinforce: networks sampled per α step
+    rl_baseline_weight: float = 0.99  # proxyless_reinforce: baseline ← b + w·(mean reward − b)
     path_select: str = "auto"  # mixed ops: switch | mask | auto (mask under XLA off TPUs)
-    repair: bool = True  # move layers of the derived network until every budget holds
+    repair: bool = True  # return the best-weighted network that meets every budget (budget.solve)
     target_tolerance: float = 0.01  # a target budget holds within ±1%
     latency_source: str | None = None  # what predicts latency, for the report
     verbose: bool = True
+
+    def summary(self) -> dict[str, Any]:
+        """The configuration as plain JSON values (cost models by name and source)."""
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.name == "space":
+                value = value.to_dict()
+            elif field.name == "cost_model":
+                value = {"name": value.name, "unit": value.unit}
+            elif field.name == "objective":
+                value = None if value is None else {"kind": value.kind, "lam": value.lam}
+            elif field.name == "constraints":
+                value = [{"budget": c.describe(), "kind": c.kind, "flag": c.flag,
+                          "lam_init": c.lam_init, "lam_rate": c.lam_rate, "kappa": c.kappa}
+                         for c in value]
+            elif isinstance(value, tuple):
+                value = list(value)
+            values[field.name] = value
+        return values
 
     def __post_init__(self) -> None:
         problems = []
@@ -52,6 +75,8 @@ class SearchConfig:
             problems.append("warmup_epochs must be in [0, epochs)")
         if self.learning_rate <= 0:
             problems.append("learning_rate must be positive")
+        if self.lr_schedule not in ("constant", "cosine"):
+            problems.append(f"lr_schedule must be constant or cosine, got {self.lr_schedule!r}")
         if not 0 <= self.kernel_dropout < 1:
             problems.append("kernel_dropout must be in [0, 1)")
         if self.checkpoint_every < 1:
@@ -60,6 +85,10 @@ class SearchConfig:
             problems.append("arch_learning_rate must be positive")
         if not 0 < self.arch_split < 1:
             problems.append("arch_split must be in (0, 1)")
+        if self.rl_samples < 1:
+            problems.append("rl_samples must be at least 1")
+        if not 0 < self.rl_baseline_weight <= 1:
+            problems.append("rl_baseline_weight must be in (0, 1]")
         if not min(self.temperature) > 0:
             problems.append("temperatures must be positive")
         if self.path_select not in ("auto", "switch", "mask"):

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tfnas.errors import TfnasError
+from tfnas.methods import PROXYLESS_METHODS, REINFORCE_METHODS
 from tfnas.search.config import SearchConfig
 
 LOG_FIELDS = ("epoch", "ce", "accuracy", "val_accuracy", "cost", "lam", "seconds", "arch")
@@ -85,14 +86,20 @@ class Search:
             # one-level (superkernel): one optimizer trains weights and thresholds together
             self.weight_variables = [v for v in self.model.trainable_variables
                                      if not self.multi_path or id(v) not in arch_ids]
-            self.optimizer = keras.optimizers.Adam(config.learning_rate)
+            steps = self.weight_data.steps_per_epoch
+            self.optimizer = keras.optimizers.Adam(_schedule(
+                config.learning_rate, config.lr_schedule, config.epochs * steps))
             self.optimizer.build(self.weight_variables)
             self.arch_optimizer = None
             if self.multi_path:  # ProxylessNAS: β1 = 0, so α of unsampled paths stay put
                 self.arch_optimizer = keras.optimizers.Adam(
-                    config.arch_learning_rate,
-                    beta_1=0.0 if config.method == "proxyless" else 0.5)
+                    _schedule(config.arch_learning_rate, config.lr_schedule,
+                              (config.epochs - config.warmup_epochs) * steps),
+                    beta_1=0.0 if config.method in PROXYLESS_METHODS else 0.5)
                 self.arch_optimizer.build(self.architecture_variables)
+            # REINFORCE's baseline: a moving average of the sampled networks' rewards
+            self.baseline = tf.Variable(0.0, trainable=False, name="rl_baseline")
+            self.baseline_set = tf.Variable(0.0, trainable=False, name="rl_baseline_set")
             self.lam = tf.Variable(0.0, trainable=False, name="lam")
             # 1 once the architecture learns (after the warm-up): gates the multipliers
             self.arch_on = tf.Variable(0.0, trainable=False, name="arch_on")
@@ -111,16 +118,18 @@ class Search:
         self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
                                               lam=self.lam, epoch=self.epoch, step=self.step,
                                               rng=rng, multipliers=self.multipliers,
-                                              arch_on=self.arch_on, **extra)
+                                              arch_on=self.arch_on, baseline=self.baseline,
+                                              baseline_set=self.baseline_set, **extra)
         self.manager = tf.train.CheckpointManager(self.checkpoint, config.model_dir,
                                                   max_to_keep=2)
         self._steps: dict[bool, Callable[..., dict[str, Any]]] = {}
 
     # --- the step ---------------------------------------------------------------------------
 
-    def loss_terms(self, images: Any, labels: Any) -> dict[str, Any]:
+    def loss_terms(self, images: Any, labels: Any, sampled: bool = False) -> dict[str, Any]:
         """Forward pass and costs under the caller's tape: loss, ce, cost, accuracy and each
-        budget's cost (`cost_<name>`), per replica, CE averaged over the global batch."""
+        budget's cost (`cost_<name>`), per replica, CE averaged over the global batch.
+        `sampled`: the cost terms price the network the forward pass sampled (REINFORCE)."""
         import tensorflow as tf
 
         from tfnas import supernet
@@ -131,15 +140,16 @@ class Search:
                                                                       from_logits=True)
         ce = tf.nn.compute_average_loss(per_example, global_batch_size=config.batch_size)
         replicas = self.strategy.num_replicas_in_sync
-        cost = tf.cast(supernet.expected_cost(self.model, config.cost_model), tf.float32)
+        cost = tf.cast(supernet.expected_cost(self.model, config.cost_model, sampled=sampled),
+                       tf.float32)
         # cost terms are the same on every replica; gradients are summed across replicas
         penalty = 0.0
         if config.objective is not None:
             penalty = self.lam * config.objective.penalty(cost)
         terms = {"ce": ce, "cost": cost / replicas}
         for c, lam in zip(config.constraints, self.multipliers):
-            value = tf.cast(supernet.expected_cost(self.model, c.cost_model, hard=True),
-                            tf.float32)
+            value = tf.cast(supernet.expected_cost(self.model, c.cost_model, hard=True,
+                                                   sampled=sampled), tf.float32)
             penalty = penalty + self.arch_on * c.penalty(lam, value)
             terms[f"cost_{c.name}"] = value / replicas
         correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
@@ -176,6 +186,56 @@ class Search:
             self._update_multipliers(terms)
             return terms
 
+        method = self.config.method
+
+        def gradient_arch_step(arch_images: Any, arch_labels: Any) -> dict[str, Any]:
+            """α by gradient on the full loss (DARTS, FBNet, LightNAS; ProxylessNAS Eq. 4 on
+            two sampled paths, then the rescaling of Sec. 3.2.1)."""
+            alphas = self.architecture_variables
+            old = [tf.identity(a.value) for a in alphas]
+            with arch_phase(supernet.searchable_layers(self.model)):
+                with tf.GradientTape() as tape:
+                    arch_terms = self.loss_terms(arch_images, arch_labels)
+            grads = tape.gradient(arch_terms["loss"], alphas)
+            self.arch_optimizer.apply(grads, alphas)
+            if method in PROXYLESS_METHODS:
+                supernet.rescale_proxyless_alpha(self.model, old)
+            return arch_terms
+
+        def reinforce_arch_step(arch_images: Any, arch_labels: Any) -> dict[str, Any]:
+            """α by REINFORCE (ProxylessNAS Eq. 8): sample `rl_samples` networks (one path per
+            layer, drawn from p), reward each with −(CE + cost terms) of the sampled network
+            on the held-out batch (the log of ProxylessNAS' ACC·(LAT/T)^−w, with CE for log
+            ACC, under a fixed λ; budgets' terms likewise), and ascend
+            E[(reward − baseline)·∇ log p(network)]. The baseline moves towards the mean
+            reward by `rl_baseline_weight` per step (their baseline_decay_weight)."""
+            context = tf.distribute.get_replica_context()
+            rewards, log_probs = [], []
+            with tf.GradientTape() as tape:
+                for _ in range(self.config.rl_samples):
+                    sample = self.loss_terms(arch_images, arch_labels, sampled=True)
+                    rewards.append(-tf.stop_gradient(context.all_reduce("SUM", sample["loss"])))
+                    log_probs.append(supernet.sampled_log_probability(self.model))
+                mean = tf.add_n(rewards) / len(rewards)
+                weight = self.config.rl_baseline_weight
+                self.baseline.assign(self.baseline_set * (self.baseline + weight * (
+                    mean - self.baseline)) + (1.0 - self.baseline_set) * mean)
+                self.baseline_set.assign(1.0)
+                surrogate = -tf.add_n([(r - self.baseline) * lp
+                                       for r, lp in zip(rewards, log_probs)]) / len(rewards)
+                surrogate = surrogate / self.strategy.num_replicas_in_sync
+            grads = tape.gradient(surrogate, self.architecture_variables)
+            self.arch_optimizer.apply(grads, self.architecture_variables)
+            # what the budgets integrate: the network the search would return now
+            terms = {}
+            replicas = self.strategy.num_replicas_in_sync
+            for c in self.config.constraints:
+                value = supernet.expected_cost(self.model, c.cost_model, hard=True)
+                terms[f"cost_{c.name}"] = tf.cast(value, tf.float32) / replicas
+            return terms
+
+        arch_step = reinforce_arch_step if method in REINFORCE_METHODS else gradient_arch_step
+
         def bi_level(images: Any, labels: Any, arch_images: Any,
                      arch_labels: Any) -> dict[str, Any]:
             with tf.GradientTape() as tape:
@@ -183,11 +243,7 @@ class Search:
             grads = tape.gradient(terms["ce"], self.weight_variables)
             self.optimizer.apply(grads, self.weight_variables)
             if train_arch:
-                with arch_phase(supernet.searchable_layers(self.model)):
-                    with tf.GradientTape() as tape:
-                        arch_terms = self.loss_terms(arch_images, arch_labels)
-                grads = tape.gradient(arch_terms["loss"], self.architecture_variables)
-                self.arch_optimizer.apply(grads, self.architecture_variables)
+                arch_terms = arch_step(arch_images, arch_labels)
                 self._update_multipliers(arch_terms)
                 terms.update({k: v for k, v in arch_terms.items() if k.startswith("cost")})
             return terms
@@ -356,8 +412,8 @@ class Search:
         derived = arch
         moves: list[budget.Move] = []
         if config.repair and config.constraints:
-            arch, moves = budget.repair(arch, supernet.op_scores(self.model),
-                                        config.constraints, config.target_tolerance)
+            arch, moves = budget.solve(arch, supernet.op_scores(self.model),
+                                       config.constraints, config.target_tolerance)
         model_dir = Path(config.model_dir)
         arch.save(model_dir / "arch.json")
         latency = [c.cost_model for c in config.constraints if c.name == "latency"]
@@ -429,6 +485,17 @@ class _StepLog:
                 writer.writeheader()
             writer.writerows(self.rows)
         self.rows = []
+
+
+def _schedule(rate: float, kind: str, steps: int) -> Any:
+    """A constant learning rate, or cosine decay to 0 over the optimizer's `steps` (the
+    architecture then settles as the search ends, instead of flipping between networks on
+    either side of a budget)."""
+    if kind == "constant":
+        return rate
+    import keras
+
+    return keras.optimizers.schedules.CosineDecay(rate, decay_steps=max(steps, 1))
 
 
 def _annealed(temperature: tuple[float, float], epoch: int, epochs: int) -> float:
