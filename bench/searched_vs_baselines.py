@@ -9,7 +9,7 @@ On the `tiny` space and one latency table of this host (build one with the quick
 
 1. the MobileNetV2-like network of the space (every layer MBConv3x3-e6) sets the latency T
    (predicted by the table);
-2. one superkernel search with `--target_ms=T` (learned λ, then the repair) finds a network at T;
+2. one superkernel search with `--target_ms=T` (learned λ, then the exact solver) finds a network at T;
 3. `--num_random` random networks whose predicted latency is within ±2% of T are drawn;
 4. all are measured side by side on this host (pairs against the table's reference network,
    in the table's units) and trained from scratch with one schedule (`tfnas.trainer`, same
@@ -64,7 +64,8 @@ def main(argv: list[str]) -> None:
     print(f"T = {target:.5g} ms: the MobileNetV2-like network's predicted latency", flush=True)
 
     search_dir = out / "search"
-    command = [sys.executable, "-m", "tfnas.search", "--space=tiny",
+    command = [sys.executable, "-m", "tfnas.search", "--space=tiny", "--batch_size=64",
+               "--kernel_dropout=0", "--dropout_epochs=0",
                f"--dataset={FLAGS.dataset}", f"--latency_table={FLAGS.latency_table}",
                f"--target_ms={target}", f"--epochs={FLAGS.search_epochs}",
                "--warmup_epochs=1", f"--seed={FLAGS.seed}", f"--model_dir={search_dir}"]

@@ -81,25 +81,35 @@ def test_first_step_is_the_same_under_mirrored_strategy():
 
 
 def test_search_killed_mid_epoch_resumes_to_the_same_architecture(tmp_path):
+    """A latency target on a FLOPs table, so the budget's multiplier and the late window (the
+    last epoch here) are part of what must resume: the run is stopped inside that window."""
+    from tfnas.latency.table import LatencyTable
+
+    table = tmp_path / "lut.json"
+    LatencyTable.from_flops(get_space("tiny"), ms_per_mflop=1.0).save(table)
+    budget = (f"--latency_table={table}", "--target_fraction=0.5")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    straight = subprocess.run(_search_command(tmp_path / "straight"), capture_output=True,
-                              text=True, timeout=600, cwd=ROOT, env=env)
+    straight = subprocess.run(_search_command(tmp_path / "straight", *budget),
+                              capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
     assert straight.returncode == 0, straight.stderr[-2000:]
 
     killed_dir = tmp_path / "killed"
-    # wait for epoch 0 to end, then stop inside epoch 1
-    rest = terminate_after(_search_command(killed_dir), "epoch 0:", 0.7)
-    assert "checkpoint saved" in rest and "stopped at epoch 1 step" in rest
+    # wait for epoch 1 to end, then stop inside epoch 2 (the late window)
+    rest = terminate_after(_search_command(killed_dir, *budget), "epoch 1:", 0.7)
+    assert "checkpoint saved" in rest and "stopped at epoch 2 step" in rest
     assert not (killed_dir / "arch.json").exists()
+    assert json.loads((killed_dir / "late_window.json").read_text())["steps"] > 0
 
-    resumed = subprocess.run(_search_command(killed_dir), capture_output=True, text=True,
-                             timeout=600, cwd=ROOT, env=env)
+    resumed = subprocess.run(_search_command(killed_dir, *budget), capture_output=True,
+                             text=True, timeout=600, cwd=ROOT, env=env)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resuming search" in resumed.stdout
-    assert (killed_dir / "arch.json").read_text() == (tmp_path / "straight" / "arch.json"
-                                                      ).read_text()
+    for name in ("arch.json", "late_window.json"):
+        assert (killed_dir / name).read_text() == (tmp_path / "straight" / name).read_text()
     # the same trajectory, not just the same decisions: last epoch's validation and cost
     assert _last_log_row(killed_dir)[3:6] == _last_log_row(tmp_path / "straight")[3:6]
+    report = json.loads((killed_dir / "report.json").read_text())
+    assert report["late_window"]["steps"] == 22  # the last epoch's steps, once each
 
 
 def _last_log_row(model_dir: Path) -> list[str]:

@@ -57,13 +57,14 @@ def searchable_layers(model: Any) -> list[SuperkernelMBConv | MixedOp]:
 
 
 def soft_one_hot(model: Any, space: SearchSpace, hard: bool = False,
-                 sampled: bool = False) -> Any:
+                 sampled: bool = False, relaxed: bool = False) -> Any:
     """L x K op probabilities of the supernet (columns in `space.ops` order): the relaxed
     one-hot a latency predictor reads (`hard`: the derived architecture's one-hot forward,
-    straight-through; `sampled`: the paths the last forward pass opened)."""
+    straight-through; `sampled`: the paths the last forward pass opened; `relaxed`: the
+    relaxation's probabilities in the forward pass too, sigmoids for the superkernel)."""
     rows = []
     for layer in searchable_layers(model):
-        probs = layer.op_probabilities(hard=hard, sampled=sampled)
+        probs = layer.op_probabilities(hard=hard, sampled=sampled, relaxed=relaxed)
         rows.append(keras.ops.stack([keras.ops.cast(probs.get(op, 0.0), "float32")
                                      for op in space.ops]))
     return keras.ops.stack(rows)

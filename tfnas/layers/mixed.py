@@ -284,7 +284,10 @@ class MixedOp(keras.layers.Layer):
         log_p = ops.log_softmax(ops.cast(self.alpha, "float32"))
         return ops.take(log_p, self.sampled)
 
-    def op_probabilities(self, hard: bool = False, sampled: bool = False) -> dict[Op, Any]:
+    def op_probabilities(self, hard: bool = False, sampled: bool = False,
+                         relaxed: bool = False) -> dict[Op, Any]:
+        """P(op) per candidate (`relaxed` is accepted for the superkernel's interface: softmax(α)
+        is this layer's relaxation)."""
         p = self.probabilities(hard, sampled)
         return {op: p[j] for j, op in enumerate(self.candidates)}
 

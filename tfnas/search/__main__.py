@@ -344,7 +344,8 @@ def main(argv: list[str]) -> None:
 
 
 def _summary(report: dict[str, Any], config: SearchConfig) -> str:
-    """The closing lines: budgets (target, predicted, measured), repairs, where files went."""
+    """The closing lines: budgets (target, predicted, measured), the solver's changes, where
+    files went."""
     lines = []
     for b in report["budgets"]:
         sign = "≤" if b["kind"] == "max" else "="
@@ -357,7 +358,7 @@ def _summary(report: dict[str, Any], config: SearchConfig) -> str:
     if report.get("repaired"):
         moves = [f"layer {m['layer']} {m['before']}→{m['after']}"
                  for m in report["repaired"]["moves"]]
-        lines.append(f"repaired: {len(moves)} layer(s) changed to meet the budgets "
+        lines.append(f"solver: {len(moves)} layer(s) changed to meet the budgets "
                      f"({', '.join(moves)}); the search's own network was "
                      + ", ".join(f"{b['error_before_repair'] * 100:+.1f}% off its {b['name']} "
                                  "budget" for b in report["budgets"]))

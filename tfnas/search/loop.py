@@ -14,13 +14,13 @@ architecture parameters, multipliers, optimizer state, epoch and step are checkp
 SIGTERM saves before exiting.
 
 Outputs in `model_dir`: arch.json, report.json, search_log.csv (one row per epoch),
-search_steps.csv (per step: CE, every budget's R, λ and T), checkpoints (ckpt-*), TensorBoard
+search_steps.csv (per step: CE, every budget's R, λ and T; `tfnas.search.records`),
+late_window.json (budgeted searches: `tfnas.search.late`), checkpoints (ckpt-*), TensorBoard
 events (tb/).
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import signal
 import time
@@ -29,10 +29,8 @@ from typing import Any, Callable
 
 from tfnas.errors import TfnasError
 from tfnas.methods import PROXYLESS_METHODS, REINFORCE_METHODS
+from tfnas.search import late, records
 from tfnas.search.config import SearchConfig
-
-LOG_FIELDS = ("epoch", "ce", "accuracy", "val_accuracy", "cost", "lam", "seconds", "arch")
-
 
 class Interrupted(Exception):
     """The search saved a checkpoint and stopped on request (SIGTERM / SIGINT)."""
@@ -97,9 +95,13 @@ class Search:
                               (config.epochs - config.warmup_epochs) * steps),
                     beta_1=0.0 if config.method in PROXYLESS_METHODS else 0.5)
                 self.arch_optimizer.build(self.architecture_variables)
-            # REINFORCE's baseline: a moving average of the sampled networks' rewards
-            self.baseline = tf.Variable(0.0, trainable=False, name="rl_baseline")
-            self.baseline_set = tf.Variable(0.0, trainable=False, name="rl_baseline_set")
+            # REINFORCE's baseline: a moving average of the sampled networks' rewards (the same
+            # on every replica: rewards are summed across them)
+            first = tf.VariableAggregation.ONLY_FIRST_REPLICA
+            self.baseline = tf.Variable(0.0, trainable=False, name="rl_baseline",
+                                        aggregation=first)
+            self.baseline_set = tf.Variable(0.0, trainable=False, name="rl_baseline_set",
+                                            aggregation=first)
             self.lam = tf.Variable(0.0, trainable=False, name="lam")
             # 1 once the architecture learns (after the warm-up): gates the multipliers
             self.arch_on = tf.Variable(0.0, trainable=False, name="arch_on")
@@ -327,7 +329,7 @@ class Search:
         writer = tf.summary.create_file_writer(str(model_dir / "tb"))
         log_path = model_dir / "search_log.csv"
         start = time.time()
-        elapsed_before = _previous_seconds(model_dir)
+        elapsed_before = records.previous_seconds(model_dir)
         steps = self.weight_data.steps_per_epoch
         if config.verbose:
             budgets = "; ".join(c.describe() for c in config.constraints)
@@ -336,7 +338,16 @@ class Search:
                   f"{config.space.name}, {config.epochs} epochs x {steps} steps, "
                   f"{self.strategy.num_replicas_in_sync} replica(s)"
                   + (f"; budgets: {budgets}" if budgets else ""), flush=True)
-        step_log = _StepLog(model_dir / "search_steps.csv", config.constraints)
+        step_log = records.StepLog(model_dir / "search_steps.csv", config.constraints)
+        window = self._window()
+        window_start = late.first_epoch(config.epochs, config.warmup_epochs)
+
+        def save() -> None:  # the checkpoint and the logs that must match it
+            self.manager.save()
+            step_log.flush()
+            if window is not None:
+                window.flush()
+
         while int(self.epoch) < config.epochs:
             epoch = int(self.epoch)
             learning = epoch >= config.warmup_epochs
@@ -363,19 +374,19 @@ class Search:
                     sums[key] += terms[key]
                 lams = [float(v) for v in self.multipliers]
                 step_log.write(epoch, i, terms, lams)
+                if window is not None and epoch >= window_start:
+                    window.update(*self._snapshot())
                 bar.update(i + 1, [("ce", terms["ce"]), ("acc", terms["accuracy"]),
                                    ("cost", terms["cost"]), ("lam", float(self.lam))]
                            + [(f"{k}_{c.name}", v) for c, lam in zip(config.constraints, lams)
                               for k, v in (("R", terms[f"cost_{c.name}"]), ("lam", lam))])
                 if should_stop():
-                    self.manager.save()
-                    step_log.flush()
-                    _save_seconds(model_dir, elapsed_before + time.time() - start)
+                    save()
+                    records.save_seconds(model_dir, elapsed_before + time.time() - start)
                     raise Interrupted(f"stopped at epoch {epoch} step {i + 1}; checkpoint saved"
                                       f" in {model_dir}: run the same command to resume")
                 if (i + 1) % config.checkpoint_every == 0:
-                    self.manager.save()
-                    step_log.flush()
+                    save()
             arch = supernet.derive(self.model, config.space)
             row = {"epoch": epoch, "ce": sums["ce"] / max(steps - first, 1),
                    "accuracy": sums["accuracy"] / max(steps - first, 1),
@@ -383,7 +394,7 @@ class Search:
                    "cost": float(supernet.expected_cost(self.model, config.cost_model)),
                    "lam": float(self.lam), "seconds": time.time() - epoch_start,
                    "arch": " ".join(op.name for op in arch.ops)}
-            _append_log(log_path, row)
+            records.append_log(log_path, row)
             with writer.as_default(step=epoch):
                 for key in ("ce", "accuracy", "val_accuracy", "cost", "lam"):
                     tf.summary.scalar(key, row[key])
@@ -392,9 +403,8 @@ class Search:
                     tf.summary.scalar(f"{c.name}_of_derived", c.cost_model.of(arch))
             self.epoch.assign(epoch + 1)
             self.step.assign(0)
-            self.manager.save()
-            step_log.flush()
-            _save_seconds(model_dir, elapsed_before + time.time() - start)
+            save()
+            records.save_seconds(model_dir, elapsed_before + time.time() - start)
             if config.verbose:
                 budgets = "".join(f", {c.name} of the derived net {c.cost_model.of(arch):.4g} "
                                   f"{c.cost_model.unit} (λ {float(lam):.3g})"
@@ -408,12 +418,16 @@ class Search:
         from tfnas import budget, supernet
 
         config = self.config
-        arch = supernet.derive(self.model, config.space)
+        arch, scores = supernet.derive(self.model, config.space), supernet.op_scores(self.model)
+        window = self._window()
+        if window is not None and window.steps:  # what the search held while it settled
+            arch = window.choose(config.constraints, config.target_tolerance)
+            scores = window.scores()
         derived = arch
         moves: list[budget.Move] = []
         if config.repair and config.constraints:
-            arch, moves = budget.solve(arch, supernet.op_scores(self.model),
-                                       config.constraints, config.target_tolerance)
+            arch, moves = budget.solve(arch, scores, config.constraints,
+                                       config.target_tolerance)
         model_dir = Path(config.model_dir)
         arch.save(model_dir / "arch.json")
         latency = [c.cost_model for c in config.constraints if c.name == "latency"]
@@ -428,63 +442,40 @@ class Search:
             "predicted_ms": latency_model.of(arch) if latency_model else None,
             "predicted_cost": config.cost_model.of(arch),
             "params": arch.params(), "flops": arch.flops(),
-            "budgets": [_budget_report(c, arch, derived, self.step_log_path,
+            "budgets": [records.budget_report(c, arch, derived, self.step_log_path,
                                        config.target_tolerance) for c in config.constraints],
             "repaired": ({"moves": [m.to_dict() for m in moves],
                           "derived_ops": list(derived.op_names)} if moves else None),
+            "late_window": window.describe(derived) if window is not None else None,
             "search_seconds": round(seconds, 2), "epochs": config.epochs,
             "arch": arch.to_dict()}
         (model_dir / "report.json").write_text(json.dumps(report, indent=1) + "\n")
         return report
 
+    def _window(self) -> late.LateWindow | None:
+        """The late window's record (budgeted searches only), as the last checkpoint left it."""
+        if not self.config.constraints:
+            return None
+        return late.LateWindow(Path(self.config.model_dir) / late.FILE, self.config.space)
+
+    def _snapshot(self) -> tuple[Any, Any]:
+        """(one-hot of the network the search would return, the relaxation's probabilities),
+        L x K each, from one compiled call."""
+        if not hasattr(self, "_snapshot_fn"):
+            import tensorflow as tf
+
+            from tfnas import supernet
+
+            space = self.config.space
+            self._snapshot_fn = tf.function(lambda: (
+                supernet.soft_one_hot(self.model, space, hard=True),
+                supernet.soft_one_hot(self.model, space, relaxed=True)))
+        hard, relaxed = self._snapshot_fn()
+        return hard.numpy(), relaxed.numpy()
+
     @property
     def step_log_path(self) -> Path:
         return Path(self.config.model_dir) / "search_steps.csv"
-
-
-def _budget_report(constraint: Any, arch: Any, derived: Any, step_log: Path,
-                   tolerance: float) -> dict[str, Any]:
-    """A budget's outcome and its multiplier's trajectory (from search_steps.csv)."""
-    lams: list[float] = []
-    if step_log.exists():
-        with step_log.open() as f:
-            lams = [float(row[f"lam_{constraint.name}"]) for row in csv.DictReader(f)]
-    value, before = constraint.cost_model.of(arch), constraint.cost_model.of(derived)
-    return {"name": constraint.name, "kind": constraint.kind, "target": constraint.target,
-            "unit": constraint.cost_model.unit, "predicted": value,
-            "error": value / constraint.target - 1.0,
-            "before_repair": before, "error_before_repair": before / constraint.target - 1.0,
-            "holds": constraint.holds(value, tolerance if constraint.kind == "target" else 0.0),
-            "lam": ({"first": lams[0], "last": lams[-1], "min": min(lams), "max": max(lams),
-                     "steps": len(lams)} if lams else None)}
-
-
-class _StepLog:
-    """search_steps.csv: per step CE, accuracy and each budget's R, λ and T (buffered, flushed
-    with every checkpoint so a resumed search appends after what was saved)."""
-
-    def __init__(self, path: Path, constraints: Any) -> None:
-        self.path, self.constraints = path, list(constraints)
-        self.fields = ["epoch", "step", "ce", "accuracy"] + [
-            f"{k}_{c.name}" for c in self.constraints for k in ("cost", "lam", "target")]
-        self.rows: list[dict[str, Any]] = []
-
-    def write(self, epoch: int, step: int, terms: dict[str, float], lams: list[float]) -> None:
-        row: dict[str, Any] = {"epoch": epoch, "step": step, "ce": terms["ce"],
-                               "accuracy": terms["accuracy"]}
-        for c, lam in zip(self.constraints, lams):
-            row.update({f"cost_{c.name}": terms[f"cost_{c.name}"], f"lam_{c.name}": lam,
-                        f"target_{c.name}": c.target})
-        self.rows.append(row)
-
-    def flush(self) -> None:
-        new = not self.path.exists()
-        with self.path.open("a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self.fields)
-            if new:
-                writer.writeheader()
-            writer.writerows(self.rows)
-        self.rows = []
 
 
 def _schedule(rate: float, kind: str, steps: int) -> Any:
@@ -502,24 +493,6 @@ def _annealed(temperature: tuple[float, float], epoch: int, epochs: int) -> floa
     """Gumbel τ of an epoch: exponential from the first value to the last (FBNet Sec. 3.3)."""
     start, end = temperature
     return start * (end / start) ** (epoch / max(epochs - 1, 1))
-
-
-def _append_log(path: Path, row: dict[str, Any]) -> None:
-    new = not path.exists()
-    with path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=LOG_FIELDS)
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
-
-
-def _previous_seconds(model_dir: Path) -> float:
-    path = model_dir / "search_seconds.txt"
-    return float(path.read_text()) if path.exists() else 0.0
-
-
-def _save_seconds(model_dir: Path, seconds: float) -> None:
-    (model_dir / "search_seconds.txt").write_text(f"{seconds:.3f}\n")
 
 
 class StopOnSignal:

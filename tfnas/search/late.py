@@ -1,0 +1,88 @@
+"""The late window of a budgeted search: what the search held while it settled.
+
+On a small space one layer's change moves the latency by 10%, so the architecture the
+budgets' multipliers hold near a target flips between neighbours on either side of it until
+the learning rates have decayed, and the last step's network is whichever side it stopped on.
+Over the last quarter of the epochs (at least one, after the warm-up) the search therefore
+records, each step, the network it would return and the relaxation's op probabilities.
+Its answer is the network it held for the most steps among those that meet every budget
+(else the one nearest to them), and the solver's architecture weights are the logarithms of
+the probabilities averaged over the window: what the search preferred while it settled, not
+at one instant (`tfnas.budget.solve`).
+
+The record is a JSON file in the run directory, written with every checkpoint, so a resumed
+search continues it where the checkpoint left it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from tfnas.space import Architecture, Op, SearchSpace
+
+FILE = "late_window.json"
+
+
+def first_epoch(epochs: int, warmup_epochs: int) -> int:
+    """The first epoch of the window: the last quarter of the epochs, at least the last one,
+    never inside the warm-up."""
+    return max(epochs - max(1, round(epochs / 4)), warmup_epochs, 0)
+
+
+class LateWindow:
+    """Per-step networks and summed op probabilities of the window (see the module doc)."""
+
+    def __init__(self, path: Path, space: SearchSpace) -> None:
+        self.path, self.space = path, space
+        self.steps = 0
+        self.sums = np.zeros((space.num_layers, len(space.ops)))
+        self.held: dict[str, int] = {}  # op names joined by spaces → steps held
+        self.last: dict[str, int] = {}  # → the window step it was last held at
+        if path.exists():
+            data = json.loads(path.read_text())
+            self.steps, self.sums = data["steps"], np.asarray(data["sums"], float)
+            self.held, self.last = data["held"], data["last"]
+
+    def update(self, hard: Any, relaxed: Any) -> None:
+        """One step: the L x K one-hot of the network the search would return, and the
+        relaxation's L x K probabilities."""
+        ops = [self.space.ops[j] for j in np.argmax(np.asarray(hard), axis=1)]
+        key = " ".join(op.name for op in ops)
+        self.held[key] = self.held.get(key, 0) + 1
+        self.last[key] = self.steps
+        self.sums += np.asarray(relaxed, float)
+        self.steps += 1
+
+    def flush(self) -> None:
+        self.path.write_text(json.dumps({"steps": self.steps, "sums": self.sums.tolist(),
+                                         "held": self.held, "last": self.last}) + "\n")
+
+    def scores(self) -> list[dict[Op, float]]:
+        """Per layer, log of each candidate's probability averaged over the window."""
+        mean = self.sums / max(self.steps, 1)
+        return [{op: float(np.log(max(mean[i, self.space.ops.index(op)], 1e-30)))
+                 for op in self.space.candidates(i)} for i in range(self.space.num_layers)]
+
+    def choose(self, constraints: Sequence[Any], tolerance: float) -> Architecture | None:
+        """The network held for the most window steps among those that meet every budget
+        (targets within `tolerance`), else the one nearest to the budgets (ties: held
+        longer, then held last); None for an empty window."""
+        best, best_key = None, None
+        for names, steps in self.held.items():
+            arch = Architecture(self.space, tuple(Op.parse(n) for n in names.split()))
+            excess = 0.0
+            for c in constraints:
+                error = c.cost_model.of(arch) / c.target - 1.0
+                excess = max(excess, abs(error) - tolerance if c.kind == "target" else error)
+            key = (max(excess, 0.0), -steps, -self.last[names])
+            if best_key is None or key < best_key:
+                best, best_key = arch, key
+        return best
+
+    def describe(self, arch: Architecture) -> dict[str, int]:
+        return {"steps": self.steps, "held": self.held.get(" ".join(arch.op_names), 0),
+                "networks": len(self.held)}

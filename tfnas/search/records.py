@@ -1,0 +1,73 @@
+"""What a search writes beside its checkpoints: the per-epoch and per-step logs, the seconds
+spent (over resumes) and each budget's outcome in the report."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+LOG_FIELDS = ("epoch", "ce", "accuracy", "val_accuracy", "cost", "lam", "seconds", "arch")
+
+
+def budget_report(constraint: Any, arch: Any, derived: Any, step_log: Path,
+                  tolerance: float) -> dict[str, Any]:
+    """A budget's outcome and its multiplier's trajectory (from search_steps.csv)."""
+    lams: list[float] = []
+    if step_log.exists():
+        with step_log.open() as f:
+            lams = [float(row[f"lam_{constraint.name}"]) for row in csv.DictReader(f)]
+    value, before = constraint.cost_model.of(arch), constraint.cost_model.of(derived)
+    return {"name": constraint.name, "kind": constraint.kind, "target": constraint.target,
+            "unit": constraint.cost_model.unit, "predicted": value,
+            "error": value / constraint.target - 1.0,
+            "before_repair": before, "error_before_repair": before / constraint.target - 1.0,
+            "holds": constraint.holds(value, tolerance if constraint.kind == "target" else 0.0),
+            "lam": ({"first": lams[0], "last": lams[-1], "min": min(lams), "max": max(lams),
+                     "steps": len(lams)} if lams else None)}
+
+
+class StepLog:
+    """search_steps.csv: per step CE, accuracy and each budget's R, λ and T (buffered, flushed
+    with every checkpoint so a resumed search appends after what was saved)."""
+
+    def __init__(self, path: Path, constraints: Any) -> None:
+        self.path, self.constraints = path, list(constraints)
+        self.fields = ["epoch", "step", "ce", "accuracy"] + [
+            f"{k}_{c.name}" for c in self.constraints for k in ("cost", "lam", "target")]
+        self.rows: list[dict[str, Any]] = []
+
+    def write(self, epoch: int, step: int, terms: dict[str, float], lams: list[float]) -> None:
+        row: dict[str, Any] = {"epoch": epoch, "step": step, "ce": terms["ce"],
+                               "accuracy": terms["accuracy"]}
+        for c, lam in zip(self.constraints, lams):
+            row.update({f"cost_{c.name}": terms[f"cost_{c.name}"], f"lam_{c.name}": lam,
+                        f"target_{c.name}": c.target})
+        self.rows.append(row)
+
+    def flush(self) -> None:
+        new = not self.path.exists()
+        with self.path.open("a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.fields)
+            if new:
+                writer.writeheader()
+            writer.writerows(self.rows)
+        self.rows = []
+
+
+def append_log(path: Path, row: dict[str, Any]) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=LOG_FIELDS)
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def previous_seconds(model_dir: Path) -> float:
+    path = model_dir / "search_seconds.txt"
+    return float(path.read_text()) if path.exists() else 0.0
+
+
+def save_seconds(model_dir: Path, seconds: float) -> None:
+    (model_dir / "search_seconds.txt").write_text(f"{seconds:.3f}\n")
