@@ -293,6 +293,7 @@ def test_a_latency_target_is_reached_in_one_search(tmp_path, flops_table):
     assert "latency: target = 0.8 ms, predicted" in out.stdout
 
 
+@pytest.mark.slow  # test_a_latency_target_is_reached_in_one_search lands a target by default
 def test_a_target_fraction_is_that_far_across_the_latency_range(tmp_path, flops_table):
     """--target_fraction=0.25 aims at a quarter of the way from the cheapest network of the
     space (0.3604 ms on this table) to the dearest (1.226 ms), on any device."""

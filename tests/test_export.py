@@ -120,6 +120,7 @@ def test_bad_inputs_are_clear_errors(tmp_path, cifar_net):
         export.read_architecture(junk)
 
 
+@pytest.mark.slow  # 1 min
 def test_single_path_at_224_float_and_int8_fidelity():
     """The flagship space at full size: float32 within 1e-4, int8 r >= 0.9 over 100 inputs."""
     arch = Architecture.sample(get_space("single_path"), 0)

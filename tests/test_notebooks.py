@@ -101,6 +101,7 @@ def test_latency_table_notebook_builds_checks_and_plots_a_table(tmp_path):
     assert images(nb) == 1
 
 
+@pytest.mark.slow  # 2.5 min
 def test_export_notebook_compares_the_searched_net_on_accuracy_and_latency(quickstart,
                                                                         tmp_path):
     run, _ = quickstart
@@ -116,6 +117,7 @@ def test_export_notebook_compares_the_searched_net_on_accuracy_and_latency(quick
     assert images(nb) == 1
 
 
+@pytest.mark.slow  # 3.5 min
 def test_pixel1_recipe_notebook_runs_every_step_on_smoke_settings(tmp_path):
     nb = execute("imagenet_pixel1_tpu.ipynb", RUN_DIR=str(tmp_path))
     report = json.loads((tmp_path / "report.json").read_text())

@@ -10,6 +10,7 @@ import pytest
 from conftest import error_lines, run_tool
 
 
+@pytest.mark.slow  # 2.5 min: a QAT fine-tune and three conversions
 def test_int8_and_qat_exports_keep_the_float_accuracy(trained_tiny):
     trained = trained_tiny
     paths = {}

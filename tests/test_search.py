@@ -41,7 +41,7 @@ def _search_command(model_dir: Path, *extra: str) -> list[str]:
 # softmax and gumbel share the mask path and the gradient α step with proxyless: by hand
 @pytest.mark.parametrize("method", ["superkernel", pytest.param("softmax", marks=pytest.mark.slow),
                                     pytest.param("gumbel", marks=pytest.mark.slow), "proxyless",
-                                    "proxyless_reinforce"])
+                                    pytest.param("proxyless_reinforce", marks=pytest.mark.slow)])
 def test_train_step_compiles_with_xla(tmp_path, method):
     space = small_space()  # a params budget too: its multiplier updates inside the step
     search = Search(_config(tmp_path, "xla", space=space, cost_model=CostModel.flops(space),
@@ -116,6 +116,7 @@ def _last_log_row(model_dir: Path) -> list[str]:
     return (model_dir / "search_log.csv").read_text().splitlines()[-1].split(",")
 
 
+@pytest.mark.slow  # the budget tests (test_budget.py) steer the cost in the default suite
 def test_larger_lambda_derives_a_cheaper_network(tmp_path):
     small = Search(_config(tmp_path, "small", objective=Objective("log", 0.02))).run()
     large = Search(_config(tmp_path, "large", objective=Objective("log", 1.0))).run()

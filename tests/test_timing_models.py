@@ -27,8 +27,9 @@ def operators(flatbuffer: bytes) -> list[tuple]:
 
 
 @pytest.mark.parametrize("space_name,overrides", [
-    ("tiny", {}), ("cifar", {}), ("proxyless_mobile", {"input_size": 64}),
-    ("single_path", {"input_size": 96})])
+    ("tiny", {}), pytest.param("cifar", {}, marks=pytest.mark.slow),
+    pytest.param("proxyless_mobile", {"input_size": 64}, marks=pytest.mark.slow),
+    pytest.param("single_path", {"input_size": 96}, marks=pytest.mark.slow)])
 def test_written_network_has_the_converters_operators(space_name, overrides):
     space = get_space(space_name, **overrides)
     arch = Architecture.sample(space, 3)
