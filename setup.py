@@ -26,6 +26,6 @@ setup(
     extras_require={
         "qat": ["tensorflow-model-optimization==0.8.1", "tf-keras==2.21.0"],
         # the tests execute the colab/ notebooks in a real kernel
-        "dev": ["pytest==9.2.0", "nbclient==0.11.0", "nbformat==5.11.1", "ipykernel==7.4.0"],
+        "dev": ["pytest==9.2.0", "pytest-xdist==3.8.0", "nbclient==0.11.0", "nbformat==5.11.1", "ipykernel==7.4.0"],
     },
 )
