@@ -264,16 +264,16 @@ def choose_prior_decay(space: SearchSpace, archs: Sequence[Architecture],
 
 def _table_prior(space: SearchSpace, table: Any, y_mean: float,
                  y_std: float) -> tuple[np.ndarray, float]:
-    """The calibrated table as a linear model of the flattened one-hot, in normalised units."""
-    table.check_covers(space)
+    """The calibrated table as a linear model of the flattened one-hot, in normalised units:
+    the per-layer rows of its cost model (`CostModel.latency`)."""
+    from tfnas.costs import CostModel
+
+    cost = CostModel.latency(space, table)
     rows = np.zeros((space.num_layers, len(space.ops)))
-    for i in range(space.num_layers):
-        for op in space.candidates(i):
-            rows[i, space.ops.index(op)] = table.scale * table.rows.get(
-                space.signature(i, op), 0.0) + (0.0 if op.is_skip else table.per_layer)
-    weights = rows.reshape(-1) / y_std
-    bias = (table.scale * table.fixed_ms + table.offset - y_mean) / y_std
-    return weights, float(bias)
+    for i, layer in enumerate(cost.layers):
+        for op, ms in layer.items():
+            rows[i, space.ops.index(op)] = ms
+    return rows.reshape(-1) / y_std, float((cost.fixed - y_mean) / y_std)
 
 
 def errors(predicted: Sequence[float], measured: Sequence[float]) -> dict[str, float]:

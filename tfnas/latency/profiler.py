@@ -21,7 +21,7 @@ from tfnas.errors import TfnasError
 from tfnas.latency import timing_models
 from tfnas.latency.devices import BenchmarkResult
 from tfnas.latency.meter import Meter
-from tfnas.latency.table import LatencyTable, fixed_geometry
+from tfnas.latency.table import LatencyTable, fixed_geometry, mbconv_layers
 from tfnas.space import Architecture, LayerSignature, Op, SearchSpace
 
 FIXED_KEYS = ("stem", "head")
@@ -158,6 +158,6 @@ def calibrate(table: LatencyTable, space: SearchSpace, meter: Meter, out: str | 
                           "calibrating", "networks", network_done)
     networks = [Architecture(space, tuple(Op.parse(op) for op in ops)) for ops in done]
     table.fit_calibration([table.cost(a) for a in networks], measured,
-                          [sum(not op.is_skip for op in a.ops) for a in networks])
+                          [mbconv_layers(a) for a in networks])
     table.save(out)
     return table

@@ -106,8 +106,7 @@ class LatencyTable:
 
     def calibrated_cost(self, arch: Architecture) -> float:
         """`cost(arch)` through the fitted correction (the raw sum when uncalibrated)."""
-        layers = sum(not op.is_skip for op in arch.ops)
-        return self.scale * self.cost(arch) + self.offset + self.per_layer * layers
+        return self.scale * self.cost(arch) + self.offset + self.per_layer * mbconv_layers(arch)
 
     def fit_calibration(self, predicted: list[float], measured: list[float],
                         layers: list[int] | None = None) -> None:
@@ -209,3 +208,9 @@ def fixed_geometry(space: SearchSpace) -> dict[str, Any]:
     if last is not None:  # (tables measured before fixed last layers existed lack the key)
         geometry["last_layer"] = last.key
     return geometry
+
+
+def mbconv_layers(arch: Architecture) -> int:
+    """The layers of `arch` that run an MBConv (not a skip): what the calibration's per-layer
+    term counts."""
+    return sum(not op.is_skip for op in arch.ops)
