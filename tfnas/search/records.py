@@ -46,22 +46,23 @@ class StepLog:
         self.rows.append(row)
 
     def flush(self) -> None:
-        new = not self.path.exists()
-        with self.path.open("a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self.fields)
-            if new:
-                writer.writeheader()
-            writer.writerows(self.rows)
+        _append_rows(self.path, self.fields, self.rows)
         self.rows = []
 
 
 def append_log(path: Path, row: dict[str, Any]) -> None:
+    """One epoch's row of search_log.csv."""
+    _append_rows(path, LOG_FIELDS, [row])
+
+
+def _append_rows(path: Path, fields: Any, rows: list[dict[str, Any]]) -> None:
+    """Appends CSV rows, writing the header first when the file is new."""
     new = not path.exists()
     with path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=LOG_FIELDS)
+        writer = csv.DictWriter(f, fieldnames=fields)
         if new:
             writer.writeheader()
-        writer.writerow(row)
+        writer.writerows(rows)
 
 
 def previous_seconds(model_dir: Path) -> float:
