@@ -94,17 +94,26 @@ def test_hard_gumbel_runs_one_path_per_layer_yet_alpha_learns(path_counter):
 
 def test_a_hard_gate_on_skip_still_gives_alpha_the_losss_gradient():
     """With skip chosen, α must still learn from the loss (not only from the cost): the gate
-    weighs the whole candidate output, residual included."""
+    weighs the whole candidate output, residual included.
+
+    Batch norm runs on its moving statistics here. In training mode the next layer's batch
+    norm undoes any scale of its input, so ⟨dL/dy, y⟩ (the gate's gradient) is about 1e-9
+    and a Gumbel draw can round it to exactly 0 (one CI run failed so): the gate is still in
+    place, the chain's batch norm hides it. The margin is small so that dp/dα is not."""
     net = _net("gumbel")
-    _favour(net, 99)  # skip where a layer has it, else its last MBConv
+    for layer in supernet.searchable_layers(net):
+        alpha = np.zeros(len(layer.candidates), np.float32)
+        alpha[-1] = 2.0  # skip where a layer has it (last candidate), else its last MBConv
+        layer.alpha.assign(alpha)
     layers = supernet.searchable_layers(net)
     skipping = [i for i, layer in enumerate(layers) if layer.decisions().is_skip]
     assert skipping  # the tiny space offers skip in some layers
     with tf.GradientTape() as tape:
-        loss = tf.reduce_mean(tf.square(net(IMAGES, training=True)))
+        loss = tf.reduce_mean(tf.square(net(IMAGES, training=False)))
     grads = tape.gradient(loss, supernet.architecture_variables(net))
     for i in skipping:
-        assert np.abs(grads[i].numpy()).max() > 0, f"layer {i}: skip gate has no gradient"
+        assert np.abs(grads[i].numpy()).max() > 1e-6 * float(loss), \
+            f"layer {i}: skip gate has no gradient"
 
 
 def test_proxyless_changes_only_the_alpha_of_sampled_paths(path_counter):
