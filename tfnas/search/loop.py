@@ -31,6 +31,7 @@ from tfnas.errors import TfnasError
 from tfnas.methods import PROXYLESS_METHODS, REINFORCE_METHODS
 from tfnas.search import late, records
 from tfnas.search.config import SearchConfig
+from tfnas.space import Architecture
 
 class Interrupted(Exception):
     """The search saved a checkpoint and stopped on request (SIGTERM / SIGINT)."""
@@ -418,16 +419,28 @@ class Search:
         from tfnas import budget, supernet
 
         config = self.config
-        arch, scores = supernet.derive(self.model, config.space), supernet.op_scores(self.model)
+        arch = supernet.derive(self.model, config.space)
         window = self._window()
         if window is not None and window.steps:  # what the search held while it settled
-            arch = window.choose(config.constraints, config.target_tolerance)
-            scores = window.scores()
+            arch, scores = window.choose(config.constraints, config.target_tolerance), \
+                window.scores()
+        else:
+            scores = supernet.op_scores(self.model)
         derived = arch
         moves: list[budget.Move] = []
         if config.repair and config.constraints:
             arch, moves = budget.solve(arch, scores, config.constraints,
                                        config.target_tolerance)
+        self._answer = {"derived": derived, "scores": scores, "seconds": seconds,
+                        "late_window": window.describe(derived) if window is not None else None}
+        return self._write_report(arch, moves)
+
+    def _write_report(self, arch: Architecture, moves: list[Any],
+                      extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Writes arch.json and report.json for `arch` (the solver's `moves` from the search's
+        own network) and returns the report."""
+        config, answer = self.config, self._answer
+        derived = answer["derived"]
         model_dir = Path(config.model_dir)
         arch.save(model_dir / "arch.json")
         latency = [c.cost_model for c in config.constraints if c.name == "latency"]
@@ -446,11 +459,46 @@ class Search:
                                        config.target_tolerance) for c in config.constraints],
             "repaired": ({"moves": [m.to_dict() for m in moves],
                           "derived_ops": list(derived.op_names)} if moves else None),
-            "late_window": window.describe(derived) if window is not None else None,
-            "search_seconds": round(seconds, 2), "epochs": config.epochs,
-            "arch": arch.to_dict()}
+            "late_window": answer["late_window"],
+            "search_seconds": round(answer["seconds"], 2), "epochs": config.epochs,
+            **(extra or {}), "arch": arch.to_dict()}
+        if report.get("measured_ms") is not None:  # a latency budget holds as measured
+            for entry, c in zip(report["budgets"], config.constraints):
+                if c.name == "latency":
+                    entry.update(measured=report["measured_ms"],
+                                 measured_error=report["measured_ms"] / c.target - 1.0,
+                                 holds=c.holds(report["measured_ms"], config.target_tolerance
+                                               if c.kind == "target" else 0.0))
         (model_dir / "report.json").write_text(json.dumps(report, indent=1) + "\n")
         return report
+
+    def match_measured(self, report: dict[str, Any],
+                       measure: Callable[[Architecture], float]) -> dict[str, Any]:
+        """After `run`: the returned network measured on the device with `measure` (ms, in the
+        table's units); where that misses the latency budget, the budget is rescaled by the
+        network's measured/predicted ratio and solved again (`budget.match_measured`). Rewrites
+        arch.json and report.json (`measured_ms`, and `measured_networks` when it re-solved)."""
+        from tfnas import budget
+
+        config = self.config
+        arch = Architecture.from_dict(report["arch"])
+        latency = [c for c in config.constraints if c.name == "latency"]
+        if not latency or not config.repair:
+            return self._write_report(arch, self._moves(arch), {"measured_ms": measure(arch)})
+        returned = budget.Measured(arch, latency[0].cost_model.of(arch), measure(arch))
+        kept, tried = budget.match_measured(
+            self._answer["derived"], returned, self._answer["scores"], config.constraints,
+            config.target_tolerance, measure)
+        extra: dict[str, Any] = {"measured_ms": kept.measured}
+        if len(tried) > 1:
+            extra["measured_networks"] = [t.to_dict() for t in tried]
+        return self._write_report(kept.arch, self._moves(kept.arch), extra)
+
+    def _moves(self, arch: Architecture) -> list[Any]:
+        from tfnas import budget
+
+        return budget.moves(self._answer["derived"], arch, self._answer["scores"],
+                            self.config.constraints)
 
     def _window(self) -> late.LateWindow | None:
         """The late window's record (budgeted searches only), as the last checkpoint left it."""
