@@ -86,6 +86,50 @@ def test_folder_of_images(tmp_path):
     assert set(_labels(d.train(0))) <= {0, 1}
 
 
+def _npz(path, n_train=120, n_test=40, shape=(28, 28), dtype=np.uint8, **changes):
+    """A Fashion-MNIST-shaped npz file (class c: a bright c-th band), with `changes` to its
+    arrays (None drops one)."""
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        y = rng.integers(0, 10, n).astype(np.uint8)
+        x = rng.integers(0, 60, (n, *shape)).astype(np.float64)
+        for i, label in enumerate(y):
+            x[i, 2 * label:2 * label + 2] = 250
+        arrays[f"x_{split}"], arrays[f"y_{split}"] = x.astype(dtype), y
+    arrays.update(changes)
+    np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
+    return path
+
+
+def test_npz_arrays_train_on_x_train_and_validate_on_x_test(tmp_path):
+    path = _npz(tmp_path / "f.npz")
+    raw = np.load(path)
+    gray = data.load(f"npz:{path}", image_size=28, channels=1, batch_size=40, seed=0)
+    assert gray.spec.train_examples == 120 and gray.spec.val_examples == 40
+    val_images = np.concatenate([x.numpy() for x, _ in gray.val()])
+    assert val_images.shape == (40, 28, 28, 1)
+    # the test arrays, in order, scaled from 0..255 to [-1, 1]
+    np.testing.assert_allclose(val_images[..., 0], raw["x_test"] / 127.5 - 1.0, atol=1e-6)
+    np.testing.assert_array_equal(_labels(gray.val()), raw["y_test"])
+    train = np.concatenate([y.numpy() for _, y in gray.train(0)])
+    assert sorted(train) == sorted(raw["y_train"])  # 120 = 3 batches: every example once
+    # resized and made RGB for a space that takes 16x16x3
+    rgb = data.load(f"npz:{path}", image_size=16, channels=3, batch_size=40, seed=0)
+    images, _ = next(iter(rgb.train(0)))
+    assert images.shape == (40, 16, 16, 3) and -1 <= images.numpy().min() < -0.5
+    assert np.array_equal(images.numpy()[..., 0], images.numpy()[..., 2])
+    # float images in [0, 1] and N x H x W x 1 arrays mean the same
+    floats = _npz(tmp_path / "g.npz", dtype=np.float32)
+    as_floats = {k: v for k, v in np.load(floats).items()}
+    for split in ("train", "test"):
+        as_floats[f"x_{split}"] = (raw[f"x_{split}"] / 255.0)[..., None].astype(np.float32)
+    np.savez(floats, **as_floats)
+    again = data.load(f"npz:{floats}", image_size=28, channels=1, batch_size=40, seed=0)
+    np.testing.assert_allclose(np.concatenate([x.numpy() for x, _ in again.val()]),
+                               val_images, atol=1e-5)
+
+
 def _split(d, epoch):
     """Per part of the α hold-out: the ids and the image bytes of an epoch's batches."""
     parts = []
@@ -96,7 +140,7 @@ def _split(d, epoch):
     return parts
 
 
-@pytest.mark.parametrize("kind", ["digits", "synthetic", "folder", "tfds"])
+@pytest.mark.parametrize("kind", ["digits", "synthetic", "folder", "tfds", "npz"])
 def test_alpha_and_weight_splits_are_disjoint_and_fixed_across_epochs_and_resumes(
         kind, tmp_path):
     """A bi-level search learns α on held-out examples: they must never be weight examples,
@@ -105,7 +149,8 @@ def test_alpha_and_weight_splits_are_disjoint_and_fixed_across_epochs_and_resume
     import contextlib
 
     spec, stack = {"digits": "digits", "synthetic": "synthetic:400", "tfds": "tfds:mnist",
-                   "folder": f"folder:{_image_folder(tmp_path, 60)}"}[kind], contextlib.ExitStack()
+                   "folder": f"folder:{_image_folder(tmp_path, 60)}",
+                   "npz": f"npz:{_npz(tmp_path / 'f.npz')}"}[kind], contextlib.ExitStack()
     if kind == "tfds":
         tfds = pytest.importorskip("tensorflow_datasets")
         stack.enter_context(tfds.testing.mock_data(num_examples=200))
@@ -146,6 +191,32 @@ def test_alpha_and_weight_splits_are_disjoint_and_fixed_across_epochs_and_resume
 def test_bad_datasets(spec, kwargs, message):
     with pytest.raises(TfnasError, match=message):
         data.load(spec, image_size=8, **{"batch_size": 16, **kwargs})
+
+
+@pytest.mark.parametrize("changes,kwargs,message", [
+    ({"y_test": None}, {}, r"has no y_test: an npz dataset needs the arrays x_train, y_train"),
+    ({"y_train": np.full(120, 12, np.uint8)}, {},
+     r"y_train has labels 12..12, the space has 10 classes \(0..9\): set --num_classes"),
+    ({"y_test": np.full(40, -1, np.int64)}, {}, r"y_test has labels -1..-1"),
+    ({"y_train": np.zeros(120, np.float32)}, {}, "y_train must hold one integer label per image"),
+    ({"x_train": np.zeros((120, 28), np.uint8)}, {}, "x_train must be N x H x W or N x H x W x C"),
+    ({"x_test": np.zeros((40, 20, 20), np.uint8)}, {}, "they must be the same size"),
+    ({"x_train": np.zeros((120, 28, 28, 3), np.uint8),
+      "x_test": np.zeros((40, 28, 28, 3), np.uint8)}, {"channels": 1},
+     "holds RGB images and the space takes 1 channel: set --input_channels=3"),
+])
+def test_bad_npz_datasets_are_one_line(tmp_path, changes, kwargs, message):
+    path = _npz(tmp_path / "bad.npz", **changes)
+    with pytest.raises(TfnasError, match=message):
+        data.load(f"npz:{path}", image_size=28, batch_size=8, **kwargs)
+
+
+def test_an_npz_that_is_not_one_is_one_line(tmp_path):
+    (tmp_path / "text.npz").write_text("not a zip")
+    with pytest.raises(TfnasError, match="cannot read npz dataset .*text.npz: "):
+        data.load(f"npz:{tmp_path / 'text.npz'}", image_size=8, batch_size=4)
+    with pytest.raises(TfnasError, match="npz dataset '/no/such.npz' does not exist"):
+        data.load("npz:/no/such.npz", image_size=8, batch_size=4)
 
 
 def test_a_folder_without_class_subfolders_is_one_line(tmp_path):

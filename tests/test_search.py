@@ -144,6 +144,8 @@ def report_dir(tmp_path: Path, report: dict) -> Path:
     (["--device=phone"], "unknown device 'phone'"),
     (["--latency_model=mlp"], "expected table or predictor:PATH"),
     (["--latency_model=predictor:/nowhere.json"], "does not exist"),
+    (["--train_after_search", "--train_epochs=1"],
+     "--train_warmup_epochs must be in [0, epochs)"),
 ])
 def test_bad_flags_stop_before_training_with_one_line(tmp_path, args, message):
     model_dir = tmp_path / "run"
@@ -154,6 +156,31 @@ def test_bad_flags_stop_before_training_with_one_line(tmp_path, args, message):
     lines = error_lines(out.stderr)
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
     assert "starting search" not in out.stdout and not model_dir.exists()
+
+
+@pytest.mark.parametrize("arrays,args,message", [
+    ({"y_train": np.full(64, 10)}, [], "y_train has labels 10..10, the space has 10 classes"),
+    ({"x_train": np.zeros((64, 28, 28, 3), np.uint8),
+      "x_test": np.zeros((16, 28, 28, 3), np.uint8)}, ["--space=fashion"],
+     "holds RGB images and the space takes 1 channel: set --input_channels=3"),
+    ({"y_test": None}, [], "has no y_test"),
+])
+def test_a_bad_npz_dataset_stops_before_any_work_with_one_line(tmp_path, arrays, args,
+                                                                 message):
+    """Checked with the flags: before the device is profiled or anything is written."""
+    given = {"x_train": np.zeros((64, 28, 28), np.uint8), "y_train": np.zeros(64, np.uint8),
+             "x_test": np.zeros((16, 28, 28), np.uint8), "y_test": np.zeros(16, np.uint8),
+             **arrays}
+    np.savez(tmp_path / "d.npz", **{k: v for k, v in given.items() if v is not None})
+    model_dir = tmp_path / "run"
+    out = subprocess.run([sys.executable, "-m", "tfnas.search", *TINY_SEARCH,
+                          f"--dataset=npz:{tmp_path / 'd.npz'}", "--device=local",
+                          f"--model_dir={model_dir}", *args], capture_output=True, text=True,
+                         timeout=300, cwd=ROOT)
+    assert out.returncode == 2, out.stderr
+    lines = error_lines(out.stderr)
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+    assert not model_dir.exists()
 
 
 def test_bfloat16_step_keeps_decisions_and_cost_in_float32(tmp_path):
@@ -177,6 +204,7 @@ def test_search_on_a_device_builds_its_table_and_measures_the_result(tmp_path):
     out = subprocess.run([sys.executable, "-m", "tfnas.search", *TINY_SEARCH, "--epochs=1",
                           "--device=local", "--profile_runs=3", "--profile_seconds=0",
                           "--profile_repeats=1", "--calibration_archs=2",
+                          "--target_fraction=0.5", "--target_tolerance=0.0001",
                           f"--model_dir={model_dir}"], capture_output=True, text=True,
                          timeout=600, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -186,6 +214,17 @@ def test_search_on_a_device_builds_its_table_and_measures_the_result(tmp_path):
     assert report["cost_metric"] == "latency" and report["measured_ms"] > 0
     assert report["predicted_ms"] == pytest.approx(report["predicted_cost"])
     assert report["latency_model"] == f"table {model_dir / 'lut.json'}"
+    # a first network off its target as measured is solved again for the measured latency;
+    # the one kept is the arch.json written, with its own measurement
+    arch = json.loads((model_dir / "arch.json").read_text())
+    tried = report.get("measured_networks")
+    if tried is None:
+        assert abs(report["measured_ms"] / report["budgets"][0]["target"] - 1) <= 1e-4
+    else:
+        assert "solved again for the measured latency" in out.stdout
+        kept = [t for t in tried if t["ops"] == report["arch"]["ops"]]
+        assert kept and kept[0]["measured"] == report["measured_ms"]
+        assert report["arch"] == arch
 
 
 def test_search_with_a_latency_predictor_reports_its_prediction(tmp_path):

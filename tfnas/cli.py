@@ -110,10 +110,14 @@ def meter_from_flags(values: flags.FlagValues, space: "SearchSpace") -> "Meter":
                  reference=default_reference(space) if values.reference else None)
 
 
-def define_space_flags() -> None:
-    """--space and the overrides of its input size, width and classes."""
-    flags.DEFINE_string("space", "tiny", "Search space preset.")
+def define_space_flags(default: str = "tiny") -> None:
+    """--space and the overrides of its input size, channels, width and classes."""
+    from tfnas.space import PRESET_NAMES
+
+    flags.DEFINE_string("space", default, f"Search space preset: {', '.join(PRESET_NAMES)}.")
     flags.DEFINE_integer("input_size", None, "Override the space's input size.")
+    flags.DEFINE_integer("input_channels", None, "Override the space's input channels (1: "
+                         "grayscale, 3: RGB).")
     flags.DEFINE_float("width_multiplier", None, "Override the space's width multiplier.")
     flags.DEFINE_integer("num_classes", None, "Override the space's number of classes.")
 
@@ -122,4 +126,5 @@ def space_from_flags(values: flags.FlagValues) -> "SearchSpace":
     from tfnas.space import get_space
 
     return get_space(values.space, input_size=values.input_size,
+                     input_channels=values.input_channels,
                      width_multiplier=values.width_multiplier, num_classes=values.num_classes)

@@ -7,6 +7,10 @@ Specs (the `--dataset` flag):
 - `tfds:NAME`: a TensorFlow Datasets dataset (e.g. `tfds:imagenet2012`): decode, resize
   (random crop and flip for training), normalise, shuffle, batch with `drop_remainder`.
 - `folder:PATH`: your own images (.png, .jpg, .jpeg, .bmp, .gif), one subfolder per class.
+- `npz:PATH`: NumPy arrays `x_train`, `y_train`, `x_test`, `y_test` (images N x H x W
+  grayscale or N x H x W x C with C = 1 or 3, uint8 0-255 or float in [0, 1]; integer labels
+  0..K-1), resized to the space's input; the test arrays are the validation split (e.g.
+  Fashion-MNIST saved from TFDS or Keras: the same data as `tfds:fashion_mnist`).
 
 Every pipeline batches with `drop_remainder=True` (static shapes for TPU / XLA) and shuffles
 with a seed per epoch, so the order of epoch n is reproducible and a resumed search can skip
@@ -26,7 +30,8 @@ import numpy as np
 
 from tfnas.errors import TfnasError, error_line
 
-KINDS = ("digits", "synthetic[:N]", "tfds:NAME", "folder:PATH")
+KINDS = ("digits", "synthetic[:N]", "tfds:NAME", "folder:PATH", "npz:PATH")
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 SYNTHETIC_EXAMPLES = 2048
 
 
@@ -279,6 +284,81 @@ def folder(path: str, size: int, channels: int, batch_size: int, seed: int = 0,
     return Data(spec, batch_size, _indexed(dataset(order[n_val:])), val, seed, prepare)
 
 
+def _npz_arrays(path: str) -> dict[str, np.ndarray]:
+    """The four arrays of an `npz:PATH` file, checked (one clear line for each problem)."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [key for key in NPZ_KEYS if key not in npz.files]
+            if missing:
+                raise TfnasError(f"{path} has no {', '.join(missing)}: an npz dataset needs "
+                                 f"the arrays {', '.join(NPZ_KEYS)} (it has "
+                                 f"{', '.join(npz.files) or 'none'})")
+            arrays = {key: npz[key] for key in NPZ_KEYS}
+    except TfnasError:
+        raise
+    except FileNotFoundError:
+        raise TfnasError(f"npz dataset {path!r} does not exist") from None
+    except Exception as err:  # not a zip, truncated, pickled objects...
+        raise TfnasError(f"cannot read npz dataset {path}: {error_line(err)}") from None
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.ndim not in (3, 4) or (x.ndim == 4 and x.shape[-1] not in (1, 3)) or not len(x):
+            raise TfnasError(f"{path}: x_{split} must be N x H x W or N x H x W x C images "
+                             f"(C = 1 or 3), got shape {x.shape}")
+        if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
+            raise TfnasError(f"{path}: y_{split} must hold one integer label per image of "
+                             f"x_{split} ({len(x)}), got {y.dtype} of shape {y.shape}")
+        if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+            raise TfnasError(f"{path}: x_{split} must be numbers, got {x.dtype}")
+    if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
+        raise TfnasError(f"{path}: x_train images are {arrays['x_train'].shape[1:]}, x_test "
+                         f"images {arrays['x_test'].shape[1:]}: they must be the same size")
+    return arrays
+
+
+def _npz_for_space(path: str, num_classes: int | None, channels: int | None
+                   ) -> dict[str, np.ndarray]:
+    """The arrays of an npz dataset, checked against the space's classes and channels."""
+    arrays = _npz_arrays(path)
+    for split in ("train", "test"):
+        y = arrays[f"y_{split}"]
+        if num_classes is not None and (y.min() < 0 or y.max() >= num_classes):
+            raise TfnasError(f"{path}: y_{split} has labels {y.min()}..{y.max()}, the space "
+                             f"has {num_classes} classes (0..{num_classes - 1}): set "
+                             "--num_classes")
+    rgb = arrays["x_train"].ndim == 4 and arrays["x_train"].shape[-1] == 3
+    if rgb and channels == 1:
+        raise TfnasError(f"{path} holds RGB images and the space takes 1 channel: set "
+                         "--input_channels=3")
+    return arrays
+
+
+def npz(path: str, size: int, channels: int, num_classes: int, batch_size: int,
+        seed: int = 0) -> Data:
+    """An `npz:PATH` dataset: x_train/y_train to train on, x_test/y_test as validation; the
+    labels must lie in 0..num_classes-1 (the space's classes)."""
+    import tensorflow as tf
+
+    arrays = _npz_for_space(path, num_classes, channels)
+    in_channels = 1 if arrays["x_train"].ndim == 3 else arrays["x_train"].shape[-1]
+    scale = 255.0 if np.issubdtype(arrays["x_train"].dtype, np.integer) else 1.0
+
+    def images(x: np.ndarray) -> np.ndarray:
+        """[-1, 1], resized to the space's input, in chunks (60,000 images at once would
+        hold every resized copy twice)."""
+        x = x.reshape(*x.shape[:3], in_channels)
+        return np.concatenate([
+            _resize(tf.constant(x[i:i + 10_000], tf.float32) * (2.0 / scale) - 1.0, size,
+                    channels).numpy() for i in range(0, len(x), 10_000)])
+
+    train_x, test_x = images(arrays["x_train"]), images(arrays["x_test"])
+    spec = DataSpec(f"npz:{path}", num_classes, len(train_x), len(test_x))
+    _check_batches(spec, batch_size)
+    train = tf.data.Dataset.from_tensor_slices((train_x, arrays["y_train"].astype(np.int32)))
+    val = tf.data.Dataset.from_tensor_slices((test_x, arrays["y_test"].astype(np.int32)))
+    return Data(spec, batch_size, _indexed(train), val, seed)
+
+
 def _synthetic_examples(spec: str) -> int | None:
     """N of `synthetic:N` (2048 for plain `synthetic`); None for other kinds."""
     if spec == "synthetic":
@@ -292,13 +372,17 @@ def _synthetic_examples(spec: str) -> int | None:
     return int(count)
 
 
-def check_spec(spec: str) -> None:
-    """Raises the one-line error for a `--dataset` value of no known kind (loads nothing)."""
+def check_spec(spec: str, num_classes: int | None = None, channels: int | None = None) -> None:
+    """Raises the one-line error for a `--dataset` value of no known kind (loads nothing but
+    an npz file's arrays, which are checked against the space's classes and channels)."""
     if _synthetic_examples(spec) is not None:
         return
     if not (spec == "digits" or (spec.startswith("tfds:") and len(spec) > 5)
-            or (spec.startswith("folder:") and len(spec) > 7)):
+            or (spec.startswith("folder:") and len(spec) > 7)
+            or (spec.startswith("npz:") and len(spec) > 4)):
         raise TfnasError(f"unknown dataset {spec!r}: expected one of {', '.join(KINDS)}")
+    if spec.startswith("npz:"):
+        _npz_for_space(spec[4:], num_classes, channels)
 
 
 def load(spec: str, *, image_size: int, channels: int = 3, num_classes: int = 10,
@@ -312,6 +396,8 @@ def load(spec: str, *, image_size: int, channels: int = 3, num_classes: int = 10
         return synthetic(image_size, channels, num_classes, batch_size, seed, examples=examples)
     if spec.startswith("tfds:"):
         return tfds_dataset(spec[5:], image_size, channels, batch_size, seed)
+    if spec.startswith("npz:"):
+        return npz(spec[4:], image_size, channels, num_classes, batch_size, seed)
     return folder(spec[7:], image_size, channels, batch_size, seed)
 
 

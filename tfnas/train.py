@@ -47,12 +47,19 @@ def config_from_flags(values: Any, arch: Any, dataset: str, model_dir: str, seed
     def get(name: str) -> Any:
         return getattr(values, prefix + name)
 
-    return TrainConfig(arch=arch, dataset=dataset, model_dir=model_dir, epochs=get("epochs"),
-                       batch_size=get("batch_size"), optimizer=get("optimizer"),
-                       learning_rate=get("learning_rate"),
-                       warmup_epochs=get("warmup_epochs"), weight_decay=get("weight_decay"),
-                       label_smoothing=get("label_smoothing"), dropout=get("dropout"),
-                       seed=seed, jit_compile=jit_compile)
+    from tfnas.errors import TfnasError
+
+    try:
+        return TrainConfig(arch=arch, dataset=dataset, model_dir=model_dir,
+                           epochs=get("epochs"), batch_size=get("batch_size"),
+                           optimizer=get("optimizer"), learning_rate=get("learning_rate"),
+                           warmup_epochs=get("warmup_epochs"),
+                           weight_decay=get("weight_decay"),
+                           label_smoothing=get("label_smoothing"), dropout=get("dropout"),
+                           seed=seed, jit_compile=jit_compile)
+    except TfnasError as err:  # name the flags: "--train_epochs must be ..."
+        raise TfnasError("; ".join(f"--{prefix}{problem}"
+                                   for problem in str(err).split("; "))) from None
 
 
 def summary(report: dict[str, Any], model_dir: str) -> str:
@@ -68,7 +75,7 @@ def main(argv: list[str]) -> None:
     from tfnas.trainer import Interrupted, train
 
     arch = Architecture.load(FLAGS.arch)
-    data.check_spec(FLAGS.dataset)
+    data.check_spec(FLAGS.dataset, arch.space.num_classes, arch.space.input_channels)
     config = config_from_flags(FLAGS, arch, FLAGS.dataset, FLAGS.model_dir, FLAGS.seed,
                                FLAGS.jit_compile or bool(FLAGS.tpu))
     cli.import_tensorflow_quietly()

@@ -6,26 +6,23 @@
 
 from __future__ import annotations
 
-from tfnas import cli
 from absl import flags
 
+from tfnas import cli
+
 FLAGS = flags.FLAGS
-flags.DEFINE_string("space", "tiny", "Search space preset.")
+cli.define_space_flags()
 flags.DEFINE_string("op", None, "One op for every layer, e.g. mbconv_k3_e6 (MobileNetV2-like).")
 flags.DEFINE_string("ops", None, "Comma-separated op per layer.")
 flags.DEFINE_integer("sample_seed", None, "Sample every layer uniformly with this seed.")
-flags.DEFINE_float("width_multiplier", None, "Override the space's width multiplier.")
-flags.DEFINE_integer("input_size", None, "Override the space's input size.")
-flags.DEFINE_integer("num_classes", None, "Override the space's number of classes.")
 flags.DEFINE_string("out", None, "Where to write the JSON (default: print it).")
 
 
 def main(argv: list[str]) -> None:
     from tfnas.errors import TfnasError
-    from tfnas.space import Architecture, get_space, parse_ops
+    from tfnas.space import Architecture, parse_ops
 
-    space = get_space(FLAGS.space, input_size=FLAGS.input_size,
-                      width_multiplier=FLAGS.width_multiplier, num_classes=FLAGS.num_classes)
+    space = cli.space_from_flags(FLAGS)
     given = [x for x in (FLAGS.op, FLAGS.ops, FLAGS.sample_seed) if x is not None]
     if len(given) != 1:
         raise TfnasError("give exactly one of --op, --ops or --sample_seed")

@@ -157,7 +157,9 @@ def calibrate(table: LatencyTable, space: SearchSpace, meter: Meter, out: str | 
     measure_with_progress(meter, [timing_models.network(arch) for arch in todo], progress,
                           "calibrating", "networks", network_done)
     networks = [Architecture(space, tuple(Op.parse(op) for op in ops)) for ops in done]
+    before = table.to_dict()
     table.fit_calibration([table.cost(a) for a in networks], measured,
                           [mbconv_layers(a) for a in networks])
-    table.save(out)
+    if todo or table.to_dict() != before:  # a complete table is left as it is
+        table.save(out)
     return table

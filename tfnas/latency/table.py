@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -165,9 +166,13 @@ class LatencyTable:
             raise TfnasError(f"malformed latency table: {err}") from None
 
     def save(self, path: str | Path) -> None:
+        """Writes the table atomically (a temporary file renamed over it): a process reading
+        it meanwhile, e.g. another search of a sweep, sees the old table or the new one."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        os.replace(temporary, path)
 
     @classmethod
     def load(cls, path: str | Path) -> "LatencyTable":

@@ -25,17 +25,14 @@ from tfnas.search.loop import Interrupted, Search, StopOnSignal
 from tfnas.space import Architecture
 
 
-def _define_flags() -> None:
+def define_flags() -> None:
+    """Every flag of `python -m tfnas.search` (also the sweep's, which passes them on)."""
     from absl import flags
 
-    from tfnas import data, objectives, space
+    from tfnas import cli, data, objectives
     from tfnas.methods import METHODS
 
-    flags.DEFINE_string("space", "single_path",
-                        f"Search space preset: {', '.join(space.PRESET_NAMES)}.")
-    flags.DEFINE_integer("num_classes", None, "Override the space's number of classes.")
-    flags.DEFINE_integer("input_size", None, "Override the space's input size.")
-    flags.DEFINE_float("width_multiplier", None, "Override the space's width multiplier.")
+    cli.define_space_flags(default="single_path")
     flags.DEFINE_string("dataset", "tfds:imagenet2012", f"Dataset: {', '.join(data.KINDS)}.")
     flags.DEFINE_enum("method", "superkernel", list(METHODS), "Search method: "
                       "superkernel (Single-Path NAS), softmax (DARTS/FBNet mixed op), gumbel "
@@ -215,16 +212,14 @@ def config_from_flags(flags_values: Any, table_ready: bool = True) -> SearchConf
 
     With `--device`, call it once with `table_ready=False` to validate before profiling, and
     again once the device's table exists (budgets are then checked against it)."""
-    from tfnas import budget, data
-    from tfnas.space import get_space
+    from tfnas import budget, cli, data
 
     f = flags_values
     if f.device:
         from tfnas.latency.devices import parse_device
 
         parse_device(f.device, threads=f.threads)  # a bad spec stops here
-    space = get_space(f.space, num_classes=f.num_classes, input_size=f.input_size,
-                      width_multiplier=f.width_multiplier)
+    space = cli.space_from_flags(f)
     budgets_only = f.max_mparams is not None or f.max_mflops is not None
     # default: a target's budget; with only params / FLOPs budgets, no fixed-λ term beside them
     latency = _latency_model(f, space, table_ready)
@@ -262,7 +257,15 @@ def config_from_flags(flags_values: Any, table_ready: bool = True) -> SearchConf
             constraints.append(Constraint(model, value, "max", flag=flag, **budget_options))
     for constraint in constraints:
         budget.check_feasible(constraint, space)  # an unreachable budget stops here
-    data.check_spec(f.dataset)
+    data.check_spec(f.dataset, space.num_classes, space.input_channels)
+    if f.train_after_search:  # the --train_* flags stop here too, not after the search
+        from tfnas import train
+        from tfnas.space import Architecture
+
+        some_network = Architecture(space, tuple(space.candidates(i)[0]
+                                                 for i in range(space.num_layers)))
+        train.config_from_flags(f, some_network, f.dataset, f.model_dir, f.seed, False,
+                                prefix="train_")
     return SearchConfig(
         space=space, dataset=f.dataset, cost_model=cost_model, objective=objective,
         constraints=tuple(constraints), model_dir=f.model_dir, method=f.method,
@@ -278,6 +281,25 @@ def config_from_flags(flags_values: Any, table_ready: bool = True) -> SearchConf
         target_tolerance=f.target_tolerance, latency_source=_latency_source(f, latency, space))
 
 
+def profile_device(f: Any, space: Any) -> Any:
+    """Profiles `--device` into its table (only missing rows and calibration networks) and
+    returns a Meter anchored to that table (measurements in the table's units)."""
+    from tfnas.latency.devices import parse_device
+    from tfnas.latency.meter import Meter, default_reference
+    from tfnas.latency.profiler import calibrate, profile
+
+    device = parse_device(f.device, threads=f.threads)
+    device.check()
+    meter = Meter(device, runs=f.profile_runs, min_seconds=f.profile_seconds,
+                  repeats=f.profile_repeats, reference=default_reference(space))
+    path = device_table_path(f)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    table = profile(space, meter, path)
+    calibrate(table, space, meter, path, num_archs=f.calibration_archs)
+    meter.anchor_to(table)
+    return meter
+
+
 def main(argv: list[str]) -> None:
     from absl import flags
 
@@ -291,22 +313,9 @@ def main(argv: list[str]) -> None:
                           "device": f.device}, indent=1))
         return
     cli.import_tensorflow_quietly()
-    device = None
+    meter = None
     if f.device:  # build (or complete) the device's table, then search on it
-        from tfnas.latency.devices import parse_device
-        from tfnas.latency.meter import Meter, default_reference
-        from tfnas.latency.profiler import calibrate, profile
-
-        device = parse_device(f.device, threads=f.threads)
-        device.check()
-        meter = Meter(device, runs=f.profile_runs, min_seconds=f.profile_seconds,
-                      repeats=f.profile_repeats,
-                      reference=default_reference(config.space))
-        path = device_table_path(f)
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        table = profile(config.space, meter, path)
-        calibrate(table, config.space, meter, path, num_archs=f.calibration_archs)
-        meter.anchor_to(table)  # the derived net is measured in the table's units
+        meter = profile_device(f, config.space)
         config = config_from_flags(f)
     if f.deterministic:
         import tensorflow as tf
@@ -320,12 +329,11 @@ def main(argv: list[str]) -> None:
     except Interrupted as stop:
         print(stop, flush=True)
         raise SystemExit(143)
-    arch = Architecture.from_dict(report["arch"])
-    if device is not None:  # the derived network, measured on the device it was searched for
+    if meter is not None:  # the network, measured (and matched) on the device it is for
         from tfnas.latency.profiler import measure_network
 
-        report["measured_ms"] = measure_network(arch, meter)
-        (Path(config.model_dir) / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+        report = search.match_measured(report, lambda a: measure_network(a, meter))
+    arch = Architecture.from_dict(report["arch"])
     if f.train_after_search:
         from tfnas import train, trainer
 
@@ -355,6 +363,12 @@ def _summary(report: dict[str, Any], config: SearchConfig) -> str:
             measured = report["measured_ms"]
             line += f", measured {measured:.4g} ({(measured / b['target'] - 1) * 100:+.1f}%)"
         lines.append(line + ("" if b["holds"] else "  (missed)"))
+    if report.get("measured_networks"):
+        tried = report["measured_networks"]
+        lines.append(f"measured: the first network was {tried[0]['measured']:.4g} ms against "
+                     f"{tried[0]['predicted']:.4g} predicted; solved again for the measured "
+                     f"latency, {len(tried) - 1} more network(s) measured ("
+                     + ", ".join(f"{t['measured']:.4g}" for t in tried[1:]) + " ms)")
     if report.get("repaired"):
         moves = [f"layer {m['layer']} {m['before']}→{m['after']}"
                  for m in report["repaired"]["moves"]]
@@ -381,5 +395,5 @@ def _summary(report: dict[str, Any], config: SearchConfig) -> str:
 if __name__ == "__main__":
     from tfnas import cli
 
-    _define_flags()
+    define_flags()
     cli.run(main, tensorflow=False)  # flags are checked before TensorFlow loads

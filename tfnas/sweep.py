@@ -1,0 +1,276 @@
+"""`python -m tfnas.sweep`: one search per latency target on one table, each derived network
+trained, exported and timed on the device, and the Pareto table and plot of accuracy against
+measured latency.
+
+    python -m tfnas.sweep --flagfile=flags/quickstart.flags --target_fractions=0.2,0.5,0.8 \
+        --model_dir=runs/sweep [--parallel=2]
+
+Every flag of `python -m tfnas.search` is accepted and passed on to each target's search
+(`MODEL_DIR/fraction_F` or `MODEL_DIR/target_Tms`), with `--train_after_search` on. The
+device's table is profiled once, before any search starts; the searches then run `--parallel`
+at a time (each is resumable: a SIGTERM stops them all, saved, and the same command resumes
+every unfinished target where it stopped). When all are done, each trained network is exported
+to float32 TFLite (`model.tflite` in its target's folder) and all are timed together on the
+device (one run, interleaved, in the table's units), and MODEL_DIR/pareto.csv, pareto.json and
+pareto.png are written.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tfnas import cli
+from absl import flags
+
+FLAGS = flags.FLAGS
+SWEEP_FLAGS = ("target_fractions", "targets_ms", "parallel")
+
+
+def _define_flags() -> None:
+    from tfnas.search.__main__ import define_flags
+
+    define_flags()
+    FLAGS.set_default("model_dir", "runs/sweep")
+    FLAGS.set_default("train_after_search", True)
+    flags.DEFINE_list("target_fractions", None, "Latency targets as fractions of the space's "
+                      "range (see --target_fraction), e.g. 0.2,0.5,0.8.")
+    flags.DEFINE_list("targets_ms", None, "Latency targets in ms, e.g. 40,60,80.")
+    flags.DEFINE_integer("parallel", 1, "Searches run at the same time (each uses the host's "
+                         "cores: more than one helps only with cores to spare; latency "
+                         "measured during a search then shares the host with the others, the "
+                         "final timing does not).", lower_bound=1)
+
+
+def _targets() -> list[tuple[str, str]]:
+    """(folder name, search flag) per target; one clear error for bad lists."""
+    from tfnas.errors import TfnasError
+
+    if (FLAGS.target_fractions is None) == (FLAGS.targets_ms is None):
+        raise TfnasError("give the targets with --target_fractions or --targets_ms (one of them)")
+    if FLAGS.target_ms is not None or FLAGS.target_fraction is not None:
+        raise TfnasError("a sweep takes --target_fractions or --targets_ms, not --target_ms or "
+                         "--target_fraction")
+    fractions = FLAGS.target_fractions is not None
+    name = "--target_fractions" if fractions else "--targets_ms"
+    targets = []
+    for text in FLAGS.target_fractions or FLAGS.targets_ms:
+        try:
+            value = float(text)
+        except ValueError:
+            raise TfnasError(f"{name}: {text!r} is not a number") from None
+        if (fractions and not 0 <= value <= 1) or (not fractions and value <= 0):
+            raise TfnasError(f"{name}: {text} is outside " + ("[0, 1]" if fractions else
+                                                              "(0, inf)"))
+        folder = f"fraction_{value:g}" if fractions else f"target_{value:g}ms"
+        flag = f"--target_fraction={value:g}" if fractions else f"--target_ms={value:g}"
+        if any(folder == f for f, _ in targets):
+            raise TfnasError(f"{name}: {text} is given twice")
+        targets.append((folder, flag))
+    return targets
+
+
+def _passed_on(model_dir: Path) -> list[str]:
+    """The search flags set on the command line (or in a flag file), for every target."""
+    own = set(SWEEP_FLAGS) | {"model_dir", "target_ms", "target_fraction", "dry_run",
+                              "flagfile", "train_after_search"}
+    args = []
+    for name in list(FLAGS):
+        flag = FLAGS[name]
+        if name == flag.name and flag.present and name not in own and _is_search_flag(name):
+            args.append(flag.serialize())
+    if FLAGS.device and not FLAGS.latency_table:  # every target times on one table
+        args.append(f"--latency_table={model_dir / 'lut.json'}")
+    return args + ["--train_after_search" if FLAGS.train_after_search
+                   else "--notrain_after_search"]
+
+
+def _is_search_flag(name: str) -> bool:
+    module = FLAGS.find_module_defining_flag(name, "")
+    return module.startswith("tfnas.")
+
+
+def _done(folder: Path) -> bool:
+    report = folder / "report.json"
+    if not report.exists():
+        return False
+    done = json.loads(report.read_text())
+    return "arch" in done and (not FLAGS.train_after_search or "train" in done)
+
+
+def _run_searches(model_dir: Path, targets: list[tuple[str, str]], args: list[str]) -> None:
+    """Runs the targets' searches, `--parallel` at a time; SIGTERM / SIGINT stop them (each
+    saves first) and exit 143."""
+    from tfnas.errors import TfnasError
+
+    pending = [(name, flag) for name, flag in targets if not _done(model_dir / name)]
+    for name, _ in targets:
+        if _done(model_dir / name):
+            print(f"{name}: done before, kept", flush=True)
+    running: dict[str, tuple[subprocess.Popen, Any]] = {}
+    stop = {"signal": None}
+
+    def forward(signum: int, _: Any) -> None:
+        stop["signal"] = signum
+        for process, _ in running.values():
+            process.send_signal(signal.SIGTERM)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, forward)
+    failed = []
+    while pending or running:
+        while pending and len(running) < FLAGS.parallel and stop["signal"] is None:
+            name, flag = pending.pop(0)
+            folder = model_dir / name
+            folder.mkdir(parents=True, exist_ok=True)
+            log = (folder / "sweep.log").open("a")
+            command = [sys.executable, "-m", "tfnas.search", *args, flag,
+                       f"--model_dir={folder}"]
+            print(f"{name}: searching ({' '.join(command[3:])}); log {folder / 'sweep.log'}",
+                  flush=True)
+            running[name] = (subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT),
+                             log)
+        time.sleep(0.5)
+        for name, (process, log) in list(running.items()):
+            if process.poll() is None:
+                continue
+            log.close()
+            del running[name]
+            if process.returncode == 0:
+                print(f"{name}: {_summary(model_dir / name)}", flush=True)
+            elif stop["signal"] is None:
+                failed.append(name)
+                tail = (model_dir / name / "sweep.log").read_text().strip().splitlines()
+                print(f"{name}: failed ({tail[-1] if tail else 'no output'})", flush=True)
+        if stop["signal"] is not None and not running:
+            print("sweep stopped; every target's search saved its progress: run the same "
+                  "command to resume", flush=True)
+            raise SystemExit(143)
+    if failed:
+        raise TfnasError(f"{len(failed)} target(s) failed ({', '.join(failed)}): see their "
+                         "sweep.log; run the same command again to retry them")
+
+
+def _summary(folder: Path) -> str:
+    report = json.loads((folder / "report.json").read_text())
+    latency = [b for b in report["budgets"] if b["name"] == "latency"]
+    parts = []
+    if latency:
+        b = latency[0]
+        parts.append(f"target {b['target']:.4g} ms, predicted {b['predicted']:.4g}")
+        if b.get("measured") is not None:
+            parts.append(f"measured {b['measured']:.4g}")
+    if report.get("train"):
+        parts.append(f"top-1 {report['train']['top1']:.4f}")
+    return ", ".join(parts)
+
+
+def _export_and_time(model_dir: Path, targets: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Exports each trained network to float32 TFLite and times them all together on the
+    device (anchored to the table when there is one)."""
+    import keras
+
+    from tfnas import export
+    from tfnas.space import Architecture
+
+    rows, models = [], []
+    for name, _ in targets:
+        folder = model_dir / name
+        report = json.loads((folder / "report.json").read_text())
+        arch = Architecture.from_dict(report["arch"])
+        tflite = folder / "model.tflite"
+        if report.get("train"):
+            if not tflite.exists():
+                model = keras.models.load_model(folder / "train" / "model.keras")
+                tflite.write_bytes(export.to_tflite(model, arch=arch))
+            models.append(tflite.read_bytes())
+        else:  # not trained: time the architecture (fresh weights: the same graph)
+            from tfnas.latency import timing_models
+
+            models.append(timing_models.network(arch))
+        latency = [b for b in report["budgets"] if b["name"] == "latency"]
+        rows.append({"target": name, "target_ms": latency[0]["target"] if latency else None,
+                     "predicted_ms": report.get("predicted_ms"),
+                     "top1": report["train"]["top1"] if report.get("train") else None,
+                     "params": report["params"], "mflops": report["flops"] / 1e6,
+                     "method": report["method"], "ops": list(arch.op_names)})
+    meter = _meter(model_dir)
+    if meter is None:
+        return rows
+    print(f"timing {len(models)} exported network(s) together on {FLAGS.device}", flush=True)
+    for row, ms in zip(rows, meter.measure(models)):
+        row["measured_ms"] = ms
+    return rows
+
+
+def _meter(model_dir: Path) -> Any:
+    if not FLAGS.device:
+        return None
+    from tfnas.latency.devices import parse_device
+    from tfnas.latency.meter import Meter, default_reference
+    from tfnas.latency.table import LatencyTable
+
+    space = cli.space_from_flags(FLAGS)
+    meter = Meter(parse_device(FLAGS.device, threads=FLAGS.threads), runs=FLAGS.profile_runs,
+                  min_seconds=FLAGS.profile_seconds, repeats=FLAGS.profile_repeats,
+                  reference=default_reference(space))
+    table_path = FLAGS.latency_table or str(model_dir / "lut.json")
+    if Path(table_path).exists():
+        table = LatencyTable.load(table_path)
+        meter.join(table.device, f"latency table {table_path!r}")
+        meter.anchor_to(table)
+    return meter
+
+
+def main(argv: list[str]) -> None:
+    from tfnas import pareto
+    from tfnas.errors import TfnasError
+    from tfnas.search.__main__ import config_from_flags, profile_device
+
+    targets = _targets()
+    model_dir = Path(FLAGS.model_dir)
+    config_from_flags(FLAGS, table_ready=not FLAGS.device)  # bad search flags stop here
+    args = _passed_on(model_dir)
+    for name, flag in targets:  # and every target's own check, before any work
+        checked = subprocess.run([sys.executable, "-m", "tfnas.search", *args, flag,
+                                  f"--model_dir={model_dir / name}", "--dry_run"],
+                                 capture_output=True, text=True)
+        if checked.returncode != 0:
+            lines = checked.stderr.strip().splitlines() or ["no output"]
+            raise TfnasError(f"{name}: {lines[-1].removeprefix('error: ')}")
+    model_dir.mkdir(parents=True, exist_ok=True)
+    cli.import_tensorflow_quietly()  # after the checks: bad flags stop in a second
+    if FLAGS.device:  # one table for every target, profiled before they start
+        if not FLAGS.latency_table:
+            FLAGS.latency_table = str(model_dir / "lut.json")
+        profile_device(FLAGS, cli.space_from_flags(FLAGS))
+    began = time.time()
+    _run_searches(model_dir, targets, args)
+    rows = _export_and_time(model_dir, targets)
+    timed = [r for r in rows if r.get("measured_ms") is not None and r["top1"] is not None]
+    if timed:
+        pareto.write_table(rows, model_dir / "pareto")
+        pareto.plot(timed, model_dir / "pareto.png",
+                    targets=[r["target_ms"] for r in timed if r["target_ms"]])
+    print(f"\n{'target':16s} {'target ms':>10s} {'predicted':>10s} {'measured':>10s} "
+          f"{'top-1':>7s} {'params':>8s}")
+    for r in rows:
+        print(f"{r['target']:16s} {_fmt(r['target_ms'])} {_fmt(r['predicted_ms'])} "
+              f"{_fmt(r.get('measured_ms'))} {_fmt(r['top1'], 7, '.4f')} {r['params']:8,d}")
+    where = (f"wrote {model_dir}/pareto.csv, pareto.json and pareto.png" if timed else
+             "no device to time on (--device) or nothing trained: no Pareto table")
+    print(f"sweep of {len(targets)} target(s) took {time.time() - began:.0f} s; {where}")
+
+
+def _fmt(value: Any, width: int = 10, spec: str = ".4g") -> str:
+    return f"{'-':>{width}s}" if value is None else f"{value:{width}{spec}}"
+
+
+if __name__ == "__main__":
+    _define_flags()
+    cli.run(main, tensorflow=False)  # the searches run in their own processes
