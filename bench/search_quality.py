@@ -3,7 +3,7 @@ at equal latency measured on this host.
 
     python bench/search_quality.py [--npz=../shared/data/fashion_mnist/fashion_mnist.npz] \
         [--target_fractions=0.3,0.7] [--methods=superkernel,proxyless] [--search_seeds=0,1] \
-        [--train_examples=20000] [--search_epochs=10] [--train_epochs=10] \
+        [--train_examples=10000] [--search_epochs=5] [--train_epochs=5] \
         [--out=runs/search_quality]
 
 Needs the Fashion-MNIST arrays (`x_train`, `y_train`, `x_test`, `y_test`); the default path is
@@ -16,9 +16,9 @@ table of this host (built into OUT/lut.json if absent):
    returned network is measured and matched to T); the first method once per seed of
    `--search_seeds` (how stable is the answer);
 3. `--num_random` random networks of the space whose measured latency is within ±`--band` of T;
-4. the MobileNetV2-like network (every layer MBConv3x3-e6) at the width multiplier whose
-   measured latency is nearest T (channels round to multiples of 8, so widths are discrete:
-   its error is printed);
+4. the MobileNetV2-like network (every layer MBConv3x3-e6) at the width multiplier measured
+   within ±`--band` of T, else at the two widths measured nearest below and above T (channels
+   round to multiples of 8, so widths are discrete), with its accuracy at T interpolated;
 5. every network trained from scratch with one schedule (`tfnas.trainer`, the first
    `--train_examples` training images, seed 0) and evaluated once on the 10,000 test images;
    the first searched network also with seeds 1 and 2: the seed noise.
@@ -52,9 +52,9 @@ flags.DEFINE_list("target_fractions", ["0.3", "0.7"], "Targets, as fractions of 
                   "latency range on this host's table.")
 flags.DEFINE_list("methods", ["superkernel", "proxyless"], "Search methods.")
 flags.DEFINE_list("search_seeds", ["0", "1"], "Seeds of the first method's searches.")
-flags.DEFINE_integer("train_examples", 20000, "Training images used (the first N).")
-flags.DEFINE_integer("search_epochs", 10, "Epochs of each search.")
-flags.DEFINE_integer("train_epochs", 10, "Epochs of every training run (one schedule).")
+flags.DEFINE_integer("train_examples", 10000, "Training images used (the first N).")
+flags.DEFINE_integer("search_epochs", 5, "Epochs of each search.")
+flags.DEFINE_integer("train_epochs", 5, "Epochs of every training run (one schedule).")
 flags.DEFINE_integer("batch_size", 128, "Batch size of searches and training.")
 flags.DEFINE_integer("num_random", 5, "Random networks per target.")
 flags.DEFINE_float("band", 0.02, "Random and MobileNetV2-like networks: within this relative "
@@ -92,6 +92,7 @@ def _search(out: Path, dataset: str, table: Path, target: float, method: str, se
                f"--dataset={dataset}", f"--latency_table={table}", "--device=local",
                f"--target_ms={target}", f"--method={method}", f"--epochs={FLAGS.search_epochs}",
                f"--batch_size={FLAGS.batch_size}", f"--seed={seed}", "--notrain_after_search",
+               "--warmup_epochs=1", "--kernel_dropout=0", "--dropout_epochs=0",
                f"--model_dir={model_dir}"]
     print(f"searching: {method}, seed {seed}, T = {target:.4g} ms", flush=True)
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
@@ -154,6 +155,18 @@ def _mobilenet_widths(space, meter, out: Path) -> list[dict]:
     return _cached(out / "mobilenet_widths.json", measure)
 
 
+def _bracket(widths: list[dict], target: float) -> list[dict]:
+    """The widths measured nearest T from below and from above (one if one is within the
+    band): channels round to multiples of 8, so no width may land within ±band of T."""
+    nearest = min(widths, key=lambda w: abs(w["measured_ms"] / target - 1))
+    if abs(nearest["measured_ms"] / target - 1) <= FLAGS.band:
+        return [nearest]
+    below = [w for w in widths if w["measured_ms"] < target]
+    above = [w for w in widths if w["measured_ms"] >= target]
+    return ([max(below, key=lambda w: w["measured_ms"])] if below else []) + (
+        [min(above, key=lambda w: w["measured_ms"])] if above else [])
+
+
 def _train(arch, dataset: str, model_dir: Path, seed: int) -> float:
     from tfnas import trainer
 
@@ -214,10 +227,10 @@ def main(argv: list[str]) -> None:
         for i, r in enumerate(randoms):
             nets.append(("random", f"random_{i}", Architecture(space, tuple(parse_ops(r["ops"]))),
                          r["measured_ms"], [0]))
-        nearest = min(widths, key=lambda w: abs(w["measured_ms"] / target - 1))
-        mbv2 = Architecture.uniform(space.replace(width_multiplier=nearest["width"]), Op(3, 6))
-        nets.append(("mobilenetv2-like", f"mobilenetv2_w{nearest['width']:g}", mbv2,
-                     nearest["measured_ms"], [0]))
+        for w in _bracket(widths, target):
+            mbv2 = Architecture.uniform(space.replace(width_multiplier=w["width"]), Op(3, 6))
+            nets.append(("mobilenetv2-like", f"mobilenetv2_w{w['width']:g}", mbv2,
+                         w["measured_ms"], [0]))
         for group, name, arch, ms, seeds in nets:
             for seed in seeds:
                 top1 = _train(arch, dataset, folder / "train" / f"{name}_seed{seed}", seed)
@@ -259,6 +272,14 @@ def _print_table(results: list[dict]) -> None:
                   f"({r['latency_error'] * 100:+.1f}%)  top-1 {r['top1']:.4f}"
                   + (f"  ({margin:+.2f} random σ)" if r["group"] != "random" else ""))
         print(f"  random: {random.mean():.4f} ± {sigma:.4f} (n={len(random)})")
+        mbv2 = sorted((r for r in main_seed if r["group"] == "mobilenetv2-like"),
+                      key=lambda r: r["measured_ms"])
+        if len(mbv2) == 2:  # accuracy at T, linear in measured latency between the two
+            (a, b), t = mbv2, target
+            at_t = a["top1"] + (b["top1"] - a["top1"]) * (t - a["measured_ms"]) / (
+                b["measured_ms"] - a["measured_ms"])
+            print(f"  mobilenetv2-like at T (interpolated between widths {a['width']:g} and "
+                  f"{b['width']:g}): {at_t:.4f}")
         if len(noise) > 1:
             print(f"  seed noise (one network, {len(noise)} seeds): {np.mean(noise):.4f} ± "
                   f"{np.std(noise, ddof=1):.4f}")

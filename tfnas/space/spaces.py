@@ -269,11 +269,12 @@ _PRESETS: dict[str, SearchSpace] = {
         first_filters=8,
         stages=(Stage(16, 2, 2), Stage(24, 2, 2), Stage(32, 1, 1)),
         head_filters=64, kernels=(3, 5), expansions=(3, 6)),
-    # Fashion-MNIST / MNIST-sized (28x28 grayscale): big enough that architectures differ in
-    # accuracy, small enough to train a network in minutes on 2 CPU cores.
+    # Fashion-MNIST / MNIST-sized (28x28 grayscale, stride-2 stem): big enough that
+    # architectures differ in accuracy, small enough to train one in a minute or two on 2 CPU
+    # cores (10,000 images, 5 epochs).
     "fashion": SearchSpace(
         name="fashion", input_size=28, input_channels=1, num_classes=10, stem_filters=16,
-        stem_stride=1, first_filters=16,
+        stem_stride=2, first_filters=16,
         stages=(Stage(24, 2, 2), Stage(40, 3, 2), Stage(64, 2, 1)),
         head_filters=256, kernels=(3, 5), expansions=(3, 6)),
 }
