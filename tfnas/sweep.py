@@ -6,7 +6,8 @@ measured latency.
         --model_dir=runs/sweep [--parallel=2]
 
 Every flag of `python -m tfnas.search` is accepted and passed on to each target's search
-(`MODEL_DIR/fraction_F` or `MODEL_DIR/target_Tms`), with `--train_after_search` on. The
+(`MODEL_DIR/fraction_F` or `MODEL_DIR/target_Tms`), with `--train_after_search` on; the
+target lists replace a `--target_ms` / `--target_fraction` (e.g. one in a flag file). The
 device's table is profiled once, before any search starts; the searches then run `--parallel`
 at a time (each is resumable: a SIGTERM stops them all, saved, and the same command resumes
 every unfinished target where it stopped). When all are done, each trained network is exported
@@ -53,9 +54,6 @@ def _targets() -> list[tuple[str, str]]:
 
     if (FLAGS.target_fractions is None) == (FLAGS.targets_ms is None):
         raise TfnasError("give the targets with --target_fractions or --targets_ms (one of them)")
-    if FLAGS.target_ms is not None or FLAGS.target_fraction is not None:
-        raise TfnasError("a sweep takes --target_fractions or --targets_ms, not --target_ms or "
-                         "--target_fraction")
     fractions = FLAGS.target_fractions is not None
     name = "--target_fractions" if fractions else "--targets_ms"
     targets = []
