@@ -213,15 +213,25 @@ def solve(arch: Architecture, scores: Sequence[dict[Op, float]],
         around = answer
     # the answers checked with the cost models themselves (exact for additive models)
     true_costs = np.array([[c.cost_model.of(a) for c in constraints] for a in tried])
-    true_weights = np.array([sum(scores[i].get(op, -1e9) for i, op in enumerate(a.ops))
-                             for a in tried])
-    fits = np.all(true_costs <= np.array(limits) * (1 + 1e-12), axis=1)
-    if not np.any(fits):
+    best = _pick_checked(tried, true_costs, scores, constraints, tolerance)
+    if best is None:
         raise TfnasError("could not meet " + ", ".join(
             c.describe() for c in constraints if c.kind == "max") + " with this cost model")
-    best = [a for a, ok in zip(tried, fits) if ok][
-        _pick(true_costs[fits], true_weights[fits], constraints, tolerance)]
-    return best, moves(arch, best, scores, constraints)
+    return tried[best], moves(arch, tried[best], scores, constraints)
+
+
+def _pick_checked(archs: Sequence[Architecture], costs: np.ndarray,
+                  scores: Sequence[dict[Op, float]], constraints: Sequence[Constraint],
+                  tolerance: float) -> int | None:
+    """Of networks whose costs per budget are known (`costs`, one row each), the index `_pick`
+    takes among those within every max budget; None when none is."""
+    weights = np.array([sum(scores[i].get(op, -1e9) for i, op in enumerate(a.ops))
+                        for a in archs])
+    limits = np.array([c.target if c.kind == "max" else np.inf for c in constraints])
+    fits = np.all(costs <= limits * (1 + 1e-12), axis=1)
+    if not np.any(fits):
+        return None
+    return int(np.flatnonzero(fits)[_pick(costs[fits], weights[fits], constraints, tolerance)])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -271,14 +281,11 @@ def match_measured(derived: Architecture, returned: Measured, scores: Sequence[d
         tried.append(current)
     costs = np.array([[t.measured if k == j else c.cost_model.of(t.arch)
                        for k, c in enumerate(constraints)] for t in tried])
-    weights = np.array([sum(scores[i].get(op, -1e9) for i, op in enumerate(t.arch.ops))
-                        for t in tried])
-    limits = np.array([c.target if c.kind == "max" else np.inf for c in constraints])
-    fits = np.all(costs <= limits * (1 + 1e-12), axis=1)
-    if not np.any(fits):  # every one over a max budget: the least over
-        return tried[int(np.argmin(np.max(costs / limits, axis=1)))], tried
-    keep = np.flatnonzero(fits)[_pick(costs[fits], weights[fits], constraints, tolerance)]
-    return tried[int(keep)], tried
+    keep = _pick_checked([t.arch for t in tried], costs, scores, constraints, tolerance)
+    if keep is None:  # every one over a max budget: the least over
+        limits = np.array([c.target if c.kind == "max" else np.inf for c in constraints])
+        keep = int(np.argmin(np.max(costs / limits, axis=1)))
+    return tried[keep], tried
 
 
 def _additive(cost_model: Any) -> bool:
