@@ -372,15 +372,21 @@ def _synthetic_examples(spec: str) -> int | None:
     return int(count)
 
 
-def check_spec(spec: str, num_classes: int | None = None, channels: int | None = None) -> None:
-    """Raises the one-line error for a `--dataset` value of no known kind (loads nothing but
-    an npz file's arrays, which are checked against the space's classes and channels)."""
+def _check_kind(spec: str) -> None:
+    """Raises the one-line error for a `--dataset` value of no known kind (reads nothing)."""
     if _synthetic_examples(spec) is not None:
         return
     if not (spec == "digits" or (spec.startswith("tfds:") and len(spec) > 5)
             or (spec.startswith("folder:") and len(spec) > 7)
             or (spec.startswith("npz:") and len(spec) > 4)):
         raise TfnasError(f"unknown dataset {spec!r}: expected one of {', '.join(KINDS)}")
+
+
+def check_spec(spec: str, num_classes: int | None = None, channels: int | None = None) -> None:
+    """Raises the one-line error for a bad `--dataset` value, before any work: a kind it does
+    not know, or an npz file whose arrays do not fit the space's classes and channels (the only
+    kind read here)."""
+    _check_kind(spec)
     if spec.startswith("npz:"):
         _npz_for_space(spec[4:], num_classes, channels)
 
@@ -388,7 +394,7 @@ def check_spec(spec: str, num_classes: int | None = None, channels: int | None =
 def load(spec: str, *, image_size: int, channels: int = 3, num_classes: int = 10,
          batch_size: int, seed: int = 0) -> Data:
     """The dataset named by a `--dataset` value (see the module docstring)."""
-    check_spec(spec)
+    _check_kind(spec)  # an npz file is checked as it is read
     if spec == "digits":
         return digits(image_size, channels, batch_size, seed)
     examples = _synthetic_examples(spec)
