@@ -13,13 +13,15 @@ LATENCY, ACCURACY = "measured_ms", "top1"
 
 def front(rows: Sequence[dict[str, Any]]) -> list[bool]:
     """For each row, whether no other row is at least as fast and as accurate and strictly
-    better in one of the two (lower `measured_ms`, higher `top1`)."""
+    better in one of the two (lower `measured_ms`, higher `top1`); a row without both (not
+    trained, not timed) is not on the front and dominates none."""
+    known = [r for r in rows if r.get(LATENCY) is not None and r.get(ACCURACY) is not None]
     flags = []
     for row in rows:
-        dominated = any(
+        dominated = row not in known or any(
             other[LATENCY] <= row[LATENCY] and other[ACCURACY] >= row[ACCURACY]
             and (other[LATENCY] < row[LATENCY] or other[ACCURACY] > row[ACCURACY])
-            for other in rows)
+            for other in known)
         flags.append(not dominated)
     return flags
 

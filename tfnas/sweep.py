@@ -168,9 +168,10 @@ def _summary(folder: Path) -> str:
     return ", ".join(parts)
 
 
-def _export_and_time(model_dir: Path, targets: list[tuple[str, str]]) -> list[dict[str, Any]]:
-    """Exports each trained network to float32 TFLite and times them all together on the
-    device (anchored to the table when there is one)."""
+def _export_and_time(model_dir: Path, targets: list[tuple[str, str]], meter: Any
+                     ) -> list[dict[str, Any]]:
+    """Exports each trained network to float32 TFLite and times them all together with
+    `meter` (the device's, anchored to its table; None: not timed)."""
     import keras
 
     from tfnas import export
@@ -197,32 +198,12 @@ def _export_and_time(model_dir: Path, targets: list[tuple[str, str]]) -> list[di
                      "top1": report["train"]["top1"] if report.get("train") else None,
                      "params": report["params"], "mflops": report["flops"] / 1e6,
                      "method": report["method"], "ops": list(arch.op_names)})
-    meter = _meter(model_dir)
     if meter is None:
         return rows
     print(f"timing {len(models)} exported network(s) together on {FLAGS.device}", flush=True)
     for row, ms in zip(rows, meter.measure(models)):
         row["measured_ms"] = ms
     return rows
-
-
-def _meter(model_dir: Path) -> Any:
-    if not FLAGS.device:
-        return None
-    from tfnas.latency.devices import parse_device
-    from tfnas.latency.meter import Meter, default_reference
-    from tfnas.latency.table import LatencyTable
-
-    space = cli.space_from_flags(FLAGS)
-    meter = Meter(parse_device(FLAGS.device, threads=FLAGS.threads), runs=FLAGS.profile_runs,
-                  min_seconds=FLAGS.profile_seconds, repeats=FLAGS.profile_repeats,
-                  reference=default_reference(space))
-    table_path = FLAGS.latency_table or str(model_dir / "lut.json")
-    if Path(table_path).exists():
-        table = LatencyTable.load(table_path)
-        meter.join(table.device, f"latency table {table_path!r}")
-        meter.anchor_to(table)
-    return meter
 
 
 def main(argv: list[str]) -> None:
@@ -243,13 +224,14 @@ def main(argv: list[str]) -> None:
             raise TfnasError(f"{name}: {lines[-1].removeprefix('error: ')}")
     model_dir.mkdir(parents=True, exist_ok=True)
     cli.import_tensorflow_quietly()  # after the checks: bad flags stop in a second
+    meter = None
     if FLAGS.device:  # one table for every target, profiled before they start
         if not FLAGS.latency_table:
             FLAGS.latency_table = str(model_dir / "lut.json")
-        profile_device(FLAGS, cli.space_from_flags(FLAGS))
+        meter = profile_device(FLAGS, cli.space_from_flags(FLAGS))
     began = time.time()
     _run_searches(model_dir, targets, args)
-    rows = _export_and_time(model_dir, targets)
+    rows = _export_and_time(model_dir, targets, meter)
     timed = [r for r in rows if r.get("measured_ms") is not None and r["top1"] is not None]
     if timed:
         pareto.write_table(rows, model_dir / "pareto")
