@@ -115,9 +115,7 @@ def _randoms(space, cost, meter, target: float, taken: set, seed: int) -> list[d
     near, tries = [], 0
     while len(near) < 2000 and tries < 400_000:  # random draws: the space may be large
         tries += 1
-        arch = Architecture(space, tuple(
-            space.candidates(i)[rng.integers(len(space.candidates(i)))]
-            for i in range(space.num_layers)))
+        arch = Architecture.sample(space, rng)
         if abs(cost.of(arch) / target - 1) <= FLAGS.band and arch.op_names not in taken:
             taken.add(arch.op_names)
             near.append(arch)

@@ -359,9 +359,8 @@ def _summary(report: dict[str, Any], config: SearchConfig) -> str:
         sign = "≤" if b["kind"] == "max" else "="
         line = (f"{b['name']}: target {sign} {b['target']:g} {b['unit']}, predicted "
                 f"{b['predicted']:.4g} ({b['error'] * 100:+.1f}%)")
-        if b["name"] == "latency" and report.get("measured_ms") is not None:
-            measured = report["measured_ms"]
-            line += f", measured {measured:.4g} ({(measured / b['target'] - 1) * 100:+.1f}%)"
+        if b.get("measured") is not None:
+            line += f", measured {b['measured']:.4g} ({b['measured_error'] * 100:+.1f}%)"
         lines.append(line + ("" if b["holds"] else "  (missed)"))
     if report.get("measured_networks"):
         tried = report["measured_networks"]

@@ -11,20 +11,27 @@ LOG_FIELDS = ("epoch", "ce", "accuracy", "val_accuracy", "cost", "lam", "seconds
 
 
 def budget_report(constraint: Any, arch: Any, derived: Any, step_log: Path,
-                  tolerance: float) -> dict[str, Any]:
-    """A budget's outcome and its multiplier's trajectory (from search_steps.csv)."""
+                  tolerance: float, measured: float | None = None) -> dict[str, Any]:
+    """A budget's outcome and its multiplier's trajectory (from search_steps.csv); with
+    `measured` (a latency budget, the network timed on the device), its measured error, and
+    whether it holds as measured."""
     lams: list[float] = []
     if step_log.exists():
         with step_log.open() as f:
             lams = [float(row[f"lam_{constraint.name}"]) for row in csv.DictReader(f)]
     value, before = constraint.cost_model.of(arch), constraint.cost_model.of(derived)
-    return {"name": constraint.name, "kind": constraint.kind, "target": constraint.target,
-            "unit": constraint.cost_model.unit, "predicted": value,
-            "error": value / constraint.target - 1.0,
-            "before_repair": before, "error_before_repair": before / constraint.target - 1.0,
-            "holds": constraint.holds(value, tolerance if constraint.kind == "target" else 0.0),
-            "lam": ({"first": lams[0], "last": lams[-1], "min": min(lams), "max": max(lams),
-                     "steps": len(lams)} if lams else None)}
+    slack = tolerance if constraint.kind == "target" else 0.0
+    report = {"name": constraint.name, "kind": constraint.kind, "target": constraint.target,
+              "unit": constraint.cost_model.unit, "predicted": value,
+              "error": value / constraint.target - 1.0,
+              "before_repair": before, "error_before_repair": before / constraint.target - 1.0,
+              "holds": constraint.holds(value, slack),
+              "lam": ({"first": lams[0], "last": lams[-1], "min": min(lams), "max": max(lams),
+                       "steps": len(lams)} if lams else None)}
+    if measured is not None:
+        report.update(measured=measured, measured_error=measured / constraint.target - 1.0,
+                      holds=constraint.holds(measured, slack))
+    return report
 
 
 class StepLog:
