@@ -98,14 +98,20 @@ def test_search_killed_mid_epoch_resumes_to_the_same_architecture(tmp_path):
     rest = terminate_after(_search_command(killed_dir, *budget), "epoch 1:", 0.7)
     assert "checkpoint saved" in rest and "stopped at epoch 2 step" in rest
     assert not (killed_dir / "arch.json").exists()
-    assert json.loads((killed_dir / "late_window.json").read_text())["steps"] > 0
+    assert json.loads((killed_dir / "late_window.json").read_text())["states"][-1]["steps"] > 0
 
     resumed = subprocess.run(_search_command(killed_dir, *budget), capture_output=True,
                              text=True, timeout=600, cwd=ROOT, env=env)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resuming search" in resumed.stdout
-    for name in ("arch.json", "late_window.json"):
-        assert (killed_dir / name).read_text() == (tmp_path / "straight" / name).read_text()
+    assert (killed_dir / "arch.json").read_text() == (tmp_path / "straight" / "arch.json"
+                                                       ).read_text()
+    window = [json.loads((d / "late_window.json").read_text())["states"][-1]
+              for d in (killed_dir, tmp_path / "straight")]
+    assert window[0] == window[1]
+    # every step logged once, with the values of the uninterrupted run
+    assert (killed_dir / "search_steps.csv").read_text() == (
+        tmp_path / "straight" / "search_steps.csv").read_text()
     # the same trajectory, not just the same decisions: last epoch's validation and cost
     assert _last_log_row(killed_dir)[3:6] == _last_log_row(tmp_path / "straight")[3:6]
     report = json.loads((killed_dir / "report.json").read_text())

@@ -37,6 +37,13 @@ def test_a_killed_training_resumes_to_the_same_network(tmp_path, trained_tiny, a
     assert re.search(r"resuming training: .*, from epoch [123]\n", resumed.stdout)
     again = json.loads((tmp_path / "killed" / "train_report.json").read_text())
     assert again["top1"] == report["top1"] and again["loss"] == pytest.approx(report["loss"])
+    # one log row per epoch: the stopped epoch's partial row is not kept (issue 18, defect 7)
+    rows = (tmp_path / "killed" / "train_log.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows] == ["epoch", "0", "1", "2", "3"]
+    # a finished run rerun is reported, not trained (nor re-evaluated) again
+    rerun = _train(arch_file, tmp_path / "killed")
+    assert rerun.returncode == 0 and "holds this training, finished" in rerun.stdout
+    assert "resuming" not in rerun.stdout and f"top-1 {report['top1']:.4f}" in rerun.stdout
 
     # the saved model is the one evaluated: it gives the report's accuracy
     import keras

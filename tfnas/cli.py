@@ -8,7 +8,7 @@ exit with code 2, before any heavy work starts (DESIGN.md rule 7).
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Callable, NoReturn, Sequence
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence
 
 from tfnas.quiet import silence_tensorflow
 
@@ -16,7 +16,7 @@ silence_tensorflow()  # entry points import this module before TensorFlow
 
 from absl import app, flags  # noqa: E402
 
-from tfnas.errors import TfnasError, error_line  # noqa: E402
+from tfnas.errors import TfnasError, error_line, missing_file  # noqa: E402
 
 if TYPE_CHECKING:
     from tfnas.latency.meter import Meter
@@ -29,11 +29,42 @@ def fail(message: str) -> NoReturn:
     sys.exit(2)
 
 
+HELP_OPTIONS = ("-h", "--help", "-help", "--helpshort", "--helpfull", "-?")
+
+
 def _parse_flags(argv: Sequence[str]) -> list[str]:
+    if any(arg in HELP_OPTIONS for arg in argv[1:]):
+        print_help(argv[0])
+        sys.exit(0)
+    for arg in argv[1:]:  # absl's own message is "ERROR:: Unable to open flagfile: [Errno 2]..."
+        if arg.startswith("--flagfile="):
+            from pathlib import Path
+
+            path = Path(arg.split("=", 1)[1])
+            if not path.is_file():
+                fail(str(missing_file(path, "--flagfile")))
     try:
         return flags.FLAGS(list(argv))
     except flags.Error as err:
-        fail(error_line(err))
+        fail(error_line(err).removeprefix("ERROR:: "))
+
+
+def print_help(program: str) -> None:
+    """The entry point's docstring and every flag it takes (absl's own left out)."""
+    main = sys.modules.get("__main__")
+    doc = (getattr(main, "__doc__", None) or "").strip()
+    print(doc or program)
+    groups = [(module, defined) for module, defined in
+              flags.FLAGS.flags_by_module_dict().items()
+              if defined and not module.startswith("absl")]
+    own = [g for g in groups if g[0] == "__main__" or g[0].endswith(".py")]
+    labels = {"tfnas.cli": "shared flags", "tfnas.train": "training flags"}
+    for module, defined in own + [g for g in groups if g not in own]:
+        print(f"\n{labels.get(module, 'flags' if (module, defined) in own else module)}:")
+        for flag in sorted(defined, key=lambda f: f.name):
+            default = "" if flag.default is None else f" (default: {flag.default_as_str})"
+            print(f"  --{flag.name}: {flag.help}{default}")
+    print("\n  --flagfile=FILE: read flags from FILE, one per line (# starts a comment)")
 
 
 def import_tensorflow_quietly() -> None:
@@ -128,3 +159,39 @@ def space_from_flags(values: flags.FlagValues) -> "SearchSpace":
     return get_space(values.space, input_size=values.input_size,
                      input_channels=values.input_channels,
                      width_multiplier=values.width_multiplier, num_classes=values.num_classes)
+
+
+def flag_settings(values: flags.FlagValues, modules: Sequence[str] | None = None,
+                  skip: Sequence[str] = ()) -> dict[str, Any]:
+    """The command's own flags (absl's left out) by name: what a run directory records
+    (`tfnas.rundir`). `modules`: only the flags those modules define; `skip`: flags that do
+    not change a run's result (where it is written, how often it checkpoints)."""
+    out = {}
+    for module, defined in values.flags_by_module_dict().items():
+        if module.startswith("absl") or (modules is not None and module not in modules):
+            continue
+        for flag in defined:
+            if flag.name not in skip:
+                out[flag.name] = flag.value
+    return dict(sorted(out.items()))
+
+
+def input_fingerprints(inputs: dict[str, str | None], model_dir: str) -> dict[str, Any]:
+    """Fingerprints of the input files the flags name (`tfnas.rundir.fingerprint`), by flag;
+    files inside `model_dir` are the run's own outputs and left out, as are names that are no
+    file (a built-in table, a TFDS data set)."""
+    from pathlib import Path
+
+    from tfnas.rundir import fingerprint
+
+    own = Path(model_dir).resolve()
+    out = {}
+    for name, value in inputs.items():
+        if not value:
+            continue
+        path = Path(value.split(":", 1)[1] if value.startswith(("npz:", "folder:",
+                                                                 "predictor:")) else value)
+        if not path.exists() or own in path.resolve().parents:
+            continue
+        out[name] = fingerprint(path)
+    return out

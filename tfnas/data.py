@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from tfnas.errors import TfnasError, error_line
+from tfnas.errors import TfnasError, error_line, missing_file
 
 KINDS = ("digits", "synthetic[:N]", "tfds:NAME", "folder:PATH", "npz:PATH")
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -253,7 +253,8 @@ def folder(path: str, size: int, channels: int, batch_size: int, seed: int = 0,
 
     root = Path(path)
     if not root.is_dir():
-        raise TfnasError(f"image folder {path!r} does not exist")
+        raise TfnasError(f"image folder {path!r} " + (
+            "is a file, not a folder" if root.exists() else "does not exist"))
     classes = sorted(d.name for d in root.iterdir() if d.is_dir())
     files = [(str(f), label) for label, name in enumerate(classes)
              for f in sorted((root / name).rglob("*"))
@@ -296,8 +297,8 @@ def _npz_arrays(path: str) -> dict[str, np.ndarray]:
             arrays = {key: npz[key] for key in NPZ_KEYS}
     except TfnasError:
         raise
-    except FileNotFoundError:
-        raise TfnasError(f"npz dataset {path!r} does not exist") from None
+    except (FileNotFoundError, IsADirectoryError):
+        raise missing_file(path, "npz dataset") from None
     except Exception as err:  # not a zip, truncated, pickled objects...
         raise TfnasError(f"cannot read npz dataset {path}: {error_line(err)}") from None
     for split in ("train", "test"):

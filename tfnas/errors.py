@@ -19,3 +19,12 @@ def first_line(text: object, default: str = "no output") -> str:
 def error_line(err: BaseException) -> str:
     """The first line of an exception's message, or its type when it has none."""
     return first_line(err, type(err).__name__)
+
+
+def missing_file(path: object, what: str, hint: str = "") -> TfnasError:
+    """The error for a file that cannot be read as one: `what 'path' does not exist` or `... is
+    a directory, not a file`, with an optional hint in parentheses."""
+    from pathlib import Path
+
+    problem = "is a directory, not a file" if Path(str(path)).is_dir() else "does not exist"
+    return TfnasError(f"{what} {str(path)!r} {problem}" + (f" ({hint})" if hint else ""))

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from tfnas.errors import TfnasError
+from tfnas.errors import TfnasError, missing_file
 from tfnas.quiet import captured_output
 from tfnas.space import Architecture, SearchSpace
 
@@ -147,7 +147,7 @@ def read_model_file(path: str | Path) -> bytes:
     """Bytes of a .tflite file, with a clear error when it is missing or not a TFLite model."""
     path = Path(path)
     if not path.is_file():
-        raise TfnasError(f"model file {str(path)!r} does not exist")
+        raise missing_file(path, "model file")
     data = path.read_bytes()
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise TfnasError(f"{path} is not a .tflite model (no TFL3 file identifier)")

@@ -69,15 +69,36 @@ def summary(report: dict[str, Any], model_dir: str) -> str:
 
 
 def main(argv: list[str]) -> None:
-    from tfnas import data, distribute
-    from tfnas.search.loop import StopOnSignal
+    import json
+    from pathlib import Path
+
+    from tfnas import data, rundir
     from tfnas.space import Architecture
-    from tfnas.trainer import Interrupted, train
 
     arch = Architecture.load(FLAGS.arch)
     data.check_spec(FLAGS.dataset, arch.space.num_classes, arch.space.input_channels)
     config = config_from_flags(FLAGS, arch, FLAGS.dataset, FLAGS.model_dir, FLAGS.seed,
                                FLAGS.jit_compile or bool(FLAGS.tpu))
+    # the run directory: one writer, and a rerun must train the same network the same way
+    settings = {**cli.flag_settings(FLAGS, skip=("arch", "model_dir", "overwrite", "tpu")),
+                "arch": arch.to_dict(), "inputs": cli.input_fingerprints(
+                    {"dataset": FLAGS.dataset}, FLAGS.model_dir)}
+    with rundir.claim(FLAGS.model_dir, settings, overwrite=FLAGS.overwrite,
+                      what="training") as run:
+        if run.finished:
+            print(f"{FLAGS.model_dir} holds this training, finished (--overwrite to train "
+                  "again)")
+            report = json.loads((Path(FLAGS.model_dir) / "train_report.json").read_text())
+            print(summary(report, FLAGS.model_dir))
+            return
+        _train(config, run)
+
+
+def _train(config: Any, run: Any) -> None:
+    from tfnas import distribute
+    from tfnas.search.loop import StopOnSignal
+    from tfnas.trainer import Interrupted, train
+
     cli.import_tensorflow_quietly()
     if FLAGS.deterministic:
         import tensorflow as tf
@@ -90,6 +111,7 @@ def main(argv: list[str]) -> None:
     except Interrupted as stop:
         print(stop, flush=True)
         raise SystemExit(143)
+    run.finish()
     print(summary(report, FLAGS.model_dir))
 
 
@@ -103,5 +125,8 @@ if __name__ == "__main__":
                       "Compute dtype (auto: mixed_bfloat16 with --tpu, else float32).")
     flags.DEFINE_bool("jit_compile", False, "Compile the train step with XLA (on for TPUs).")
     flags.DEFINE_bool("deterministic", True, "Deterministic TensorFlow ops.")
+    flags.DEFINE_bool("overwrite", False, "Start afresh in a --model_dir that holds a training "
+                      "made with other flags or another network (the old run is moved to "
+                      "MODEL_DIR.old-TIMESTAMP).")
     flags.mark_flags_as_required(["arch", "model_dir"])
     cli.run(main, tensorflow=False)

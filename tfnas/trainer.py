@@ -26,6 +26,7 @@ from tfnas.errors import TfnasError
 from tfnas.space import Architecture
 
 OPTIMIZERS = ("sgd", "adamw")
+LOG_FIELDS = ("epoch", "loss", "top1", "top5")  # train_log.csv
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +80,7 @@ def train(config: TrainConfig, strategy: Any = None,
     import keras
     import tensorflow as tf
 
-    from tfnas import data, nets
+    from tfnas import checkpoints, csvlog, data, nets
 
     arch, space = config.arch, config.arch.space
     strategy = strategy or tf.distribute.get_strategy()
@@ -121,10 +122,10 @@ def train(config: TrainConfig, strategy: Any = None,
     # masks an uninterrupted one would
     rng = [v.value for v in model.non_trainable_variables if v.name == "seed_generator_state"]
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch, rng=rng)
-    manager = tf.train.CheckpointManager(checkpoint, str(model_dir), max_to_keep=2)
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    manager, _ = checkpoints.open_manager(checkpoint, model_dir)
     start_epoch = int(epoch)
+    log_path = model_dir / "train_log.csv"
+    csvlog.cut_log(log_path, start_epoch)  # rows of epochs after the checkpoint: again
     seconds_file = model_dir / "train_seconds.txt"
     before = float(seconds_file.read_text()) if seconds_file.exists() else 0.0
     began = time.time()
@@ -149,6 +150,10 @@ def train(config: TrainConfig, strategy: Any = None,
             def on_epoch_end(self, index: int, logs: Any = None) -> None:
                 if self.stopped:  # Keras ends a stopped epoch early: it is not finished
                     return
+                # the row first, then the checkpoint that says how far the log holds
+                csvlog.append_rows(log_path, LOG_FIELDS, [
+                    {"epoch": index, **{k: float((logs or {}).get(k, float("nan")))
+                                        for k in LOG_FIELDS[1:]}}])
                 epoch.assign(index + 1)
                 manager.save()
                 seconds_file.write_text(f"{before + time.time() - began:.3f}\n")
@@ -157,12 +162,11 @@ def train(config: TrainConfig, strategy: Any = None,
                 if should_stop():
                     self.stopped = self.model.stop_training = True
 
-        history = keras.callbacks.CSVLogger(str(model_dir / "train_log.csv"), append=True)
         board = keras.callbacks.TensorBoard(str(model_dir / "tb"), write_graph=False)
         model.fit(train_data, epochs=config.epochs, initial_epoch=start_epoch,
                   steps_per_epoch=steps, verbose=2 if config.verbose else 0,
                   shuffle=False,  # the pipeline shuffles per epoch (Keras warns otherwise)
-                  callbacks=[EpochCheckpoint(), history, board])
+                  callbacks=[EpochCheckpoint(), board])
         if int(epoch) < config.epochs:
             raise Interrupted(f"stopped during epoch {int(epoch)}; epochs up to it are saved "
                               f"in {model_dir}: run the same command to resume")

@@ -96,10 +96,10 @@ def main(argv: list[str]) -> None:
 def _load_keras(path: str):
     import keras
 
-    from tfnas.errors import TfnasError
+    from tfnas.errors import TfnasError, missing_file
 
     if not Path(path).is_file():
-        raise TfnasError(f"model file {path!r} does not exist")
+        raise missing_file(path, "model file")
     try:
         return keras.models.load_model(path)
     except Exception as err:  # Keras raises ValueError, OSError, zipfile errors...

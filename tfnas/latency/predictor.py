@@ -28,7 +28,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from tfnas.errors import TfnasError
+from tfnas.errors import TfnasError, missing_file
 from tfnas.space import Architecture, SearchSpace
 
 FORMAT = "tfnas.latency_predictor/1"
@@ -105,8 +105,8 @@ class LatencyPredictor:
     def load(cls, path: str | Path) -> "LatencyPredictor":
         path = Path(path)
         if not path.is_file():
-            raise TfnasError(f"latency predictor {str(path)!r} does not exist (train one with "
-                             "python tools/train_predictor.py)")
+            raise missing_file(path, "latency predictor",
+                               "train one with python tools/train_predictor.py")
         try:
             data = json.loads(path.read_text())
             if data.get("format") != FORMAT:

@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from tfnas.errors import TfnasError
+from tfnas.errors import TfnasError, missing_file
 from tfnas.space import Architecture, LayerSignature, SearchSpace
 
 FORMAT = "tfnas.latency_table/1"
@@ -183,8 +183,8 @@ class LatencyTable:
         else:
             path = Path(path)
             if not path.is_file():
-                raise TfnasError(f"latency table {str(path)!r} does not exist (built-in tables: "
-                                 f"{', '.join(BUILTIN_TABLES)})")
+                raise missing_file(path, "latency table",
+                                   f"built-in tables: {', '.join(BUILTIN_TABLES)}")
             text = path.read_text()
         try:
             return cls.from_dict(json.loads(text))

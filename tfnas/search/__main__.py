@@ -129,6 +129,37 @@ def define_flags() -> None:
     train.define_flags(prefix="train_")
     flags.DEFINE_bool("dry_run", False, "Check the flags, print the search's configuration "
                       "(JSON) and stop: nothing is written, no TPU or device is contacted.")
+    flags.DEFINE_bool("overwrite", False, "Start afresh in a --model_dir that holds a run made "
+                      "with other flags (the old run is moved to MODEL_DIR.old-TIMESTAMP). "
+                      "Without it, the same flags resume the run (or report it, if finished) "
+                      "and other flags stop with a line naming them.")
+
+
+# flags that do not change a search's result: where it writes, how often it checkpoints, which
+# TPU runs it, whether training follows (the training has its own run directory)
+NOT_SETTINGS = ("model_dir", "overwrite", "dry_run", "checkpoint_every", "tpu",
+                "train_after_search")
+
+
+def run_settings(f: Any, space: Any) -> dict[str, Any]:
+    """What the search's run directory records (`tfnas.rundir`): its flags and its input
+    files' fingerprints."""
+    from tfnas import cli
+
+    own = cli.flag_settings(f, skip=NOT_SETTINGS)
+    own = {k: v for k, v in own.items() if k not in cli.flag_settings(f, ["tfnas.train"])}
+    table = None if f.device else table_path(f, space)
+    return {**own, "inputs": cli.input_fingerprints(
+        {"latency_table": table, "latency_model": f.latency_model, "dataset": f.dataset},
+        f.model_dir)}
+
+
+def train_settings(f: Any) -> dict[str, Any]:
+    """What --train_after_search's run directory (MODEL_DIR/train) records."""
+    from tfnas import cli
+
+    return {**cli.flag_settings(f, ["tfnas.train"]), "dataset": f.dataset, "seed": f.seed,
+            "precision": f.precision, "jit_compile": f.jit_compile}
 
 
 def device_table_path(flags_values: Any) -> str:
@@ -303,7 +334,7 @@ def profile_device(f: Any, space: Any) -> Any:
 def main(argv: list[str]) -> None:
     from absl import flags
 
-    from tfnas import cli, distribute
+    from tfnas import distribute
 
     f = flags.FLAGS
     config = config_from_flags(f, table_ready=not f.device)  # bad flags stop here
@@ -312,43 +343,80 @@ def main(argv: list[str]) -> None:
         print(json.dumps({**config.summary(), "precision": precision, "tpu": f.tpu,
                           "device": f.device}, indent=1))
         return
+    from tfnas import rundir
+
+    # one writer per run directory, and a rerun must be the same search (before any work)
+    with rundir.claim(f.model_dir, run_settings(f, config.space), overwrite=f.overwrite,
+                      what="search") as run:
+        train_run = (rundir.claim(Path(f.model_dir) / "train", train_settings(f),
+                                  overwrite=f.overwrite, what="training")
+                     if f.train_after_search else None)
+        try:
+            report = _search_and_train(f, config, precision, run, train_run)
+        finally:
+            if train_run is not None:
+                train_run.release()
+    arch = Architecture.from_dict(report["arch"])
+    print(arch.table())
+    print(_summary(report, config))
+
+
+def _search_and_train(f: Any, config: SearchConfig, precision: str, run: Any,
+                      train_run: Any) -> dict[str, Any]:
+    """The search (unless the run directory holds it finished), then the training."""
+    from tfnas import cli, distribute, rundir
+
+    report_path = Path(config.model_dir) / "report.json"
+    if run.finished:
+        print(f"{config.model_dir} holds this search, finished: its result follows "
+              "(--overwrite to search again)", flush=True)
+        report = json.loads(report_path.read_text())
+        if train_run is None or train_run.finished:
+            return report
     cli.import_tensorflow_quietly()
-    meter = None
-    if f.device:  # build (or complete) the device's table, then search on it
-        meter = profile_device(f, config.space)
-        config = config_from_flags(f)
     if f.deterministic:
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
     distribute.set_precision(precision)
-    strategy = distribute.strategy_for(flags.FLAGS.tpu)
-    search = Search(config, strategy)
-    try:
-        report = search.run(StopOnSignal())
-    except Interrupted as stop:
-        print(stop, flush=True)
-        raise SystemExit(143)
-    if meter is not None:  # the network, measured (and matched) on the device it is for
-        from tfnas.latency.profiler import measure_network
+    strategy = distribute.strategy_for(f.tpu)
+    if not run.finished:
+        meter = None
+        if f.device:  # build (or complete) the device's table, then search on it
+            meter = profile_device(f, config.space)
+            config = config_from_flags(f)
+        search = Search(config, strategy)
+        try:
+            report = search.run(StopOnSignal())
+        except Interrupted as stop:
+            print(stop, flush=True)
+            raise SystemExit(143)
+        if meter is not None:  # the network, measured (and matched) on the device it is for
+            from tfnas.latency.profiler import measure_network
 
-        report = search.match_measured(report, lambda a: measure_network(a, meter))
-    arch = Architecture.from_dict(report["arch"])
-    if f.train_after_search:
+            report = search.match_measured(report, lambda a: measure_network(a, meter))
+        run.finish()
+    if train_run is not None:
         from tfnas import train, trainer
 
+        arch = Architecture.from_dict(report["arch"])
         model_dir = str(Path(config.model_dir) / "train")
         train_config = train.config_from_flags(f, arch, config.dataset, model_dir, f.seed,
                                                config.jit_compile, prefix="train_")
-        try:
-            report["train"] = trainer.train(train_config, strategy, StopOnSignal())
-        except trainer.Interrupted as stop:
-            print(stop, flush=True)
-            raise SystemExit(143)
-        report["train"].pop("arch")
-        (Path(config.model_dir) / "report.json").write_text(json.dumps(report, indent=1) + "\n")
-    print(arch.table())
-    print(_summary(report, config))
+        if train_run.finished:
+            print(f"{model_dir} holds this training, finished (--overwrite to train again)",
+                  flush=True)
+            report["train"] = json.loads((Path(model_dir) / "train_report.json").read_text())
+        else:
+            try:
+                report["train"] = trainer.train(train_config, strategy, StopOnSignal())
+            except trainer.Interrupted as stop:
+                print(stop, flush=True)
+                raise SystemExit(143)
+            train_run.finish()
+        report["train"].pop("arch", None)
+        rundir.write_text(report_path, json.dumps(report, indent=1) + "\n")
+    return report
 
 
 def _summary(report: dict[str, Any], config: SearchConfig) -> str:

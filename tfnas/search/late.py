@@ -10,8 +10,11 @@ Its answer is the network it held for the most steps among those that meet every
 the probabilities averaged over the window: what the search preferred while it settled, not
 at one instant (`tfnas.budget.solve`).
 
-The record is a JSON file in the run directory, written with every checkpoint, so a resumed
-search continues it where the checkpoint left it.
+The record is a JSON file in the run directory, written (whole) before every checkpoint with
+the (epoch, step) it holds at. It keeps the last three such states (those of the two
+checkpoints kept, and one written after the newest), so a search resumed from a checkpoint
+continues the window exactly where that checkpoint left it, even when the process died between
+writing the record and the checkpoint.
 """
 
 from __future__ import annotations
@@ -36,16 +39,24 @@ def first_epoch(epochs: int, warmup_epochs: int) -> int:
 class LateWindow:
     """Per-step networks and summed op probabilities of the window (see the module doc)."""
 
-    def __init__(self, path: Path, space: SearchSpace) -> None:
+    def __init__(self, path: Path, space: SearchSpace,
+                 position: tuple[int, int] | None = None) -> None:
+        """The record at `position` (a checkpoint's epoch and step; None: the last saved);
+        empty where there is none (the search had not reached the window)."""
         self.path, self.space = path, space
         self.steps = 0
         self.sums = np.zeros((space.num_layers, len(space.ops)))
         self.held: dict[str, int] = {}  # op names joined by spaces → steps held
         self.last: dict[str, int] = {}  # → the window step it was last held at
+        self.saved: list[dict[str, Any]] = []  # the last states written, oldest first
         if path.exists():
-            data = json.loads(path.read_text())
-            self.steps, self.sums = data["steps"], np.asarray(data["sums"], float)
-            self.held, self.last = data["held"], data["last"]
+            self.saved = json.loads(path.read_text()).get("states", [])
+            states = [d for d in self.saved
+                      if position is None or tuple(d["position"]) == tuple(position)]
+            if states:
+                data = states[-1]
+                self.steps, self.sums = data["steps"], np.asarray(data["sums"], float)
+                self.held, self.last = dict(data["held"]), dict(data["last"])
 
     def update(self, hard: Any, relaxed: Any) -> None:
         """One step: the L x K one-hot of the network the search would return, and the
@@ -57,9 +68,14 @@ class LateWindow:
         self.sums += np.asarray(relaxed, float)
         self.steps += 1
 
-    def flush(self) -> None:
-        self.path.write_text(json.dumps({"steps": self.steps, "sums": self.sums.tolist(),
-                                         "held": self.held, "last": self.last}) + "\n")
+    def flush(self, position: tuple[int, int]) -> None:
+        """Writes the record as of `position` (the checkpoint about to be saved)."""
+        from tfnas.rundir import write_text
+
+        state = {"position": list(position), "steps": self.steps, "sums": self.sums.tolist(),
+                 "held": dict(self.held), "last": dict(self.last)}
+        self.saved = [d for d in self.saved if d["position"] != list(position)][-2:] + [state]
+        write_text(self.path, json.dumps({"states": self.saved}) + "\n")
 
     def scores(self) -> list[dict[Op, float]]:
         """Per layer, log of each candidate's probability averaged over the window."""

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
+from tfnas import csvlog
 from tfnas.errors import TfnasError
 from tfnas.methods import PROXYLESS_METHODS, REINFORCE_METHODS
 from tfnas.search import late, records
@@ -123,8 +125,7 @@ class Search:
                                               rng=rng, multipliers=self.multipliers,
                                               arch_on=self.arch_on, baseline=self.baseline,
                                               baseline_set=self.baseline_set, **extra)
-        self.manager = tf.train.CheckpointManager(self.checkpoint, config.model_dir,
-                                                  max_to_keep=2)
+        self.manager: Any = None  # restore() opens it
         self._steps: dict[bool, Callable[..., dict[str, Any]]] = {}
 
     # --- the step ---------------------------------------------------------------------------
@@ -290,11 +291,14 @@ class Search:
     # --- the loop ---------------------------------------------------------------------------
 
     def restore(self) -> bool:
-        """Continues from the latest checkpoint in model_dir, if any."""
-        latest = self.manager.latest_checkpoint
-        if latest:
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
-        return bool(latest)
+        """Continues from the newest readable checkpoint in model_dir, if any (a damaged newer
+        one is moved aside with one line: `tfnas.checkpoints`)."""
+        from tfnas import checkpoints
+
+        Path(self.config.model_dir).mkdir(parents=True, exist_ok=True)
+        self.manager, restored = checkpoints.open_manager(self.checkpoint,
+                                                          self.config.model_dir)
+        return restored is not None
 
     def validate(self) -> float:
         """Top-1 of the supernet's current decisions on the validation split.
@@ -339,15 +343,18 @@ class Search:
                   f"{config.space.name}, {config.epochs} epochs x {steps} steps, "
                   f"{self.strategy.num_replicas_in_sync} replica(s)"
                   + (f"; budgets: {budgets}" if budgets else ""), flush=True)
-        step_log = records.StepLog(model_dir / "search_steps.csv", config.constraints)
-        window = self._window()
+        # the logs are cut back to the checkpoint: rows written after it are written again
+        position = (int(self.epoch), int(self.step))
+        step_log = records.StepLog(model_dir / "search_steps.csv", config.constraints, position)
+        csvlog.cut_log(log_path, int(self.epoch))
+        window = self._window(position)
         window_start = late.first_epoch(config.epochs, config.warmup_epochs)
 
-        def save() -> None:  # the checkpoint and the logs that must match it
-            self.manager.save()
+        def save() -> None:  # the logs first, then the checkpoint that says how far they hold
             step_log.flush()
             if window is not None:
-                window.flush()
+                window.flush((int(self.epoch), int(self.step)))
+            self.manager.save()
 
         while int(self.epoch) < config.epochs:
             epoch = int(self.epoch)
@@ -360,25 +367,27 @@ class Search:
             supernet.set_temperature(self.model, tau)
             step_fn = self._step_function(learning)
             first = int(self.step)
-            shown = ["cost", "lam"] + [f"{k}_{c.name}" for c in config.constraints
-                                       for k in ("R", "lam")]
-            bar = keras.utils.Progbar(steps, verbose=1 if config.verbose else 0,
-                                      stateful_metrics=shown)
-            sums = {"ce": 0.0, "accuracy": 0.0}
+            # the bar: CE and accuracy, the fixed-λ cost term if there is one, and each
+            # budget's R and multiplier (negative for a target while the network is under it:
+            # the term then pushes the cost up); redirected output gets the epoch line only
+            fixed = [("cost", "cost"), ("lam", None)] if config.objective else []
+            shown = [name for name, _ in fixed] + [f"{k}_{c.name}" for c in config.constraints
+                                                   for k in ("R", "lam")]
+            live = config.verbose and sys.stdout.isatty()
+            bar = keras.utils.Progbar(steps, verbose=1 if live else 0, stateful_metrics=shown)
             epoch_start = time.time()
             dist = self.strategy.experimental_distribute_dataset(
                 self._epoch_batches(epoch).skip(first))
             for i, batch in enumerate(dist, start=first):
                 terms = {k: float(v) for k, v in step_fn(*batch).items()}
                 self.step.assign(i + 1)
-                for key in sums:
-                    sums[key] += terms[key]
                 lams = [float(v) for v in self.multipliers]
                 step_log.write(epoch, i, terms, lams)
                 if window is not None and epoch >= window_start:
                     window.update(*self._snapshot())
-                bar.update(i + 1, [("ce", terms["ce"]), ("acc", terms["accuracy"]),
-                                   ("cost", terms["cost"]), ("lam", float(self.lam))]
+                bar.update(i + 1, [("ce", terms["ce"]), ("acc", terms["accuracy"])]
+                           + [(name, terms[key] if key else float(self.lam))
+                              for name, key in fixed]
                            + [(f"{k}_{c.name}", v) for c, lam in zip(config.constraints, lams)
                               for k, v in (("R", terms[f"cost_{c.name}"]), ("lam", lam))])
                 if should_stop():
@@ -389,8 +398,8 @@ class Search:
                 if (i + 1) % config.checkpoint_every == 0:
                     save()
             arch = supernet.derive(self.model, config.space)
-            row = {"epoch": epoch, "ce": sums["ce"] / max(steps - first, 1),
-                   "accuracy": sums["accuracy"] / max(steps - first, 1),
+            means = step_log.epoch_means(epoch)  # every step of the epoch, over resumes
+            row = {"epoch": epoch, "ce": means["ce"], "accuracy": means["accuracy"],
                    "val_accuracy": self.validate(),
                    "cost": float(supernet.expected_cost(self.model, config.cost_model)),
                    "lam": float(self.lam), "seconds": time.time() - epoch_start,
@@ -495,11 +504,13 @@ class Search:
         return budget.moves(self._answer["derived"], arch, self._answer["scores"],
                             self.config.constraints)
 
-    def _window(self) -> late.LateWindow | None:
-        """The late window's record (budgeted searches only), as the last checkpoint left it."""
+    def _window(self, position: tuple[int, int] | None = None) -> late.LateWindow | None:
+        """The late window's record (budgeted searches only) at `position` (epoch, step): as
+        the checkpoint there left it; default, the last one saved."""
         if not self.config.constraints:
             return None
-        return late.LateWindow(Path(self.config.model_dir) / late.FILE, self.config.space)
+        return late.LateWindow(Path(self.config.model_dir) / late.FILE, self.config.space,
+                               position)
 
     def _snapshot(self) -> tuple[Any, Any]:
         """(one-hot of the network the search would return, the relaxation's probabilities),

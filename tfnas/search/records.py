@@ -7,6 +7,8 @@ import csv
 from pathlib import Path
 from typing import Any
 
+from tfnas import csvlog
+
 LOG_FIELDS = ("epoch", "ce", "accuracy", "val_accuracy", "cost", "lam", "seconds", "arch")
 
 
@@ -36,13 +38,35 @@ def budget_report(constraint: Any, arch: Any, derived: Any, step_log: Path,
 
 class StepLog:
     """search_steps.csv: per step CE, accuracy and each budget's R, λ and T (buffered, flushed
-    with every checkpoint so a resumed search appends after what was saved)."""
+    before every checkpoint). Opened at a checkpoint's (epoch, step), it drops the rows of
+    later steps (flushed before a checkpoint that was never written), so a resumed search
+    logs every step exactly once."""
 
-    def __init__(self, path: Path, constraints: Any) -> None:
+    def __init__(self, path: Path, constraints: Any,
+                 position: tuple[int, int] = (0, 0)) -> None:
         self.path, self.constraints = path, list(constraints)
         self.fields = ["epoch", "step", "ce", "accuracy"] + [
             f"{k}_{c.name}" for c in self.constraints for k in ("cost", "lam", "target")]
         self.rows: list[dict[str, Any]] = []
+        self.sums: dict[int, dict[str, float]] = {}  # per epoch: CE, accuracy and steps
+        kept = [row for row in csvlog.read_rows(path)
+                if (int(row["epoch"]), int(row["step"])) < tuple(position)]
+        if path.exists():
+            csvlog.rewrite_rows(path, self.fields, kept)
+        for row in kept:
+            self._add(int(row["epoch"]), float(row["ce"]), float(row["accuracy"]))
+
+    def _add(self, epoch: int, ce: float, accuracy: float) -> None:
+        sums = self.sums.setdefault(epoch, {"ce": 0.0, "accuracy": 0.0, "steps": 0})
+        sums["ce"] += ce
+        sums["accuracy"] += accuracy
+        sums["steps"] += 1
+
+    def epoch_means(self, epoch: int) -> dict[str, float]:
+        """Mean CE and accuracy over every logged step of `epoch` (over resumes)."""
+        sums = self.sums.get(epoch, {"ce": 0.0, "accuracy": 0.0, "steps": 0})
+        n = max(sums["steps"], 1)
+        return {"ce": sums["ce"] / n, "accuracy": sums["accuracy"] / n}
 
     def write(self, epoch: int, step: int, terms: dict[str, float], lams: list[float]) -> None:
         row: dict[str, Any] = {"epoch": epoch, "step": step, "ce": terms["ce"],
@@ -51,25 +75,16 @@ class StepLog:
             row.update({f"cost_{c.name}": terms[f"cost_{c.name}"], f"lam_{c.name}": lam,
                         f"target_{c.name}": c.target})
         self.rows.append(row)
+        self._add(epoch, terms["ce"], terms["accuracy"])
 
     def flush(self) -> None:
-        _append_rows(self.path, self.fields, self.rows)
+        csvlog.append_rows(self.path, self.fields, self.rows)
         self.rows = []
 
 
 def append_log(path: Path, row: dict[str, Any]) -> None:
     """One epoch's row of search_log.csv."""
-    _append_rows(path, LOG_FIELDS, [row])
-
-
-def _append_rows(path: Path, fields: Any, rows: list[dict[str, Any]]) -> None:
-    """Appends CSV rows, writing the header first when the file is new."""
-    new = not path.exists()
-    with path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        if new:
-            writer.writeheader()
-        writer.writerows(rows)
+    csvlog.append_rows(path, LOG_FIELDS, [row])
 
 
 def previous_seconds(model_dir: Path) -> float:

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from tfnas.errors import TfnasError
+from tfnas.errors import TfnasError, missing_file
 from tfnas.space.ops import LayerSignature, Op
 from tfnas.space.spaces import SearchSpace, get_space
 
@@ -111,7 +111,7 @@ class Architecture:
     def load(cls, path: str | Path) -> "Architecture":
         path = Path(path)
         if not path.is_file():
-            raise TfnasError(f"architecture file {str(path)!r} does not exist")
+            raise missing_file(path, "architecture file")
         try:
             return cls.from_json(path.read_text())
         except TfnasError as err:

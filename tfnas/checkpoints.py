@@ -1,0 +1,84 @@
+"""Resuming from the newest readable checkpoint of a run directory.
+
+TensorFlow writes a checkpoint's files and then its `checkpoint` state file (atomically), so
+a process killed at any point leaves the previous checkpoint whole. A disk or a person can
+still damage files: random bytes in `ckpt-N.index`, a truncated data file, garbage in the
+state file (which TensorFlow then ignores, silently restarting the run from scratch).
+`open_manager` therefore finds checkpoints by their files, not by the state file; restores the
+newest one that reads; moves a damaged newer one aside (`*.damaged`) with one line saying so;
+and rewrites the state file to name what is really there.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+from tfnas.errors import TfnasError, error_line
+from tfnas.rundir import write_text
+
+PREFIX = "ckpt"
+
+
+def _on_disk(directory: Path) -> list[Path]:
+    """Checkpoint prefixes (ckpt-N) with an index file, newest first."""
+    found = []
+    for index in directory.glob(f"{PREFIX}-*.index"):
+        match = re.fullmatch(rf"{PREFIX}-(\d+)\.index", index.name)
+        if match:
+            found.append((int(match.group(1)), directory / index.name[:-len(".index")]))
+    return [prefix for _, prefix in sorted(found, reverse=True)]
+
+
+def _state_names(state: Path) -> str | None:
+    """The checkpoint the state file names as the latest (its file name), None if unreadable
+    (read here: TensorFlow's reader logs parse errors and carries on)."""
+    try:
+        match = re.search(r'^model_checkpoint_path: "([^"]*)"', state.read_text(), re.M)
+    except (OSError, UnicodeDecodeError):
+        return None
+    return Path(match.group(1)).name if match else None
+
+
+def open_manager(checkpoint: Any, directory: str | Path, max_to_keep: int = 2,
+                 say: Callable[[str], None] = print) -> tuple[Any, str | None]:
+    """(a CheckpointManager of `directory`, the checkpoint restored or None for a fresh run).
+
+    Every object of `checkpoint` must be in the restored checkpoint. Damaged checkpoints are
+    moved aside with one line through `say`; none readable among several: one TfnasError."""
+    import tensorflow as tf
+
+    directory = Path(directory)
+    damaged: list[tuple[Path, str]] = []
+    restored = None
+    for prefix in _on_disk(directory):
+        try:
+            checkpoint.restore(str(prefix)).assert_existing_objects_matched()
+        except Exception as err:  # OpError, IndexError, ValueError, AssertionError: unreadable
+            damaged.append((prefix, error_line(err)))
+            continue
+        restored = prefix
+        break
+    for prefix, reason in damaged:
+        for part in directory.glob(prefix.name + ".*"):
+            if not part.name.endswith(".damaged"):
+                part.rename(part.with_name(part.name + ".damaged"))
+        say(f"warning: checkpoint {prefix} is unreadable ({reason}): moved aside as "
+            f"{prefix.name}.*.damaged; "
+            + (f"resuming from {restored.name}" if restored else "starting afresh"))
+    if damaged and restored is None:
+        raise TfnasError(f"no readable checkpoint in {directory} (the newest, {damaged[0][0]}: "
+                         f"{damaged[0][1]}): pass --overwrite to start afresh")
+    # the state file names what is on disk (TensorFlow ignores an unreadable one silently)
+    state = directory / "checkpoint"
+    kept = [p.name for p in reversed(_on_disk(directory))]
+    named = _state_names(state)
+    if restored is not None and named != restored.name:
+        if state.exists() and named is None:
+            say(f"warning: {state} was unreadable: rewritten from the checkpoints on disk")
+        write_text(state, f'model_checkpoint_path: "{restored.name}"\n' + "".join(
+            f'all_model_checkpoint_paths: "{Path(p).name}"\n' for p in kept))
+    manager = tf.train.CheckpointManager(checkpoint, str(directory), max_to_keep=max_to_keep,
+                                         checkpoint_name=PREFIX)
+    return manager, None if restored is None else str(restored)

@@ -1,0 +1,52 @@
+"""CSV logs that a resumed run continues without a duplicated or torn row: rows are appended
+with a newline each, a torn last line (a process killed mid-write) is ignored, and a log is cut
+back to a checkpoint's position by rewriting it whole (`tfnas.rundir.write_text`)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+
+def cut_log(path: Path, epochs: int) -> None:
+    """Keeps the rows of the first `epochs` epochs of a per-epoch log (a resume from a
+    checkpoint inside epoch `epochs` writes that epoch's row again)."""
+    if path.exists():
+        rows = read_rows(path)
+        if any(int(row["epoch"]) >= epochs for row in rows):
+            with path.open() as f:
+                fields = next(csv.reader(f))
+            rewrite_rows(path, fields, [r for r in rows if int(r["epoch"]) < epochs])
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """A CSV log's whole rows (a torn last line, from a process killed mid-write, is dropped)."""
+    if not path.exists():
+        return []
+    with path.open(newline="") as f:
+        text = f.read()
+    complete = text if text.endswith("\n") else text[:text.rfind("\n") + 1]
+    rows = list(csv.DictReader(complete.splitlines()))
+    return [r for r in rows if None not in r.values() and None not in r]
+
+
+def rewrite_rows(path: Path, fields: Any, rows: list[dict[str, Any]]) -> None:
+    from tfnas.rundir import write_text
+
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, out.getvalue())
+
+
+def append_rows(path: Path, fields: Any, rows: list[dict[str, Any]]) -> None:
+    """Appends CSV rows, writing the header first when the file is new."""
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields, lineterminator="\n")
+        if new:
+            writer.writeheader()
+        writer.writerows(rows)

@@ -1,0 +1,224 @@
+"""A run directory that one command owns: what made it, who writes it, files written whole.
+
+A search or training run keeps everything in its `--model_dir`, and running the same command
+again resumes it. That is only safe when "the same command" is checked, so a run directory
+records what made it and is held by one process at a time:
+
+- `run.json`: the settings that decide the run's result (the command's flags that matter,
+  by name), a fingerprint of the input files they name (latency table, predictor, dataset
+  file, architecture: size and SHA-256), the tfnas version, and whether the run finished.
+  `claim` compares a rerun's settings with it: the same settings resume (or, for a finished
+  run, report it); other settings stop with one line naming what differs, unless `overwrite`
+  moves the old run aside (`MODEL_DIR.old-YYYYmmdd-HHMMSS`) and starts afresh.
+- `.lock`: an exclusive `flock` on a file in the directory, taken for the life of the run. The
+  operating system releases it when the process dies, however it dies, so a dead process's
+  lock is taken over without a word; a live holder stops a second writer at once, with its pid.
+- `write_text`: a file replaced whole (temporary file, fsync, rename), never half-written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import fcntl
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from tfnas.errors import TfnasError
+
+RUN_FILE = "run.json"
+LOCK_FILE = ".lock"
+HASH_LIMIT = 1 << 30  # files up to 1 GiB are hashed; larger ones by size and mtime
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Replaces `path` with `text` atomically: readers see the old file or the new one."""
+    path = Path(path)
+    temp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with temp.open("w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temp, path)
+
+
+def fingerprint(path: str | Path) -> dict[str, Any]:
+    """What identifies an input file's contents: size and SHA-256 (a folder: its files'
+    count and total size)."""
+    path = Path(path)
+    if path.is_dir():
+        files = [p for p in path.rglob("*") if p.is_file()]
+        return {"files": len(files), "bytes": sum(p.stat().st_size for p in files)}
+    size = path.stat().st_size
+    if size > HASH_LIMIT:
+        return {"bytes": size, "mtime": path.stat().st_mtime_ns}
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return {"bytes": size, "sha256": digest.hexdigest()}
+
+
+@dataclasses.dataclass
+class Run:
+    """A claimed run directory (see the module doc); `release()` (or process exit) frees it."""
+
+    path: Path
+    settings: dict[str, Any]
+    finished: bool
+    resumed: bool
+    _lock: Any = None
+
+    def finish(self, result: Mapping[str, Any] | None = None) -> None:
+        """Marks the run finished (a rerun then reports it instead of running again)."""
+        self.finished = True
+        _write_record(self.path, self.settings, finished=True, result=result)
+
+    def release(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def __enter__(self) -> "Run":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def lock(path: str | Path) -> Any:
+    """Takes the directory's lock (creating the directory); returns the open lock file, which
+    holds the lock until it is closed or the process ends. A live holder: one TfnasError."""
+    path = Path(path)
+    _check_dir(path)
+    path.mkdir(parents=True, exist_ok=True)
+    handle = (path / LOCK_FILE).open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise TfnasError(f"{path} is in use by process {holder} (another run writes there): "
+                         "wait for it to end, or pick another --model_dir") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def claim(path: str | Path, settings: Mapping[str, Any], *, overwrite: bool = False,
+          what: str = "run") -> Run:
+    """Locks `path` and checks `settings` (plain JSON values, flag names as keys) against the
+    run it holds (see the module doc). Returns the Run; other settings raise one TfnasError
+    naming them, unless `overwrite` (the old run is moved aside first)."""
+    from tfnas import __version__
+
+    path = Path(path)
+    # plain JSON, as it will be compared; the code's version is a setting too
+    settings = json.loads(json.dumps({**settings, "tfnas": __version__}))
+    handle = lock(path)
+    try:
+        record = _read_record(path)
+        has_files = any(p.name != LOCK_FILE for p in path.iterdir())
+        if overwrite and has_files:
+            handle.close()
+            aside = _move_aside(path)
+            print(f"--overwrite: moved the old {what} in {path} to {aside}", flush=True)
+            handle = lock(path)
+            record, has_files = None, False
+        if record is not None and record["settings"] != settings:
+            raise TfnasError(
+                f"{path} holds a {what} made with other settings ("
+                + ", ".join(differences(record["settings"], settings))
+                + "): rerun with those settings to resume it, pass --overwrite to start "
+                "afresh (the old run is moved aside), or pick another --model_dir")
+        if record is None and has_files and _has_checkpoint(path):
+            raise TfnasError(f"{path} holds checkpoints of a {what} whose settings were not "
+                             "recorded (an older tfnas): pass --overwrite to start afresh, or "
+                             "pick another --model_dir")
+        if record is None:
+            _write_record(path, settings, finished=False)
+        return Run(path, settings, finished=bool(record and record.get("finished")),
+                   resumed=record is not None, _lock=handle)
+    except BaseException:
+        handle.close()
+        raise
+
+
+def differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """`name: old → new` for every setting that differs (nested values by dotted names)."""
+    out = []
+    for key in sorted(set(old) | set(new), key=str):
+        a, b = old.get(key, "unset"), new.get(key, "unset")
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += differences(a, b, f"{prefix}{key}.")
+        else:
+            out.append(f"{prefix}{key}: {_short(a)} → {_short(b)}")
+    return out
+
+
+def read_result(path: str | Path) -> dict[str, Any] | None:
+    """The result a finished run recorded, or None."""
+    record = _read_record(Path(path))
+    return record.get("result") if record and record.get("finished") else None
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else value
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _check_dir(path: Path) -> None:
+    if path.exists() and not path.is_dir():
+        raise TfnasError(f"--model_dir={path} is a file, not a directory")
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise TfnasError(f"--model_dir={path}: {probe} is a file, not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise TfnasError(f"--model_dir={path}: {probe} is not writable")
+
+
+def _has_checkpoint(path: Path) -> bool:
+    return any(path.glob("ckpt-*.index"))
+
+
+def _read_record(path: Path) -> dict[str, Any] | None:
+    file = path / RUN_FILE
+    if not file.exists():
+        return None
+    try:
+        record = json.loads(file.read_text())
+        if not isinstance(record, dict) or "settings" not in record:
+            raise ValueError("no settings")
+        return record
+    except ValueError:
+        raise TfnasError(f"{file} is not a run record (damaged?): pass --overwrite to start "
+                         "afresh, or pick another --model_dir") from None
+
+
+def _write_record(path: Path, settings: Mapping[str, Any], finished: bool,
+                  result: Mapping[str, Any] | None = None) -> None:
+    record: dict[str, Any] = {"settings": dict(settings), "finished": finished}
+    if result is not None:
+        record["result"] = dict(result)
+    write_text(path / RUN_FILE, json.dumps(record, indent=1) + "\n")
+
+
+def _move_aside(path: Path) -> Path:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    aside = path.with_name(f"{path.name}.old-{stamp}")
+    n = 1
+    while aside.exists():
+        n += 1
+        aside = path.with_name(f"{path.name}.old-{stamp}-{n}")
+    os.replace(path, aside)
+    return aside
