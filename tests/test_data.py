@@ -223,3 +223,43 @@ def test_a_folder_without_class_subfolders_is_one_line(tmp_path):
     (tmp_path / "only").mkdir()
     with pytest.raises(TfnasError, match="expected one subfolder per class .at least 2."):
         data.load(f"folder:{tmp_path}", image_size=8, batch_size=4)
+
+
+@pytest.mark.parametrize("damage,why", [
+    ("truncate", "PNG cut short"), ("random", "not a JPEG, PNG, GIF or BMP image"),
+    ("empty", "empty"), ("jpeg_truncate", "JPEG cut short")])
+def test_a_damaged_image_in_a_folder_is_one_line_naming_it(tmp_path, damage, why):
+    """Issue 18, defect 6: a corrupt or truncated image gave a 37-46 line traceback mid-run,
+    naming no file. Every image is checked when the folder is read (and by check_spec, before
+    any work)."""
+    from PIL import Image
+
+    _image_folder(tmp_path)
+    bad = tmp_path / "dog" / "3.png"
+    if damage == "truncate":
+        bad.write_bytes(bad.read_bytes()[:100])
+    elif damage == "random":
+        bad.write_bytes(np.random.default_rng(1).bytes(500))
+    elif damage == "empty":
+        bad.write_bytes(b"")
+    else:
+        bad = tmp_path / "dog" / "3.jpg"
+        Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(bad)
+        bad.write_bytes(bad.read_bytes()[:200])
+        (tmp_path / "dog" / "3.png").unlink()
+    message = rf"1 of the 20 images in {tmp_path} cannot be decoded: {bad} \({why}\)"
+    with pytest.raises(TfnasError, match=message):
+        data.load(f"folder:{tmp_path}", image_size=8, batch_size=4)
+    with pytest.raises(TfnasError, match=message):
+        data.check_spec(f"folder:{tmp_path}")
+    # the check agrees with TensorFlow's decoder: that file does not decode
+    import tensorflow as tf
+
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        tf.io.decode_image(tf.io.read_file(str(bad)))
+
+
+def test_a_folder_with_other_classes_than_the_space_is_one_line(tmp_path):
+    _image_folder(tmp_path)
+    with pytest.raises(TfnasError, match="has 2 classes .subfolders. but the space has 10"):
+        data.check_spec(f"folder:{tmp_path}", num_classes=10)

@@ -120,6 +120,20 @@ def test_bad_inputs_are_clear_errors(tmp_path, cifar_net):
         export.read_architecture(junk)
 
 
+def test_an_architecture_that_is_not_the_models_is_refused(cifar_net):
+    """Issue 18, defect 4: export embedded any --arch given beside --model (12,666 params for
+    a 32,178-param model) and read_architecture then described another network."""
+    arch, model = cifar_net
+    export.check_matches(model, arch, "model.keras", "arch.json")  # its own: accepted
+    other = Architecture.sample(get_space("cifar"), 5)
+    assert other.params() != arch.params()
+    with pytest.raises(TfnasError, match=r"model.keras is not the network other.json describes "
+                                         r"\([\d,]+ weights against [\d,]+\)"):
+        export.check_matches(model, other, "model.keras", "other.json")
+    with pytest.raises(TfnasError, match=r"takes inputs \(32, 32, 3\)"):
+        export.check_matches(model, Architecture.sample(get_space("tiny"), 0), "m", "a")
+
+
 @pytest.mark.slow  # 1 min
 def test_single_path_at_224_float_and_int8_fidelity():
     """The flagship space at full size: float32 within 1e-4, int8 r >= 0.9 over 100 inputs."""

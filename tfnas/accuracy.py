@@ -20,6 +20,10 @@ def validation_split(dataset: str, space: Any, seed: int = 0) -> tuple[np.ndarra
     from tfnas import data
 
     source = data.load_for_space(dataset, space, batch_size=1, seed=seed)
+    if source.spec.num_classes != space.num_classes:
+        raise TfnasError(f"{dataset} has {source.spec.num_classes} classes but the model "
+                         f"classifies {space.num_classes}: evaluate it on the data set it was "
+                         "trained on")
     images, labels = [], []
     for x, y in source.val(drop_remainder=False):
         images.append(x.numpy())

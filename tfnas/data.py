@@ -251,18 +251,7 @@ def folder(path: str, size: int, channels: int, batch_size: int, seed: int = 0,
     permutation of the sorted file list: the same files in every epoch and run."""
     import tensorflow as tf
 
-    root = Path(path)
-    if not root.is_dir():
-        raise TfnasError(f"image folder {path!r} " + (
-            "is a file, not a folder" if root.exists() else "does not exist"))
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir())
-    files = [(str(f), label) for label, name in enumerate(classes)
-             for f in sorted((root / name).rglob("*"))
-             if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS]
-    if len(classes) < 2 or not files:
-        raise TfnasError(f"cannot read images from {path}: expected one subfolder per class "
-                         f"(at least 2) holding {', '.join(IMAGE_EXTENSIONS)} files, found "
-                         f"{len(classes)} subfolder(s) and {len(files)} image(s)")
+    classes, files = _folder_files(path)
     order = np.random.default_rng(seed).permutation(len(files))
     n_val = int(round(len(files) * val_fraction))
 
@@ -283,6 +272,52 @@ def folder(path: str, size: int, channels: int, batch_size: int, seed: int = 0,
     val = dataset(order[:n_val]).map(lambda file, label: prepare((file, label)),
                                      num_parallel_calls=tf.data.AUTOTUNE)
     return Data(spec, batch_size, _indexed(dataset(order[n_val:])), val, seed, prepare)
+
+
+def _folder_files(path: str) -> tuple[list[str], list[tuple[str, int]]]:
+    """(class names, (file, label) pairs) of a `folder:PATH` dataset, checked: one subfolder
+    per class, and every image whole (`_damaged`: one line naming the bad files)."""
+    root = Path(path)
+    if not root.is_dir():
+        raise TfnasError(f"image folder {path!r} " + (
+            "is a file, not a folder" if root.exists() else "does not exist"))
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir())
+    files = [(str(f), label) for label, name in enumerate(classes)
+             for f in sorted((root / name).rglob("*"))
+             if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS]
+    if len(classes) < 2 or not files:
+        raise TfnasError(f"cannot read images from {path}: expected one subfolder per class "
+                         f"(at least 2) holding {', '.join(IMAGE_EXTENSIONS)} files, found "
+                         f"{len(classes)} subfolder(s) and {len(files)} image(s)")
+    bad = [(f, why) for f, _ in files for why in [_damaged(Path(f))] if why]
+    if bad:
+        shown = "; ".join(f"{f} ({why})" for f, why in bad[:3])
+        raise TfnasError(f"{len(bad)} of the {len(files)} images in {path} cannot be decoded: "
+                         f"{shown}{'; ...' if len(bad) > 3 else ''} (remove or replace them)")
+    return classes, files
+
+
+def _damaged(path: Path) -> str | None:
+    """Why an image file cannot be decoded, from its first and last bytes (cheap enough for
+    every file of a folder), or None: empty, not the format its header says, or cut short (a
+    JPEG without its end marker, a PNG without IEND, a GIF without its trailer, a BMP shorter
+    than its header says)."""
+    size = path.stat().st_size
+    if size == 0:
+        return "empty"
+    with path.open("rb") as f:
+        head = f.read(16)
+        f.seek(max(0, size - 64))
+        tail = f.read()
+    if head.startswith(b"\xff\xd8"):
+        return None if b"\xff\xd9" in tail else "JPEG cut short"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return None if b"IEND" in tail else "PNG cut short"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return None if tail.rstrip(b"\x00").endswith(b"\x3b") else "GIF cut short"
+    if head.startswith(b"BM") and len(head) >= 6:
+        return None if int.from_bytes(head[2:6], "little") <= size else "BMP cut short"
+    return "not a JPEG, PNG, GIF or BMP image"
 
 
 def _npz_arrays(path: str) -> dict[str, np.ndarray]:
@@ -385,11 +420,16 @@ def _check_kind(spec: str) -> None:
 
 def check_spec(spec: str, num_classes: int | None = None, channels: int | None = None) -> None:
     """Raises the one-line error for a bad `--dataset` value, before any work: a kind it does
-    not know, or an npz file whose arrays do not fit the space's classes and channels (the only
-    kind read here)."""
+    not know, an npz file whose arrays do not fit the space's classes and channels, an image
+    folder with damaged images or another number of classes (the kinds read here)."""
     _check_kind(spec)
     if spec.startswith("npz:"):
         _npz_for_space(spec[4:], num_classes, channels)
+    if spec.startswith("folder:"):
+        classes, _ = _folder_files(spec[7:])
+        if num_classes is not None and len(classes) != num_classes:
+            raise TfnasError(f"{spec} has {len(classes)} classes (subfolders) but the space "
+                             f"has {num_classes}: set --num_classes={len(classes)}")
 
 
 def load(spec: str, *, image_size: int, channels: int = 3, num_classes: int = 10,

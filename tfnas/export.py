@@ -137,6 +137,25 @@ def read_metadata(flatbuffer: bytes, name: str) -> bytes | None:
     return None
 
 
+def check_matches(model: Any, arch: Architecture, model_name: str, arch_name: str) -> None:
+    """One TfnasError unless `model` is the network of `arch` (input shape and every weight's
+    shape, as `tfnas.nets.build` makes it): an export must not embed another network's
+    architecture."""
+    from tfnas import nets
+
+    expected = (arch.space.input_size, arch.space.input_size, arch.space.input_channels)
+    if tuple(model.inputs[0].shape[1:]) != expected:
+        raise TfnasError(f"{model_name} takes inputs {tuple(model.inputs[0].shape[1:])} but "
+                         f"{arch_name} describes a network for {expected}")
+    built = nets.build(arch)
+    shapes = [tuple(w.shape) for w in built.weights]
+    if [tuple(w.shape) for w in model.weights] != shapes:
+        count = sum(int(np.prod(s)) for s in shapes)
+        mine = int(sum(int(np.prod(w.shape)) for w in model.weights))
+        raise TfnasError(f"{model_name} is not the network {arch_name} describes ({mine:,} "
+                         f"weights against {count:,}): give the arch.json it was trained from")
+
+
 def read_architecture(path: str | Path) -> Architecture | None:
     """The Architecture embedded in a .tflite file by `to_tflite`, or None."""
     payload = read_metadata(read_model_file(path), METADATA_NAME)

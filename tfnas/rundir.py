@@ -93,7 +93,7 @@ def lock(path: str | Path) -> Any:
     """Takes the directory's lock (creating the directory); returns the open lock file, which
     holds the lock until it is closed or the process ends. A live holder: one TfnasError."""
     path = Path(path)
-    _check_dir(path)
+    check_output(path, "--model_dir", kind="dir")
     path.mkdir(parents=True, exist_ok=True)
     handle = (path / LOCK_FILE).open("a+")
     try:
@@ -175,16 +175,24 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _check_dir(path: Path) -> None:
-    if path.exists() and not path.is_dir():
-        raise TfnasError(f"--model_dir={path} is a file, not a directory")
-    probe = path
+def check_output(path: str | Path, flag: str, kind: str = "file") -> None:
+    """One TfnasError for an output that cannot be written where `flag` puts it: a directory
+    where a file is wanted (`kind="file"`) or a file where a directory is (`kind="dir"`), a
+    parent that is a file, a folder that is not writable. Call it before any work starts."""
+    path = Path(path)
+    if kind == "file" and path.is_dir():
+        raise TfnasError(f"{flag}={path} is a directory: give a file path")
+    if kind == "dir" and path.exists() and not path.is_dir():
+        raise TfnasError(f"{flag}={path} is a file, not a directory")
+    probe = path if kind == "dir" and path.exists() else path.parent
     while not probe.exists():
         probe = probe.parent
     if not probe.is_dir():
-        raise TfnasError(f"--model_dir={path}: {probe} is a file, not a directory")
+        raise TfnasError(f"{flag}={path}: {probe} is a file, not a directory")
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise TfnasError(f"--model_dir={path}: {probe} is not writable")
+        raise TfnasError(f"{flag}={path}: {probe} is not writable")
+    if kind == "file" and path.exists() and not os.access(path, os.W_OK):
+        raise TfnasError(f"{flag}={path} is not writable")
 
 
 def _has_checkpoint(path: Path) -> bool:

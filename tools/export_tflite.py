@@ -39,6 +39,9 @@ def main(argv: list[str]) -> None:
 
     if not FLAGS.arch and not FLAGS.model:
         raise TfnasError("give --arch=ARCH.json or --model=MODEL.keras")
+    from tfnas.rundir import check_output
+
+    check_output(FLAGS.out, "--out")
     if FLAGS.calibration_samples < 1:
         raise TfnasError("--calibration_samples must be at least 1")
     if FLAGS.quantize == "qat" and not (FLAGS.model and FLAGS.calibration_dataset):
@@ -60,11 +63,9 @@ def main(argv: list[str]) -> None:
 
     if FLAGS.model:
         model = _load_keras(FLAGS.model)
-        if arch is not None:
-            expected = (arch.space.input_size, arch.space.input_size, arch.space.input_channels)
-            if tuple(model.inputs[0].shape[1:]) != expected:
-                raise TfnasError(f"{FLAGS.model} takes inputs {tuple(model.inputs[0].shape[1:])}"
-                                 f" but the architecture's space takes {expected}")
+        if arch is not None:  # the metadata must describe this model
+            export.check_matches(model, arch, FLAGS.model,
+                                 FLAGS.arch or str(Path(FLAGS.model).parent / "arch.json"))
     else:
         keras.utils.set_random_seed(FLAGS.seed)
         model = nets.build(arch)

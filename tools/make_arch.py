@@ -22,6 +22,10 @@ def main(argv: list[str]) -> None:
     from tfnas.errors import TfnasError
     from tfnas.space import Architecture, parse_ops
 
+    from tfnas.rundir import check_output
+
+    if FLAGS.out:
+        check_output(FLAGS.out, "--out")
     space = cli.space_from_flags(FLAGS)
     given = [x for x in (FLAGS.op, FLAGS.ops, FLAGS.sample_seed) if x is not None]
     if len(given) != 1:

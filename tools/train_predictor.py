@@ -55,13 +55,19 @@ def main(argv: list[str]) -> None:
     except ValueError:
         raise TfnasError(f"--hidden: expected positive comma-separated widths such as 64,64, "
                          f"got {','.join(FLAGS.hidden)!r}") from None
+    from tfnas.rundir import check_output
+
     space = cli.space_from_flags(FLAGS)
-    meter = cli.meter_from_flags(FLAGS, space)
+    dataset = FLAGS.dataset or f"{FLAGS.out.removesuffix('.json')}.dataset.json"
+    check_output(FLAGS.out, "--out")
+    check_output(dataset, "--dataset")
     table = LatencyTable.load(FLAGS.latency_table) if FLAGS.latency_table else None
+    if table is not None:  # before anything is measured
+        table.check_covers(space, f"latency table {FLAGS.latency_table!r}")
+    meter = cli.meter_from_flags(FLAGS, space)
     if table is not None:
         meter.adopt(table.device)
         meter.anchor_to(table)  # the dataset in the table's units, even if the host moved
-    dataset = FLAGS.dataset or f"{FLAGS.out.removesuffix('.json')}.dataset.json"
     archs, ms = measured.collect(dataset, space, meter, FLAGS.num_archs, seed=FLAGS.seed)
     order = np.random.default_rng(FLAGS.seed).permutation(len(archs))
     n_test = max(1, len(archs) // 5)

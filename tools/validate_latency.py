@@ -41,6 +41,9 @@ def main(argv: list[str]) -> None:
     from tfnas.latency.profiler import measure_many
     from tfnas.latency.table import LatencyTable
 
+    from tfnas.rundir import check_output
+
+    check_output(FLAGS.out, "--out", kind="dir")
     space = cli.space_from_flags(FLAGS)
     table = LatencyTable.load(FLAGS.latency_table)
     table.check_covers(space, f"latency table {FLAGS.latency_table!r}")

@@ -248,8 +248,15 @@ def config_from_flags(flags_values: Any, table_ready: bool = True) -> SearchConf
     f = flags_values
     if f.device:
         from tfnas.latency.devices import parse_device
+        from tfnas.latency.table import BUILTIN_TABLES
+        from tfnas.rundir import check_output
 
         parse_device(f.device, threads=f.threads)  # a bad spec stops here
+        if f.latency_table in BUILTIN_TABLES:
+            raise TfnasError(f"--latency_table={f.latency_table} is a built-in table; with "
+                             "--device the table is that device's own: give a JSON path to "
+                             "build or complete (default MODEL_DIR/lut.json)")
+        check_output(device_table_path(f), "--latency_table")
     space = cli.space_from_flags(f)
     budgets_only = f.max_mparams is not None or f.max_mflops is not None
     # default: a target's budget; with only params / FLOPs budgets, no fixed-λ term beside them
@@ -297,6 +304,16 @@ def config_from_flags(flags_values: Any, table_ready: bool = True) -> SearchConf
                                                  for i in range(space.num_layers)))
         train.config_from_flags(f, some_network, f.dataset, f.model_dir, f.seed, False,
                                 prefix="train_")
+    try:
+        return _search_config(f, space, cost_model, objective, constraints, target_ms,
+                              latency)
+    except TfnasError as err:  # name the flags: "--warmup_epochs must be in [0, epochs)"
+        raise TfnasError("; ".join(f"--{p}" if p.split(" ")[0] in f else p
+                                   for p in str(err).split("; "))) from None
+
+
+def _search_config(f: Any, space: Any, cost_model: Any, objective: Any, constraints: list,
+                   target_ms: float | None, latency: Any) -> SearchConfig:
     return SearchConfig(
         space=space, dataset=f.dataset, cost_model=cost_model, objective=objective,
         constraints=tuple(constraints), model_dir=f.model_dir, method=f.method,
