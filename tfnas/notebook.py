@@ -28,7 +28,8 @@ def sh(command: str | Sequence[str], *, env: dict[str, str] | None = None) -> No
     if args and args[0] == "python":
         args[0] = sys.executable
     print("$ " + (command if isinstance(command, str) else shlex.join(args)), flush=True)
-    child_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    # shown live: progress bars redraw (tfnas.quiet.live_progress)
+    child_env = {**os.environ, "PYTHONUNBUFFERED": "1", "TFNAS_PROGRESS": "1", **(env or {})}
     with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           env=child_env) as process:
         assert process.stdout is not None

@@ -51,3 +51,13 @@ def silence_tensorflow() -> None:
     """Quiets TensorFlow's C++ INFO/WARNING logs; call before TensorFlow is first imported."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+
+def live_progress(stream: object = None) -> bool:
+    """Whether progress bars redraw in place: on a terminal, or where the environment says
+    the output is shown live (`TFNAS_PROGRESS=1`, set by `tfnas.notebook.sh`). Redirected to a
+    file, a redrawn bar is one ever-growing line of carriage returns and terminal codes, so
+    long loops print their per-epoch (or final) line only."""
+    stream = stream if stream is not None else sys.stdout
+    return os.environ.get("TFNAS_PROGRESS") == "1" or bool(
+        getattr(stream, "isatty", lambda: False)())

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import fcntl
 import hashlib
 import json
 import os
@@ -92,6 +91,7 @@ class Run:
 def lock(path: str | Path) -> Any:
     """Takes the directory's lock (creating the directory); returns the open lock file, which
     holds the lock until it is closed or the process ends. A live holder: one TfnasError."""
+    import fcntl  # POSIX (Linux, macOS): imported here so tfnas itself loads anywhere
     path = Path(path)
     check_output(path, "--model_dir", kind="dir")
     path.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tfnas.errors import TfnasError
+from tfnas.rundir import write_text
 from tfnas.space import Architecture
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -156,7 +157,7 @@ def train(config: TrainConfig, strategy: Any = None,
                                         for k in LOG_FIELDS[1:]}}])
                 epoch.assign(index + 1)
                 manager.save()
-                seconds_file.write_text(f"{before + time.time() - began:.3f}\n")
+                write_text(seconds_file, f"{before + time.time() - began:.3f}\n")
 
             def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
                 if should_stop():
@@ -187,5 +188,5 @@ def train(config: TrainConfig, strategy: Any = None,
               "flops": arch.flops(), "optimizer": config.optimizer,
               "learning_rate": config.learning_rate, "batch_size": config.batch_size,
               "arch": arch.to_dict()}
-    (model_dir / "train_report.json").write_text(json.dumps(report, indent=1) + "\n")
+    write_text(model_dir / "train_report.json", json.dumps(report, indent=1) + "\n")
     return report

@@ -35,8 +35,8 @@ def main(argv: list[str]) -> None:
         if arch is None:
             raise TfnasError(f"{path} carries no tfnas architecture: export it with "
                              "tools/export_tflite.py")
-        try:  # the dataset must have the model's classes and channels
-            data.check_spec(FLAGS.dataset, arch.space.num_classes, arch.space.input_channels)
+        try:  # the dataset must fit the model's channels (its classes: validation_split)
+            data.check_spec(FLAGS.dataset, channels=arch.space.input_channels)
         except TfnasError as err:
             raise TfnasError(f"{path}: {err}") from None
     cli.import_tensorflow_quietly()

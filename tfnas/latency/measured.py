@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from tfnas.errors import TfnasError
+from tfnas.rundir import write_text
 from tfnas.latency import timing_models
 from tfnas.latency.meter import Meter
 from tfnas.latency.profiler import measure_with_progress
@@ -46,7 +47,7 @@ def save(path: str | Path, space: SearchSpace, archs: list[Architecture],
          measured_ms: list[float], measurement: dict[str, Any]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({
+    write_text(path, json.dumps({
         "format": FORMAT, "space": space.to_dict(), "measurement": measurement,
         "archs": [list(a.op_names) for a in archs], "measured_ms": measured_ms}) + "\n")
 

@@ -29,6 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from tfnas.errors import TfnasError, missing_file
+from tfnas.rundir import write_text
 from tfnas.space import Architecture, SearchSpace
 
 FORMAT = "tfnas.latency_predictor/1"
@@ -99,7 +100,7 @@ class LatencyPredictor:
     def save(self, path: str | Path) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict()) + "\n")
+        write_text(path, json.dumps(self.to_dict()) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> "LatencyPredictor":

@@ -14,10 +14,12 @@ reference network and its latency) the table was started with.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
 from tfnas.errors import TfnasError
+from tfnas.quiet import live_progress
 from tfnas.latency import timing_models
 from tfnas.latency.devices import BenchmarkResult
 from tfnas.latency.meter import Meter
@@ -84,7 +86,8 @@ def progress_bar(total: int, enabled: bool, what: str = "profiling", unit: str =
 
     # smoothing=0: the time left from the average rate; results arrive in bursts (one group
     # of models at a time), which throws tqdm's moving average of recent rates far off
-    return tqdm(total=total, disable=not enabled, desc=what, smoothing=0,
+    return tqdm(total=total, disable=not (enabled and live_progress(sys.stderr)), desc=what,
+                smoothing=0,
                 bar_format="{desc}: {n}/{total} " + unit +
                 " [{elapsed}<{remaining} left] {postfix}")
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from tfnas.errors import TfnasError, missing_file
+from tfnas.rundir import write_text
 from tfnas.space import Architecture, LayerSignature, SearchSpace
 
 FORMAT = "tfnas.latency_table/1"
@@ -170,9 +170,7 @@ class LatencyTable:
         it meanwhile, e.g. another search of a sweep, sees the old table or the new one."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
-        os.replace(temporary, path)
+        write_text(path, json.dumps(self.to_dict(), indent=1) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> "LatencyTable":

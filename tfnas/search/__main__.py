@@ -219,7 +219,7 @@ def _target_ms(f: Any, latency: Any, space: Any) -> float | None:
     if f.target_ms is not None and f.target_fraction is not None:
         raise TfnasError("give --target_ms or --target_fraction, not both")
     if f.target_ms is not None and not f.target_ms > 0:
-        raise TfnasError(f"target_ms must be positive, got {f.target_ms}")
+        raise TfnasError(f"--target_ms must be positive, got {f.target_ms}")
     if f.target_fraction is None:
         return f.target_ms
     if not 0 <= f.target_fraction <= 1:

@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import json
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 from tfnas import csvlog
 from tfnas.errors import TfnasError
+from tfnas.quiet import live_progress
+from tfnas.rundir import write_text
 from tfnas.methods import PROXYLESS_METHODS, REINFORCE_METHODS
 from tfnas.search import late, records
 from tfnas.search.config import SearchConfig
@@ -373,7 +374,7 @@ class Search:
             fixed = [("cost", "cost"), ("lam", None)] if config.objective else []
             shown = [name for name, _ in fixed] + [f"{k}_{c.name}" for c in config.constraints
                                                    for k in ("R", "lam")]
-            live = config.verbose and sys.stdout.isatty()
+            live = config.verbose and live_progress()
             bar = keras.utils.Progbar(steps, verbose=1 if live else 0, stateful_metrics=shown)
             epoch_start = time.time()
             dist = self.strategy.experimental_distribute_dataset(
@@ -473,7 +474,7 @@ class Search:
             "late_window": answer["late_window"],
             "search_seconds": round(answer["seconds"], 2), "epochs": config.epochs,
             **(extra or {}), "arch": arch.to_dict()}
-        (model_dir / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+        write_text(model_dir / "report.json", json.dumps(report, indent=1) + "\n")
         return report
 
     def match_measured(self, report: dict[str, Any],

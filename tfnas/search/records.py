@@ -93,4 +93,6 @@ def previous_seconds(model_dir: Path) -> float:
 
 
 def save_seconds(model_dir: Path, seconds: float) -> None:
-    (model_dir / "search_seconds.txt").write_text(f"{seconds:.3f}\n")
+    from tfnas.rundir import write_text
+
+    write_text(model_dir / "search_seconds.txt", f"{seconds:.3f}\n")

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from tfnas.errors import TfnasError, missing_file
+from tfnas.rundir import write_text
 from tfnas.space.ops import LayerSignature, Op
 from tfnas.space.spaces import SearchSpace, get_space
 
@@ -105,7 +106,7 @@ class Architecture:
     def save(self, path: str | Path) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.to_json() + "\n")
+        write_text(path, self.to_json() + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> "Architecture":
