@@ -67,15 +67,29 @@ def test_benchmark_table_compares_models(exported):
     ("make_arch.py", ["--space=huge", "--op=skip"], "unknown search space"),
     ("make_arch.py", ["--space=tiny", "--op=skip"], "not allowed at layer 0"),
     ("make_arch.py", ["--space=tiny", "--op=conv5"], "unknown op"),
+    # issue 18: outputs and tables checked before any work (defects 5 and 6)
+    ("export_tflite.py", ["--arch={arch}", "--out={folder}"], "is a directory: give a file"),
+    ("validate_latency.py", ["--latency_table={table}", "--out={junk}"],
+     "is a file, not a directory"),
+    ("train_predictor.py", ["--space=cifar", "--latency_table={table}", "--out={folder}/p.json",
+                            "--num_archs=5"], "has no rows for"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(exported, script, args, message):
     folder, arch_path, model_path = exported
     junk = folder / "junk.txt"
     junk.write_text("not a model { nor json")
-    args = [a.format(model=model_path, arch=arch_path, junk=junk, folder=folder) for a in args]
+    table = folder / "tiny_lut.json"
+    if not table.exists():
+        from tfnas.latency.table import LatencyTable
+        from tfnas.space import get_space
+
+        LatencyTable.from_flops(get_space("tiny"), ms_per_mflop=1.0).save(table)
+    args = [a.format(model=model_path, arch=arch_path, junk=junk, folder=folder, table=table)
+            for a in args]
     out = run_tool(script, *args)
     assert out.returncode == 2, out.stderr
     lines = error_lines(out.stderr)
     assert len(lines) == 1, out.stderr
     assert lines[0].startswith("error: ") and message in lines[0]
     assert "Traceback" not in out.stderr
+    assert not (folder / "p.dataset.json").exists()  # nothing measured before the check
