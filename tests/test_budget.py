@@ -309,15 +309,21 @@ def test_latency_and_params_budgets_both_hold_after_one_search(tmp_path, flops_t
     assert len(steps) == 1 + 4 * 22
 
 
-@pytest.mark.slow
-def test_each_budget_alone_breaks_the_other(tmp_path, flops_table):
-    """The pair above binds: a search with only one of the budgets ends outside the other."""
-    alone, _ = _budget_search(tmp_path, flops_table, "latency", f"--target_ms={LATENCY_MAX}",
-                              "--cost=max")
-    assert alone["params"] / 1e6 > PARAMS_MAX
-    alone, _ = _budget_search(tmp_path, flops_table, "params", f"--max_mparams={PARAMS_MAX}")
-    assert alone["cost"] is None  # no fixed-λ latency term beside a params budget
-    assert alone["predicted_ms"] > LATENCY_MAX
+def test_neither_budget_implies_the_other():
+    """The pair above binds: the space has networks under the latency budget that break the
+    params budget, and the other way round (found exactly: the solver with each network's
+    other cost as its weight). A search with one budget alone may still end inside the other
+    (on digits, 4 epochs, the latency-only search ended 20% under its max at 0.015 M params:
+    a max budget is a ceiling, not a target), so this is not asserted of searches."""
+    latency = CostModel.latency(TINY, LatencyTable.from_flops(TINY, ms_per_mflop=1.0))
+    params = CostModel.params(TINY)
+    start = Architecture.uniform(TINY, Op(3, 3))
+    for weight, budget_model, limit, other, other_limit in (
+            (params, latency, LATENCY_MAX, params, PARAMS_MAX),
+            (latency, params, PARAMS_MAX, latency, LATENCY_MAX)):
+        scores = [dict(row) for row in weight.layers]  # the dearest in the other cost
+        arch, _ = budget.solve(start, scores, [Constraint(budget_model, limit, "max")])
+        assert budget_model.of(arch) <= limit and other.of(arch) > other_limit
 
 
 def test_a_latency_target_is_reached_in_one_search(tmp_path, flops_table):
