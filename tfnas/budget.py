@@ -261,10 +261,9 @@ def match_measured(derived: Architecture, returned: Measured, scores: Sequence[d
         return returned, [returned]
     j = latency[0]
     budget = constraints[j]
-    slack = tolerance if budget.kind == "target" else 0.0
     tried, current = [returned], returned
     for _ in range(rounds):
-        if budget.holds(current.measured, slack):
+        if budget.holds(current.measured, tolerance):
             break
         # the model's error near the budget: the median over the networks measured so far
         # (one network's own error is partly its own: ±5% on the fastest tiny networks)

@@ -21,6 +21,13 @@ from tfnas.rundir import write_text
 PREFIX = "ckpt"
 
 
+def rng_states(model: Any) -> list[Any]:
+    """The model's random-generator states (dropout, kernel-subset dropout). Keras keeps them
+    out of the model's checkpoint: a run adds them to its own, or a resumed run would draw
+    other masks than an uninterrupted one."""
+    return [v.value for v in model.non_trainable_variables if v.name == "seed_generator_state"]
+
+
 def _on_disk(directory: Path) -> list[Path]:
     """Checkpoint prefixes (ckpt-N) with an index file, newest first."""
     found = []

@@ -2,7 +2,7 @@
 
 Every entry point ends with `cli.run(main)`. Bad flags (absl parse or validator errors) and
 `TfnasError`s raised anywhere below `main` print `error: <message>` on one line to stderr and
-exit with code 2, before any heavy work starts (DESIGN.md rule 7).
+exit with code 2, before any heavy work starts (docs/design.md, rule 7).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 `--tpu=NAME` (or `local`, or a grpc:// address) connects to the TPU and uses TPUStrategy.
 Without it, MirroredStrategy is used when the host has several devices of one kind (GPUs, or
-logical CPU devices set up for tests), else the default strategy (DESIGN.md rule 5).
+logical CPU devices set up for tests), else the default strategy (docs/design.md, rule 5).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The one exception type that entry points print as a single line (DESIGN.md rule 7)."""
+"""The one exception type that entry points print as a single line (docs/design.md, rule 7)."""
 
 
 class TfnasError(ValueError):

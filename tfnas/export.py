@@ -3,7 +3,7 @@
 The architecture JSON is embedded in the .tflite file's metadata table (the flatbuffer
 `Model.metadata` list, entry `tfnas_architecture`), so a model file says what it is; read it
 back with `read_architecture`. Metadata is written with the LiteRT flatbuffer tools, not
-tflite-support (which cannot be installed next to TensorFlow 2.21, see DESIGN.md).
+tflite-support (its last release requires protobuf < 4, TensorFlow 2.21 protobuf >= 6.31).
 
 Quantization modes (TFLite post-training quantization guide):
 - `none`: float32 weights and activations.

@@ -64,10 +64,6 @@ class Objective:
 
         return ops.log(cost) if self.kind == "log" else cost
 
-    def loss(self, ce: Any, cost: Any, lam: Any) -> Any:
-        """CE + lam · penalty(cost); `lam` is a tensor so warm-up can set it to 0."""
-        return ce + lam * self.penalty(cost)
-
 
 @dataclasses.dataclass(frozen=True)
 class Constraint:
@@ -138,11 +134,15 @@ class Constraint:
         lam = lam + step_size * ops.clip(v, -PROPORTIONAL_RANGE, PROPORTIONAL_RANGE)
         return ops.maximum(lam, 0.0) if self.kind == "max" else lam
 
+    def excess(self, value: float, tolerance: float = 0.0) -> float:
+        """How far a network's cost is outside the budget, relative to T (0 inside): a target
+        holds within ±tolerance, a max budget up to T itself (the one rule of tolerance)."""
+        error = value / self.target - 1.0
+        return max(abs(error) - tolerance if self.kind == "target" else error, 0.0)
+
     def holds(self, value: float, tolerance: float = 0.0) -> bool:
-        """Whether a derived network's cost meets the budget (`target`: within tolerance)."""
-        if self.kind == "max":
-            return value <= self.target * (1.0 + tolerance)
-        return abs(value / self.target - 1.0) <= tolerance
+        """Whether a derived network's cost meets the budget (`excess` 0, up to rounding)."""
+        return self.excess(value, tolerance) <= 1e-12
 
     def describe(self) -> str:
         sign = "≤" if self.kind == "max" else "="

@@ -2,7 +2,7 @@
 
 The TFLite converter writes pages of "Saved artifact ..." and MLIR diagnostics straight to file
 descriptors 1 and 2, below Python's `sys.stdout`; only redirecting the descriptors catches them
-(DESIGN.md rule 8). What was captured is kept and returned, so a failure can still show it.
+(docs/design.md, rule 8). What was captured is kept and returned, so a failure can still show it.
 """
 
 from __future__ import annotations

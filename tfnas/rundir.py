@@ -14,6 +14,8 @@ records what made it and is held by one process at a time:
   operating system releases it when the process dies, however it dies, so a dead process's
   lock is taken over without a word; a live holder stops a second writer at once, with its pid.
 - `write_text`: a file replaced whole (temporary file, fsync, rename), never half-written.
+- What a search and a training share as runs: `StopOnSignal` (SIGTERM / SIGINT ask the loop
+  to save and stop), `Interrupted` (raised once it has), `Stopwatch` (seconds over resumes).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import datetime
 import hashlib
 import json
 import os
+import signal
+import time
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -31,6 +35,42 @@ from tfnas.errors import TfnasError
 RUN_FILE = "run.json"
 LOCK_FILE = ".lock"
 HASH_LIMIT = 1 << 30  # files up to 1 GiB are hashed; larger ones by size and mtime
+
+
+class Interrupted(Exception):
+    """A run saved its progress and stopped on request: the same command resumes it."""
+
+
+class StopOnSignal:
+    """SIGTERM / SIGINT set a flag that a run's loop polls between steps: it then saves and
+    raises `Interrupted` (a second signal does not kill it mid-save)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = True
+
+    def __call__(self) -> bool:
+        return self.requested
+
+
+class Stopwatch:
+    """Seconds a run has spent, over resumes: what earlier processes saved in `path`, plus
+    this one's time since it started."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.before = float(self.path.read_text()) if self.path.exists() else 0.0
+        self.began = time.time()
+
+    def seconds(self) -> float:
+        return self.before + time.time() - self.began
+
+    def save(self) -> None:
+        write_text(self.path, f"{self.seconds():.3f}\n")
 
 
 def write_text(path: str | Path, text: str) -> None:

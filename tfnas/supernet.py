@@ -5,7 +5,7 @@
 superkernel MBConv (`superkernel`), or a multi-path `MixedOp` (`softmax`, `gumbel` (hard,
 LightNAS), `gumbel_soft` (FBNet), `proxyless`; `tfnas.layers.mixed`).
 `expected_cost(model, cost_model)` = fixed + Σ layer.expected_cost(rows) is differentiable in
-the architecture parameters and independent of the batch (DESIGN.md rule 3); call it under
+the architecture parameters and independent of the batch (docs/design.md, rule 3); call it under
 the same GradientTape as the forward pass. `derive(model, space)` reads each layer's decision.
 """
 

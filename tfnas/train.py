@@ -96,8 +96,8 @@ def main(argv: list[str]) -> None:
 
 def _train(config: Any, run: Any) -> None:
     from tfnas import distribute
-    from tfnas.search.loop import StopOnSignal
-    from tfnas.trainer import Interrupted, train
+    from tfnas.rundir import Interrupted, StopOnSignal
+    from tfnas.trainer import train
 
     cli.import_tensorflow_quietly()
     if FLAGS.deterministic:

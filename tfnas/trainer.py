@@ -18,12 +18,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import time
 from pathlib import Path
 from typing import Any, Callable
 
 from tfnas.errors import TfnasError
-from tfnas.rundir import write_text
+from tfnas.rundir import Interrupted, Stopwatch, write_text
 from tfnas.space import Architecture
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -71,10 +70,6 @@ class TrainConfig:
             raise TfnasError("; ".join(problems))
 
 
-class Interrupted(Exception):
-    """Training stopped on request; the last finished epoch is checkpointed."""
-
-
 def train(config: TrainConfig, strategy: Any = None,
           should_stop: Callable[[], bool] = lambda: False) -> dict[str, Any]:
     """Trains (or resumes) the network and writes model.keras and train_report.json."""
@@ -119,17 +114,13 @@ def train(config: TrainConfig, strategy: Any = None,
             jit_compile=config.jit_compile)
         optimizer.build(model.trainable_variables)
         epoch = tf.Variable(0, trainable=False, dtype=tf.int64, name="epoch")
-    # dropout's RNG state is not in Keras' checkpoint: add it, so a resumed run draws the
-    # masks an uninterrupted one would
-    rng = [v.value for v in model.non_trainable_variables if v.name == "seed_generator_state"]
+    rng = checkpoints.rng_states(model)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch, rng=rng)
     manager, _ = checkpoints.open_manager(checkpoint, model_dir)
     start_epoch = int(epoch)
     log_path = model_dir / "train_log.csv"
     csvlog.cut_log(log_path, start_epoch)  # rows of epochs after the checkpoint: again
-    seconds_file = model_dir / "train_seconds.txt"
-    before = float(seconds_file.read_text()) if seconds_file.exists() else 0.0
-    began = time.time()
+    clock = Stopwatch(model_dir / "train_seconds.txt")
 
     def one_hot(images: Any, labels: Any) -> tuple[Any, Any]:
         return images, tf.one_hot(labels, space.num_classes)
@@ -157,7 +148,7 @@ def train(config: TrainConfig, strategy: Any = None,
                                         for k in LOG_FIELDS[1:]}}])
                 epoch.assign(index + 1)
                 manager.save()
-                write_text(seconds_file, f"{before + time.time() - began:.3f}\n")
+                clock.save()
 
             def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
                 if should_stop():
@@ -178,7 +169,7 @@ def train(config: TrainConfig, strategy: Any = None,
     nets.recalibrate_batchnorm(model, images[0])
     results = model.evaluate(dataset.val(drop_remainder=False).map(one_hot), verbose=0,
                              return_dict=True)
-    seconds = before + time.time() - began
+    seconds = clock.seconds()
     model.save(model_dir / "model.keras")
     arch.save(model_dir / "arch.json")  # beside the model: export_tflite finds it there
     report = {"top1": float(results["top1"]), "top5": float(results["top5"]),

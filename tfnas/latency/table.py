@@ -1,6 +1,6 @@
 """LatencyTable: per-signature latency rows (a LUT) plus the fixed stem/head cost.
 
-Rows are keyed by `LayerSignature` (DESIGN.md rule 2), so a table serves every space whose
+Rows are keyed by `LayerSignature` (docs/design.md, rule 2), so a table serves every space whose
 layers it covers, and a missing row is a clear error naming the signatures and the command that
 profiles them. The total latency of an architecture is `fixed_ms + Σ row(signature)`.
 

@@ -2,6 +2,7 @@
 `python -m tfnas.search` (`tfnas/search/__main__.py`)."""
 
 from tfnas.search.config import SearchConfig
-from tfnas.search.loop import Interrupted, Search, StopOnSignal
+from tfnas.rundir import Interrupted, StopOnSignal
+from tfnas.search.loop import Search
 
 __all__ = ["Interrupted", "Search", "SearchConfig", "StopOnSignal"]

@@ -21,7 +21,8 @@ from tfnas.costs import CostModel
 from tfnas.errors import TfnasError
 from tfnas.objectives import DEFAULT_KAPPA, DEFAULT_LAM_RATE, Constraint, Objective
 from tfnas.search.config import SearchConfig
-from tfnas.search.loop import Interrupted, Search, StopOnSignal
+from tfnas.rundir import Interrupted, StopOnSignal
+from tfnas.search.loop import Search
 from tfnas.space import Architecture
 
 
@@ -427,7 +428,7 @@ def _search_and_train(f: Any, config: SearchConfig, precision: str, run: Any,
         else:
             try:
                 report["train"] = trainer.train(train_config, strategy, StopOnSignal())
-            except trainer.Interrupted as stop:
+            except Interrupted as stop:
                 print(stop, flush=True)
                 raise SystemExit(143)
             train_run.finish()

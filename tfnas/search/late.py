@@ -90,11 +90,9 @@ class LateWindow:
         best, best_key = None, None
         for names, steps in self.held.items():
             arch = Architecture(self.space, tuple(Op.parse(n) for n in names.split()))
-            excess = 0.0
-            for c in constraints:
-                error = c.cost_model.of(arch) / c.target - 1.0
-                excess = max(excess, abs(error) - tolerance if c.kind == "target" else error)
-            key = (max(excess, 0.0), -steps, -self.last[names])
+            excess = max((c.excess(c.cost_model.of(arch), tolerance) for c in constraints),
+                         default=0.0)
+            key = (excess, -steps, -self.last[names])
             if best_key is None or key < best_key:
                 best, best_key = arch, key
         return best

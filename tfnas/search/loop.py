@@ -7,7 +7,7 @@ loss with a held-out batch. The loss is CE, plus λ·penalty(R) for a fixed-λ o
 λ_c·(R_c/T_c − 1) for every budget, whose multipliers λ_c are updated inside the step by
 gradient ascent (`tfnas.objectives`).
 
-TPU-ready (DESIGN.md rule 5): static shapes, `drop_remainder` batches, no Python branching on
+TPU-ready (docs/design.md, rule 5): static shapes, `drop_remainder` batches, no Python branching on
 tensors, λ, multipliers and kernel dropout held in variables, optional XLA (`jit_compile`),
 global-batch-correct loss under any tf.distribute strategy. Resumable (rule 6): weights,
 architecture parameters, multipliers, optimizer state, epoch and step are checkpointed, and a
@@ -22,23 +22,18 @@ events (tb/).
 from __future__ import annotations
 
 import json
-import signal
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-from tfnas import csvlog
+from tfnas import checkpoints, csvlog
 from tfnas.errors import TfnasError
 from tfnas.quiet import live_progress
-from tfnas.rundir import write_text
+from tfnas.rundir import Interrupted, Stopwatch, write_text
 from tfnas.methods import PROXYLESS_METHODS, REINFORCE_METHODS
 from tfnas.search import late, records
 from tfnas.search.config import SearchConfig
 from tfnas.space import Architecture
-
-class Interrupted(Exception):
-    """The search saved a checkpoint and stopped on request (SIGTERM / SIGINT)."""
-
 
 class Search:
     """Builds the supernet, data, optimizer and checkpoint of a search; `run()` executes it."""
@@ -116,10 +111,7 @@ class Search:
                 for c in config.constraints]
             self.epoch = tf.Variable(0, trainable=False, dtype=tf.int64, name="epoch")
             self.step = tf.Variable(0, trainable=False, dtype=tf.int64, name="step")
-        # Keras keeps RNG states (kernel-subset and classifier dropout) out of the model's
-        # checkpoint: add them, or a resumed search would draw other masks than a straight one
-        rng = [v.value for v in self.model.non_trainable_variables
-               if v.name == "seed_generator_state"]
+        rng = checkpoints.rng_states(self.model)
         extra = {"arch_optimizer": self.arch_optimizer} if self.multi_path else {}
         self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
                                               lam=self.lam, epoch=self.epoch, step=self.step,
@@ -294,8 +286,6 @@ class Search:
     def restore(self) -> bool:
         """Continues from the newest readable checkpoint in model_dir, if any (a damaged newer
         one is moved aside with one line: `tfnas.checkpoints`)."""
-        from tfnas import checkpoints
-
         Path(self.config.model_dir).mkdir(parents=True, exist_ok=True)
         self.manager, restored = checkpoints.open_manager(self.checkpoint,
                                                           self.config.model_dir)
@@ -334,8 +324,7 @@ class Search:
         resumed = self.restore()
         writer = tf.summary.create_file_writer(str(model_dir / "tb"))
         log_path = model_dir / "search_log.csv"
-        start = time.time()
-        elapsed_before = records.previous_seconds(model_dir)
+        clock = Stopwatch(model_dir / "search_seconds.txt")
         steps = self.weight_data.steps_per_epoch
         if config.verbose:
             budgets = "; ".join(c.describe() for c in config.constraints)
@@ -393,7 +382,7 @@ class Search:
                               for k, v in (("R", terms[f"cost_{c.name}"]), ("lam", lam))])
                 if should_stop():
                     save()
-                    records.save_seconds(model_dir, elapsed_before + time.time() - start)
+                    clock.save()
                     raise Interrupted(f"stopped at epoch {epoch} step {i + 1}; checkpoint saved"
                                       f" in {model_dir}: run the same command to resume")
                 if (i + 1) % config.checkpoint_every == 0:
@@ -415,7 +404,7 @@ class Search:
             self.epoch.assign(epoch + 1)
             self.step.assign(0)
             save()
-            records.save_seconds(model_dir, elapsed_before + time.time() - start)
+            clock.save()
             if config.verbose:
                 budgets = "".join(f", {c.name} of the derived net {c.cost_model.of(arch):.4g} "
                                   f"{c.cost_model.unit} (λ {float(lam):.3g})"
@@ -423,7 +412,7 @@ class Search:
                 print(f"epoch {epoch}: val accuracy {row['val_accuracy']:.3f}, "
                       f"{config.cost_model.name} {row['cost']:.4g} {config.cost_model.unit}"
                       f"{budgets}", flush=True)
-        return self._finish(elapsed_before + time.time() - start)
+        return self._finish(clock.seconds())
 
     def _finish(self, seconds: float) -> dict[str, Any]:
         from tfnas import budget, supernet
@@ -548,18 +537,3 @@ def _annealed(temperature: tuple[float, float], epoch: int, epochs: int) -> floa
     """Gumbel τ of an epoch: exponential from the first value to the last (FBNet Sec. 3.3)."""
     start, end = temperature
     return start * (end / start) ** (epoch / max(epochs - 1, 1))
-
-
-class StopOnSignal:
-    """SIGTERM/SIGINT set a flag; the loop saves a checkpoint at the next step and stops."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._handle)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.requested = True
-
-    def __call__(self) -> bool:
-        return self.requested

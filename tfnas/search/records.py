@@ -1,5 +1,5 @@
-"""What a search writes beside its checkpoints: the per-epoch and per-step logs, the seconds
-spent (over resumes) and each budget's outcome in the report."""
+"""What a search writes beside its checkpoints: the per-epoch and per-step logs and each
+budget's outcome in the report."""
 
 from __future__ import annotations
 
@@ -22,17 +22,16 @@ def budget_report(constraint: Any, arch: Any, derived: Any, step_log: Path,
         with step_log.open() as f:
             lams = [float(row[f"lam_{constraint.name}"]) for row in csv.DictReader(f)]
     value, before = constraint.cost_model.of(arch), constraint.cost_model.of(derived)
-    slack = tolerance if constraint.kind == "target" else 0.0
     report = {"name": constraint.name, "kind": constraint.kind, "target": constraint.target,
               "unit": constraint.cost_model.unit, "predicted": value,
               "error": value / constraint.target - 1.0,
               "before_repair": before, "error_before_repair": before / constraint.target - 1.0,
-              "holds": constraint.holds(value, slack),
+              "holds": constraint.holds(value, tolerance),
               "lam": ({"first": lams[0], "last": lams[-1], "min": min(lams), "max": max(lams),
                        "steps": len(lams)} if lams else None)}
     if measured is not None:
         report.update(measured=measured, measured_error=measured / constraint.target - 1.0,
-                      holds=constraint.holds(measured, slack))
+                      holds=constraint.holds(measured, tolerance))
     return report
 
 
@@ -85,14 +84,3 @@ class StepLog:
 def append_log(path: Path, row: dict[str, Any]) -> None:
     """One epoch's row of search_log.csv."""
     csvlog.append_rows(path, LOG_FIELDS, [row])
-
-
-def previous_seconds(model_dir: Path) -> float:
-    path = model_dir / "search_seconds.txt"
-    return float(path.read_text()) if path.exists() else 0.0
-
-
-def save_seconds(model_dir: Path, seconds: float) -> None:
-    from tfnas.rundir import write_text
-
-    write_text(model_dir / "search_seconds.txt", f"{seconds:.3f}\n")

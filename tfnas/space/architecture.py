@@ -1,4 +1,4 @@
-"""Architecture: one network of a space, the type every tfnas tool speaks (DESIGN.md rule 1).
+"""Architecture: one network of a space, the type every tfnas tool speaks (docs/design.md, rule 1).
 
 Params and FLOPs are exact counts of the network `tfnas.nets.build` makes. FLOPs are counted as
 multiply-adds, the convention of the MobileNetV2 / MnasNet / Single-Path NAS papers (MobileNetV2

@@ -2,7 +2,7 @@
 
 An `Op` is MBConv with kernel k and expansion e (the inverted residual of MobileNetV2), or
 `skip`. A `LayerSignature` (input H, W, C_in, C_out, stride, op) identifies what a layer computes,
-so latency tables are keyed by it rather than by layer index (DESIGN.md rule 2); it also gives
+so latency tables are keyed by it rather than by layer index (docs/design.md, rule 2); it also gives
 the exact params and multiply-adds of the MBConv that `tfnas.nets.mbconv` builds.
 """
 
