@@ -58,8 +58,12 @@ def print_help(program: str) -> None:
               flags.FLAGS.flags_by_module_dict().items()
               if defined and not module.startswith("absl")]
     own = [g for g in groups if g[0] == "__main__" or g[0].endswith(".py")]
-    labels = {"tfnas.cli": "shared flags", "tfnas.train": "training flags"}
-    for module, defined in own + [g for g in groups if g not in own]:
+    labels = {"tfnas.sweep": "sweep flags", "tfnas.search.command": "search flags",
+              "tfnas.train": "training flags", "tfnas.cli": "shared flags"}
+    order = list(labels)  # the command's own flags first, the shared ones last
+    rest = sorted((g for g in groups if g not in own),
+                  key=lambda g: order.index(g[0]) if g[0] in order else len(order))
+    for module, defined in own + rest:
         print(f"\n{labels.get(module, 'flags' if (module, defined) in own else module)}:")
         for flag in sorted(defined, key=lambda f: f.name):
             default = "" if flag.default is None else f" (default: {flag.default_as_str})"

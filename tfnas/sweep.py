@@ -34,7 +34,7 @@ SWEEP_FLAGS = ("target_fractions", "targets_ms", "parallel")
 
 
 def _define_flags() -> None:
-    from tfnas.search.__main__ import define_flags
+    from tfnas.search.command import define_flags
 
     define_flags()
     FLAGS.set_default("model_dir", "runs/sweep")
@@ -209,7 +209,7 @@ def _export_and_time(model_dir: Path, targets: list[tuple[str, str]], meter: Any
 def main(argv: list[str]) -> None:
     from tfnas import pareto
     from tfnas.errors import TfnasError
-    from tfnas.search.__main__ import config_from_flags, profile_device
+    from tfnas.search.command import config_from_flags, profile_device
 
     targets = _targets()
     model_dir = Path(FLAGS.model_dir)

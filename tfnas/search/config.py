@@ -1,4 +1,4 @@
-"""What a search needs, as plain values (flags are turned into this in `tfnas.search.__main__`)."""
+"""What a search needs, as plain values (flags are turned into this in `tfnas.search.command`)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,342 @@
+"""The flags of `python -m tfnas.search` and the SearchConfig they describe.
+
+`define_flags()` defines every flag (the sweep defines them too, and passes them on);
+`config_from_flags(values)` checks them all (budgets against the space's range, the dataset
+against the space, the `--train_*` flags) and builds the configuration, every problem one
+`TfnasError`; `run_settings` / `train_settings` are what the run directories record
+(`tfnas.rundir`); `profile_device` builds or completes a `--device` table. The command itself
+is `tfnas/search/__main__.py`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tfnas.costs import CostModel
+from tfnas.errors import TfnasError
+from tfnas.objectives import DEFAULT_KAPPA, DEFAULT_LAM_RATE, Constraint, Objective
+from tfnas.search.config import SearchConfig
+
+
+def define_flags() -> None:
+    """Every flag of `python -m tfnas.search` (also the sweep's, which passes them on)."""
+    from absl import flags
+
+    from tfnas import cli, data, objectives
+    from tfnas.methods import METHODS
+
+    cli.define_space_flags(default="single_path")
+    flags.DEFINE_string("dataset", "tfds:imagenet2012", f"Dataset: {', '.join(data.KINDS)}.")
+    flags.DEFINE_enum("method", "superkernel", list(METHODS), "Search method: "
+                      "superkernel (Single-Path NAS), softmax (DARTS/FBNet mixed op), gumbel "
+                      "(hard Gumbel-softmax, one path per step: LightNAS), gumbel_soft (FBNet), "
+                      "proxyless (ProxylessNAS binary gates), proxyless_reinforce "
+                      "(ProxylessNAS with REINFORCE on α, Eq. 8).")
+    flags.DEFINE_float("arch_learning_rate", 0.01, "Adam learning rate of α (multi-path).")
+    flags.DEFINE_float("arch_split", 0.2, "Training examples held out to learn α (multi-path).")
+    flags.DEFINE_integer("rl_samples", 10, "proxyless_reinforce: networks sampled per α step "
+                         "(ProxylessNAS: 10).", lower_bound=1)
+    flags.DEFINE_float("rl_baseline_weight", 0.99, "proxyless_reinforce: the reward baseline "
+                       "moves this fraction of the way to each step's mean reward.")
+    flags.DEFINE_float("tau_start", 5.0, "Gumbel temperature of the first epoch.")
+    flags.DEFINE_float("tau_end", 0.5, "Gumbel temperature of the last epoch.")
+    flags.DEFINE_enum("path_select", "auto", ["auto", "switch", "mask"], "How gumbel and "
+                      "proxyless run the chosen path: switch (that path alone), mask (every "
+                      "path, one kept: compiles fast under XLA on CPUs/GPUs), auto (mask with "
+                      "--jit_compile off TPUs, else switch).")
+    flags.DEFINE_string("latency_table", None,
+                        "Latency table JSON, or a built-in table (pixel1). Default: with "
+                        "--device, MODEL_DIR/lut.json; else pixel1 where it prices the space "
+                        "(single_path at 224x224, 1000 classes).")
+    flags.DEFINE_string("latency_model", "table", "What predicts latency: table (the "
+                        "--latency_table or --device table) or predictor:PATH (an MLP from "
+                        "tools/train_predictor.py).")
+    flags.DEFINE_enum("cost_metric", None, ["latency", "params", "flops"],
+                      "What R counts: latency (ms, from --latency_table), params (M) or FLOPs "
+                      "(M multiply-adds). Default: latency with a table, else flops.")
+    flags.DEFINE_enum("cost", None, list(objectives.KINDS),
+                      "Cost term: target (reach --target_ms: CE + λ(R/T − 1), λ learned), max "
+                      "(R ≤ --target_ms, λ ≥ 0 learned), log (CE + λ log R, the paper's Eq. 9) "
+                      "or linear (CE + λ R) with a fixed --lam. Default: target with "
+                      "--target_ms; none with only --max_mparams / --max_mflops; else log.")
+    flags.DEFINE_float("lam", 0.02, "λ of --cost=log|linear (the paper: 0.020).")
+    flags.DEFINE_float("target_ms", None, "Latency target in ms: the search lands on it "
+                       "(--cost=target, the default) or stays under it (--cost=max).")
+    flags.DEFINE_float("target_fraction", None, "Latency target as a fraction of the space's "
+                       "range under the latency model: 0 is its cheapest network, 1 its dearest "
+                       "(the target in ms then follows on any device; instead of --target_ms).")
+    flags.DEFINE_float("max_mparams", None, "Budget: at most this many million parameters "
+                       "(a learned multiplier; combines with the others).")
+    flags.DEFINE_float("max_mflops", None, "Budget: at most this many million multiply-adds.")
+    flags.DEFINE_float("lam_rate", DEFAULT_LAM_RATE, "How fast the budgets' multipliers move: "
+                       "λ changes by lam_rate·(R/T − 1) per epoch, R/T − 1 clamped to ±0.1.")
+    flags.DEFINE_float("lam_init", 0.0, "Initial value of the budgets' multipliers.")
+    flags.DEFINE_float("lam_kappa", DEFAULT_KAPPA, "Weight of the budgets' proportional term "
+                       "(augmented Lagrangian; 0: the plain λ·(R/T − 1) of LightNAS).")
+    flags.DEFINE_bool("repair", True, "Return the network of highest architecture weight "
+                      "(log-probability under the search's relaxation) that meets every budget "
+                      "(max budgets, targets within --target_tolerance; where no network is "
+                      "that close, the nearest), found exactly by dynamic programming over the "
+                      "layers; report.json keeps the search's own network and its error.")
+    flags.DEFINE_float("target_tolerance", 0.01, "How close to --target_ms counts as on target "
+                       "(relative).")
+    flags.DEFINE_integer("epochs", 8, "Search epochs.")
+    flags.DEFINE_integer("warmup_epochs", 2, "First epochs without the cost terms (λ = 0, "
+                         "budgets off): the weights and (superkernel) thresholds train on CE "
+                         "alone; multi-path α stay frozen.")
+    flags.DEFINE_integer("batch_size", 1024, "Global batch size.")
+    flags.DEFINE_float("learning_rate", 0.01, "Adam learning rate (weights and thresholds).")
+    flags.DEFINE_enum("lr_schedule", "cosine", ["cosine", "constant"], "Learning rates of "
+                      "weights, thresholds and α: cosine decay to 0 over the search (the "
+                      "architecture settles) or constant.")
+    flags.DEFINE_float("kernel_dropout", 0.1, "Drop rate of kernel subsets (paper Sec. 4.2).")
+    flags.DEFINE_integer("dropout_epochs", 6, "First epochs with kernel-subset dropout.")
+    flags.DEFINE_float("dropout", 0.2, "Dropout before the classifier.")
+    flags.DEFINE_integer("seed", 0, "Seed of weights, data order and dropout.")
+    flags.DEFINE_string("model_dir", "runs/search", "Output and checkpoint directory.")
+    flags.DEFINE_string("tpu", None, "TPU name or address: runs under TPUStrategy.")
+    flags.DEFINE_enum("precision", "auto", ["auto", "float32", "mixed_bfloat16"],
+                      "Compute dtype (auto: mixed_bfloat16 with --tpu, else float32).")
+    flags.DEFINE_bool("jit_compile", False, "Compile the train step with XLA (on for TPUs).")
+    flags.DEFINE_integer("checkpoint_every", 50, "Steps between checkpoints.")
+    flags.DEFINE_string("device", None, "Profile this device (local, adb:SERIAL or "
+                        "cmd:TEMPLATE) into "
+                        "--latency_table (default MODEL_DIR/lut.json; only missing rows are "
+                        "measured), search on it, and measure the derived network there.")
+    flags.DEFINE_integer("threads", 1, "Threads on --device.", lower_bound=1)
+    flags.DEFINE_integer("profile_runs", 40, "Timed runs per table row and network, at least.",
+                         lower_bound=1)
+    flags.DEFINE_float("profile_seconds", 1.0, "Each group of models on --device is timed for "
+                       "at least this long.", lower_bound=0)
+    flags.DEFINE_integer("profile_repeats", 3, "Times each group of models on --device is "
+                         "timed; each model keeps its median.", lower_bound=1)
+    flags.DEFINE_integer("calibration_archs", 16, "Whole networks measured to calibrate the "
+                         "device's table.", lower_bound=0)
+    flags.DEFINE_bool("deterministic", True, "Deterministic TensorFlow ops (resumed searches "
+                      "end exactly where uninterrupted ones do).")
+    flags.DEFINE_bool("train_after_search", False, "Then train the derived network from scratch "
+                      "on the same dataset (MODEL_DIR/train: model.keras, train_report.json) "
+                      "with the --train_* flags (those of python -m tfnas.train).")
+    from tfnas import train
+
+    train.define_flags(prefix="train_")
+    flags.DEFINE_bool("dry_run", False, "Check the flags, print the search's configuration "
+                      "(JSON) and stop: nothing is written, no TPU or device is contacted.")
+    flags.DEFINE_bool("overwrite", False, "Start afresh in a --model_dir that holds a run made "
+                      "with other flags (the old run is moved to MODEL_DIR.old-TIMESTAMP). "
+                      "Without it, the same flags resume the run (or report it, if finished) "
+                      "and other flags stop with a line naming them.")
+
+
+# flags that do not change a search's result: where it writes, how often it checkpoints, which
+# TPU runs it, whether training follows (the training has its own run directory)
+NOT_SETTINGS = ("model_dir", "overwrite", "dry_run", "checkpoint_every", "tpu",
+                "train_after_search")
+
+
+def run_settings(f: Any, space: Any) -> dict[str, Any]:
+    """What the search's run directory records (`tfnas.rundir`): its flags and its input
+    files' fingerprints."""
+    from tfnas import cli
+
+    own = cli.flag_settings(f, skip=NOT_SETTINGS)
+    own = {k: v for k, v in own.items() if k not in cli.flag_settings(f, ["tfnas.train"])}
+    table = None if f.device else table_path(f, space)
+    return {**own, "inputs": cli.input_fingerprints(
+        {"latency_table": table, "latency_model": f.latency_model, "dataset": f.dataset},
+        f.model_dir)}
+
+
+def train_settings(f: Any) -> dict[str, Any]:
+    """What --train_after_search's run directory (MODEL_DIR/train) records."""
+    from tfnas import cli
+
+    return {**cli.flag_settings(f, ["tfnas.train"]), "dataset": f.dataset, "seed": f.seed,
+            "precision": f.precision, "jit_compile": f.jit_compile}
+
+
+def device_table_path(flags_values: Any) -> str:
+    """Where `--device` profiling writes (or completes) its table."""
+    f = flags_values
+    return f.latency_table or str(Path(f.model_dir) / "lut.json")
+
+
+def table_path(f: Any, space: Any) -> str | None:
+    """The latency table the flags name: --latency_table, the --device table, or by default
+    the built-in table that prices the space (the Single-Path authors' Pixel 1 model for
+    `single_path` at its published geometry); None without one."""
+    from tfnas.latency.table import BUILTIN_TABLES, LatencyTable
+
+    if f.latency_table or f.device:
+        return device_table_path(f)
+    for name in BUILTIN_TABLES:
+        try:
+            LatencyTable.load(name).check_covers(space)
+        except TfnasError:
+            continue
+        return name
+    return None
+
+
+def _latency_model(f: Any, space: Any, table_ready: bool) -> Any:
+    """The latency cost model the flags name (predictor or table), None without one, or the
+    FLOPs stand-in while a device's table is still to be built."""
+    from tfnas.latency.table import LatencyTable
+
+    kind, _, predictor_path = f.latency_model.partition(":")
+    if f.latency_model != "table" and not (kind == "predictor" and predictor_path):
+        raise TfnasError(f"--latency_model={f.latency_model!r}: expected table or "
+                         "predictor:PATH")
+    if predictor_path:
+        from tfnas.latency.predictor import LatencyPredictor
+
+        model = LatencyPredictor.load(predictor_path)
+        if model.space != space:
+            raise TfnasError(f"predictor {predictor_path!r} was trained for space "
+                             f"{model.space.name!r} ({model.space.num_layers} layers), "
+                             f"not this {space.name!r}")
+        return model
+    if f.device and not table_ready:
+        return None  # the device's table is built after the flags are checked
+    path = table_path(f, space)
+    if path is None:
+        return None
+    return CostModel.latency(space, LatencyTable.load(path), f"latency table {path!r}")
+
+
+def _target_ms(f: Any, latency: Any, space: Any) -> float | None:
+    """The latency target in ms: --target_ms, or --target_fraction of the latency model's
+    range (None until the model exists)."""
+    from tfnas import budget
+
+    if f.target_ms is not None and f.target_fraction is not None:
+        raise TfnasError("give --target_ms or --target_fraction, not both")
+    if f.target_ms is not None and not f.target_ms > 0:
+        raise TfnasError(f"--target_ms must be positive, got {f.target_ms}")
+    if f.target_fraction is None:
+        return f.target_ms
+    if not 0 <= f.target_fraction <= 1:
+        raise TfnasError(f"--target_fraction must be in [0, 1], got {f.target_fraction}")
+    if latency is None:
+        return None
+    low, high = budget.cost_range(latency, space)
+    return low + f.target_fraction * (high - low)
+
+
+def _latency_source(f: Any, latency: Any, space: Any) -> str | None:
+    """What predicts latency, as the report names it."""
+    if latency is None:
+        return None
+    kind, _, path = f.latency_model.partition(":")
+    return f"predictor {path}" if kind == "predictor" else f"table {table_path(f, space)}"
+
+
+def config_from_flags(flags_values: Any, table_ready: bool = True) -> SearchConfig:
+    """Validates the flags and builds the SearchConfig; every problem is one TfnasError.
+
+    With `--device`, call it once with `table_ready=False` to validate before profiling, and
+    again once the device's table exists (budgets are then checked against it)."""
+    from tfnas import budget, cli, data
+
+    f = flags_values
+    if f.device:
+        from tfnas.latency.devices import parse_device
+        from tfnas.latency.table import BUILTIN_TABLES
+        from tfnas.rundir import check_output
+
+        parse_device(f.device, threads=f.threads)  # a bad spec stops here
+        if f.latency_table in BUILTIN_TABLES:
+            raise TfnasError(f"--latency_table={f.latency_table} is a built-in table; with "
+                             "--device the table is that device's own: give a JSON path to "
+                             "build or complete (default MODEL_DIR/lut.json)")
+        check_output(device_table_path(f), "--latency_table")
+    space = cli.space_from_flags(f)
+    budgets_only = f.max_mparams is not None or f.max_mflops is not None
+    # default: a target's budget; with only params / FLOPs budgets, no fixed-λ term beside them
+    latency = _latency_model(f, space, table_ready)
+    target_ms = _target_ms(f, latency, space)
+    has_target = target_ms is not None or f.target_fraction is not None
+    cost = f.cost or ("target" if has_target else None if budgets_only else "log")
+    pending = bool(f.device) and not table_ready
+    has_latency = latency is not None or pending
+    if f.cost_metric == "latency" and not has_latency:
+        raise TfnasError("--cost_metric=latency needs --latency_table (a JSON table or pixel1), "
+                         "--device or --latency_model=predictor:PATH")
+    metric = f.cost_metric or ("latency" if has_latency else "flops")
+    if metric == "latency":
+        cost_model = latency if latency is not None else CostModel.flops(space)
+    else:
+        cost_model = CostModel.params(space) if metric == "params" else CostModel.flops(space)
+    objective = None
+    constraints = []
+    budget_options = dict(lam_init=f.lam_init, lam_rate=f.lam_rate, kappa=f.lam_kappa)
+    if cost in ("target", "max"):
+        if not has_target:
+            raise TfnasError(f"--cost={cost} needs --target_ms or --target_fraction (for "
+                             "params or FLOPs budgets use --max_mparams / --max_mflops)")
+        if not has_latency:
+            raise TfnasError("--target_ms needs a latency model: --latency_table, --device or "
+                             "--latency_model=predictor:PATH")
+        if latency is not None:
+            constraints.append(Constraint(latency, target_ms, cost, flag="--target_ms",
+                                          **budget_options))
+    elif cost is not None:
+        objective = Objective(cost, f.lam)
+    for value, model, flag in ((f.max_mparams, CostModel.params(space), "--max_mparams"),
+                               (f.max_mflops, CostModel.flops(space), "--max_mflops")):
+        if value is not None:
+            constraints.append(Constraint(model, value, "max", flag=flag, **budget_options))
+    for constraint in constraints:
+        budget.check_feasible(constraint, space)  # an unreachable budget stops here
+    data.check_spec(f.dataset, space.num_classes, space.input_channels)
+    if f.train_after_search:  # the --train_* flags stop here too, not after the search
+        from tfnas import train
+        from tfnas.space import Architecture
+
+        some_network = Architecture(space, tuple(space.candidates(i)[0]
+                                                 for i in range(space.num_layers)))
+        train.config_from_flags(f, some_network, f.dataset, f.model_dir, f.seed, False,
+                                prefix="train_")
+    try:
+        return _search_config(f, space, cost_model, objective, constraints, target_ms,
+                              latency)
+    except TfnasError as err:  # name the flags: "--warmup_epochs must be in [0, epochs)"
+        raise TfnasError("; ".join(f"--{p}" if p.split(" ")[0] in f else p
+                                   for p in str(err).split("; "))) from None
+
+
+def _search_config(f: Any, space: Any, cost_model: Any, objective: Any, constraints: list,
+                   target_ms: float | None, latency: Any) -> SearchConfig:
+    return SearchConfig(
+        space=space, dataset=f.dataset, cost_model=cost_model, objective=objective,
+        constraints=tuple(constraints), model_dir=f.model_dir, method=f.method,
+        epochs=f.epochs, warmup_epochs=f.warmup_epochs, batch_size=f.batch_size,
+        learning_rate=f.learning_rate, lr_schedule=f.lr_schedule, seed=f.seed,
+        kernel_dropout=f.kernel_dropout,
+        dropout_epochs=f.dropout_epochs, dropout=f.dropout,
+        jit_compile=f.jit_compile or bool(f.tpu), checkpoint_every=f.checkpoint_every,
+        target_ms=target_ms, arch_learning_rate=f.arch_learning_rate,
+        arch_split=f.arch_split, temperature=(f.tau_start, f.tau_end),
+        rl_samples=f.rl_samples, rl_baseline_weight=f.rl_baseline_weight,
+        path_select=f.path_select, repair=f.repair,
+        target_tolerance=f.target_tolerance, latency_source=_latency_source(f, latency, space))
+
+
+def profile_device(f: Any, space: Any) -> Any:
+    """Profiles `--device` into its table (only missing rows and calibration networks) and
+    returns a Meter anchored to that table (measurements in the table's units)."""
+    from tfnas.latency.devices import parse_device
+    from tfnas.latency.meter import Meter, default_reference
+    from tfnas.latency.profiler import calibrate, profile
+
+    device = parse_device(f.device, threads=f.threads)
+    device.check()
+    meter = Meter(device, runs=f.profile_runs, min_seconds=f.profile_seconds,
+                  repeats=f.profile_repeats, reference=default_reference(space))
+    path = device_table_path(f)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    table = profile(space, meter, path)
+    calibrate(table, space, meter, path, num_archs=f.calibration_archs)
+    meter.anchor_to(table)
+    return meter
