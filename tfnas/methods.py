@@ -1,15 +1,64 @@
-"""The search methods (kept free of TensorFlow imports, so flags are checked before it loads).
+"""The search methods, one record each (kept free of TensorFlow imports, so flags are checked
+before it loads).
 
-`superkernel` is Single-Path NAS (one level); the others are multi-path mixed ops
-(`tfnas.layers.mixed`) learned bi-level: method -> (MixedOp mode, hard). `proxyless_reinforce`
-runs the proxyless mixed op and learns α by REINFORCE (ProxylessNAS Eq. 8): the reward of a
-sampled network need not be differentiable (e.g. a measured latency).
+A `Method` says everything the supernet and the search loop need to know about a method, so
+neither branches on method names: which searchable layer it uses (the Single-Path superkernel,
+or a multi-path mixed op in one of its modes), whether it learns one-level (weights and
+architecture parameters on one loss, Single-Path NAS) or bi-level (an α step on held-out data
+after each weight step: DARTS, FBNet, ProxylessNAS, LightNAS), how α learns (gradient, or
+REINFORCE on rewards of sampled networks, ProxylessNAS Eq. 8) and with what Adam β1, and
+whether α are rescaled after each step (ProxylessNAS Sec. 3.2.1). A new method is one more
+record (and, for a new kind of layer or α update, the code that record names).
 """
 
-METHODS = ("superkernel", "softmax", "gumbel", "gumbel_soft", "proxyless", "proxyless_reinforce")
-MIXED_MODES = {"softmax": ("softmax", False), "gumbel": ("gumbel", True),
-               "gumbel_soft": ("gumbel", False), "proxyless": ("proxyless", False),
-               "proxyless_reinforce": ("proxyless", False)}
-# methods whose α learn from rewards of sampled networks (REINFORCE), not from gradients
-REINFORCE_METHODS = ("proxyless_reinforce",)
-PROXYLESS_METHODS = ("proxyless", "proxyless_reinforce")
+from __future__ import annotations
+
+import dataclasses
+
+from tfnas.errors import TfnasError
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """One search method (see the module docstring)."""
+
+    name: str
+    summary: str  # for --help
+    layer: str = "mixed"  # superkernel | mixed
+    mode: str | None = None  # the MixedOp mode: softmax | gumbel | proxyless
+    hard: bool = False  # gumbel: one-hot forward, straight-through gradient (LightNAS)
+    arch_update: str = "gradient"  # gradient | reinforce (bi-level methods)
+    arch_beta_1: float = 0.5  # Adam β1 of α; ProxylessNAS: 0, unsampled paths' α stay put
+    rescale_alpha: bool = False  # ProxylessNAS: keep unsampled paths' probabilities
+
+    @property
+    def bi_level(self) -> bool:
+        """Multi-path methods learn α on held-out data after each weight step."""
+        return self.layer == "mixed"
+
+
+_ALL = (
+    Method("superkernel", "Single-Path NAS", layer="superkernel"),
+    Method("softmax", "DARTS/FBNet mixed op", mode="softmax"),
+    Method("gumbel", "hard Gumbel-softmax, one path per step: LightNAS", mode="gumbel",
+           hard=True),
+    Method("gumbel_soft", "FBNet", mode="gumbel"),
+    Method("proxyless", "ProxylessNAS binary gates", mode="proxyless", arch_beta_1=0.0,
+           rescale_alpha=True),
+    Method("proxyless_reinforce", "ProxylessNAS with REINFORCE on α, Eq. 8", mode="proxyless",
+           arch_update="reinforce", arch_beta_1=0.0, rescale_alpha=True),
+)
+METHODS = tuple(m.name for m in _ALL)
+_BY_NAME = {m.name: m for m in _ALL}
+
+
+def get(name: str) -> Method:
+    """The method of that name; an unknown name is one TfnasError listing them."""
+    if name not in _BY_NAME:
+        raise TfnasError(f"unknown search method {name!r}: choose {', '.join(METHODS)}")
+    return _BY_NAME[name]
+
+
+def describe() -> str:
+    """`name (summary), ...` for --help."""
+    return ", ".join(f"{m.name} ({m.summary})" for m in _ALL)

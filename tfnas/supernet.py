@@ -15,13 +15,12 @@ from typing import Any
 
 import keras
 
-from tfnas import nets
+from tfnas import methods, nets
 from tfnas.costs import CostModel
 from tfnas.errors import TfnasError
 from tfnas.latency.predictor import LatencyPredictor
 from tfnas.layers.mixed import MixedOp
 from tfnas.layers.superkernel import SuperkernelMBConv
-from tfnas.methods import METHODS, MIXED_MODES
 from tfnas.space import SKIP, Architecture, Op, SearchSpace
 
 
@@ -30,16 +29,14 @@ def build(space: SearchSpace, *, method: str = "superkernel", dropout: float = 0
           sync_bn: bool = False, temperature: float = 5.0, select: str = "switch") -> Any:
     """The supernet of `space` for a search method (`sync_bn`: cross-replica batch norm;
     `temperature`: initial Gumbel τ; `select`: how mixed ops run one path, see `MixedOp`)."""
-    if method not in METHODS:
-        raise TfnasError(f"unknown search method {method!r}: choose {', '.join(METHODS)}")
+    record = methods.get(method)
     nets.check_dropout(dropout)
     inputs = nets.image_input(keras, space)
     x = nets.stem(inputs, keras, space, sync_bn)
     for i, spec in enumerate(space.layers):
-        if method in MIXED_MODES:
-            mode, hard = MIXED_MODES[method]
+        if record.layer == "mixed":
             x = MixedOp(spec.c_out, spec.stride, [op.name for op in space.candidates(i)],
-                        mode=mode, hard=hard, temperature=temperature,
+                        mode=record.mode, hard=record.hard, temperature=temperature,
                         seed=None if seed is None else seed + i, sync_bn=sync_bn,
                         select=select, name=f"layer{i:02d}")(x)
             continue
@@ -116,7 +113,7 @@ def architecture_variables(model: Any) -> list[Any]:
 
 def is_multi_path(method: str) -> bool:
     """Multi-path methods learn α on held-out data (bi-level); the superkernel is one-level."""
-    return method in MIXED_MODES
+    return methods.get(method).bi_level
 
 
 def set_temperature(model: Any, tau: float) -> None:

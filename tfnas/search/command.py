@@ -24,15 +24,13 @@ def define_flags() -> None:
     from absl import flags
 
     from tfnas import cli, data, objectives
+    from tfnas import methods
     from tfnas.methods import METHODS
 
     cli.define_space_flags(default="single_path")
     flags.DEFINE_string("dataset", "tfds:imagenet2012", f"Dataset: {', '.join(data.KINDS)}.")
-    flags.DEFINE_enum("method", "superkernel", list(METHODS), "Search method: "
-                      "superkernel (Single-Path NAS), softmax (DARTS/FBNet mixed op), gumbel "
-                      "(hard Gumbel-softmax, one path per step: LightNAS), gumbel_soft (FBNet), "
-                      "proxyless (ProxylessNAS binary gates), proxyless_reinforce "
-                      "(ProxylessNAS with REINFORCE on α, Eq. 8).")
+    flags.DEFINE_enum("method", "superkernel", list(METHODS),
+                      f"Search method: {methods.describe()}.")
     flags.DEFINE_float("arch_learning_rate", 0.01, "Adam learning rate of α (multi-path).")
     flags.DEFINE_float("arch_split", 0.2, "Training examples held out to learn α (multi-path).")
     flags.DEFINE_integer("rl_samples", 10, "proxyless_reinforce: networks sampled per α step "

@@ -26,11 +26,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from tfnas import checkpoints, csvlog
+from tfnas import checkpoints, csvlog, methods
 from tfnas.errors import TfnasError
 from tfnas.quiet import live_progress
 from tfnas.rundir import Interrupted, Stopwatch, write_text
-from tfnas.methods import PROXYLESS_METHODS, REINFORCE_METHODS
 from tfnas.search import late, records
 from tfnas.search.config import SearchConfig
 from tfnas.space import Architecture
@@ -57,7 +56,8 @@ class Search:
             raise TfnasError(f"{config.dataset} has {self.data.spec.num_classes} classes but "
                              f"space {space.name!r} has {space.num_classes}: pick a matching "
                              "space or set --num_classes")
-        self.multi_path = supernet.is_multi_path(config.method)
+        self.method = methods.get(config.method)
+        self.multi_path = self.method.bi_level
         # bi-level (multi-path): weights on one part of the training set, α on the rest
         self.weight_data, self.arch_data = (self.data.hold_out(config.arch_split)
                                             if self.multi_path else (self.data, None))
@@ -92,7 +92,7 @@ class Search:
                 self.arch_optimizer = keras.optimizers.Adam(
                     _schedule(config.arch_learning_rate, config.lr_schedule,
                               (config.epochs - config.warmup_epochs) * steps),
-                    beta_1=0.0 if config.method in PROXYLESS_METHODS else 0.5)
+                    beta_1=self.method.arch_beta_1)
                 self.arch_optimizer.build(self.architecture_variables)
             # REINFORCE's baseline: a moving average of the sampled networks' rewards (the same
             # on every replica: rewards are summed across them)
@@ -183,7 +183,7 @@ class Search:
             self._update_multipliers(terms)
             return terms
 
-        method = self.config.method
+        method = self.method
 
         def gradient_arch_step(arch_images: Any, arch_labels: Any) -> dict[str, Any]:
             """α by gradient on the full loss (DARTS, FBNet, LightNAS; ProxylessNAS Eq. 4 on
@@ -195,7 +195,7 @@ class Search:
                     arch_terms = self.loss_terms(arch_images, arch_labels)
             grads = tape.gradient(arch_terms["loss"], alphas)
             self.arch_optimizer.apply(grads, alphas)
-            if method in PROXYLESS_METHODS:
+            if method.rescale_alpha:
                 supernet.rescale_proxyless_alpha(self.model, old)
             return arch_terms
 
@@ -231,7 +231,8 @@ class Search:
                 terms[f"cost_{c.name}"] = tf.cast(value, tf.float32) / replicas
             return terms
 
-        arch_step = reinforce_arch_step if method in REINFORCE_METHODS else gradient_arch_step
+        arch_step = (reinforce_arch_step if method.arch_update == "reinforce"
+                     else gradient_arch_step)
 
         def bi_level(images: Any, labels: Any, arch_images: Any,
                      arch_labels: Any) -> dict[str, Any]:
