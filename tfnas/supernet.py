@@ -20,6 +20,7 @@ from tfnas.costs import CostModel
 from tfnas.errors import TfnasError
 from tfnas.latency.predictor import LatencyPredictor
 from tfnas.layers.mixed import MixedOp
+from tfnas.layers.searchable import SearchableLayer
 from tfnas.layers.superkernel import SuperkernelMBConv
 from tfnas.space import SKIP, Architecture, Op, SearchSpace
 
@@ -49,40 +50,40 @@ def build(space: SearchSpace, *, method: str = "superkernel", dropout: float = 0
     return keras.Model(inputs, outputs, name=f"supernet_{space.name}")
 
 
-def searchable_layers(model: Any) -> list[SuperkernelMBConv | MixedOp]:
-    return [layer for layer in model.layers if isinstance(layer, (SuperkernelMBConv, MixedOp))]
+SEARCHABLE = (SuperkernelMBConv, MixedOp)  # the SearchableLayer implementations
 
 
-def soft_one_hot(model: Any, space: SearchSpace, hard: bool = False,
-                 sampled: bool = False, relaxed: bool = False) -> Any:
-    """L x K op probabilities of the supernet (columns in `space.ops` order): the relaxed
-    one-hot a latency predictor reads (`hard`: the derived architecture's one-hot forward,
-    straight-through; `sampled`: the paths the last forward pass opened; `relaxed`: the
-    relaxation's probabilities in the forward pass too, sigmoids for the superkernel)."""
+def searchable_layers(model: Any) -> list[SearchableLayer]:
+    return [layer for layer in model.layers if isinstance(layer, SEARCHABLE)]
+
+
+def soft_one_hot(model: Any, space: SearchSpace, view: str = "loss") -> Any:
+    """L x K op probabilities of the supernet (columns in `space.ops` order) under `view`
+    (`tfnas.layers.searchable`): the relaxed one-hot a latency predictor reads."""
     rows = []
     for layer in searchable_layers(model):
-        probs = layer.op_probabilities(hard=hard, sampled=sampled, relaxed=relaxed)
+        probs = layer.op_probabilities(view)
         rows.append(keras.ops.stack([keras.ops.cast(probs.get(op, 0.0), "float32")
                                      for op in space.ops]))
     return keras.ops.stack(rows)
 
 
 def expected_cost(model: Any, cost_model: CostModel | LatencyPredictor,
-                  hard: bool = False, sampled: bool = False) -> Any:
+                  view: str = "loss") -> Any:
     """Fixed cost plus every searchable layer's expected cost (Eq. 11-12), or the latency
-    predictor's output for the relaxed one-hot of the supernet (LightNAS). `hard`: the cost
-    of the architecture `derive` returns now, with the relaxation's gradient (the superkernel
-    is hard either way); `sampled`: the cost of the network the last forward pass ran
-    (proxyless paths; no gradient)."""
+    predictor's output for the relaxed one-hot of the supernet (LightNAS), under `view`
+    (`tfnas.layers.searchable`: `loss` what the method prices, `decided` the network
+    `derive` returns now with the relaxation's gradient, `sampled` the network the last
+    forward pass ran)."""
     if isinstance(cost_model, LatencyPredictor):
-        return cost_model.soft_cost(soft_one_hot(model, cost_model.space, hard, sampled))
+        return cost_model.soft_cost(soft_one_hot(model, cost_model.space, view))
     layers = searchable_layers(model)
     if len(layers) != len(cost_model.layers):
         raise TfnasError(f"cost model has {len(cost_model.layers)} layers, supernet has "
                          f"{len(layers)}")
     total = cost_model.fixed
     for layer, rows in zip(layers, cost_model.layers):
-        total = total + layer.expected_cost(rows, hard=hard, sampled=sampled)
+        total = total + layer.expected_cost(rows, view)
     return total
 
 
@@ -106,9 +107,7 @@ def sampled_log_probability(model: Any) -> Any:
 
 def architecture_variables(model: Any) -> list[Any]:
     """The thresholds (Single-Path's architecture parameters) or the α of mixed ops."""
-    return [v for layer in searchable_layers(model)
-            for v in ((layer.alpha,) if isinstance(layer, MixedOp) else
-                      (layer.kernel_thresholds, layer.expansion_thresholds))]
+    return [v for layer in searchable_layers(model) for v in layer.architecture_variables]
 
 
 def is_multi_path(method: str) -> bool:
@@ -116,18 +115,11 @@ def is_multi_path(method: str) -> bool:
     return methods.get(method).bi_level
 
 
-def set_temperature(model: Any, tau: float) -> None:
-    """The Gumbel-softmax temperature of every mixed op."""
+def anneal(model: Any, temperature: float, drop_rate: float) -> None:
+    """The epoch's schedules for every searchable layer: Gumbel-softmax temperature (mixed
+    ops) and kernel-subset drop rate (the superkernel; 0 ends it)."""
     for layer in searchable_layers(model):
-        if isinstance(layer, MixedOp):
-            layer.temperature.assign(tau)
-
-
-def set_drop_rate(model: Any, rate: float) -> None:
-    """Kernel-subset dropout probability of every searchable layer (0 ends it)."""
-    for layer in searchable_layers(model):
-        if isinstance(layer, SuperkernelMBConv):
-            layer.drop_rate_var.assign(rate)
+        layer.anneal(temperature, drop_rate)
 
 
 def derive(model: Any, space: SearchSpace) -> Architecture:

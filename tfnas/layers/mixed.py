@@ -36,6 +36,7 @@ import numpy as np
 from keras import ops
 
 from tfnas.nets import batch_norm, depthwise_initializer
+from tfnas.layers.searchable import check_view
 from tfnas.space import Op
 
 MODES = ("softmax", "gumbel", "proxyless")
@@ -284,11 +285,20 @@ class MixedOp(keras.layers.Layer):
         log_p = ops.log_softmax(ops.cast(self.alpha, "float32"))
         return ops.take(log_p, self.sampled)
 
-    def op_probabilities(self, hard: bool = False, sampled: bool = False,
-                         relaxed: bool = False) -> dict[Op, Any]:
-        """P(op) per candidate (`relaxed` is accepted for the superkernel's interface: softmax(α)
-        is this layer's relaxation)."""
-        p = self.probabilities(hard, sampled)
+    @property
+    def architecture_variables(self) -> tuple[Any, ...]:
+        return (self.alpha,)
+
+    def anneal(self, temperature: float, drop_rate: float) -> None:
+        """The Gumbel-softmax temperature for the epoch; no kernel-subset dropout here."""
+        self.temperature.assign(temperature)
+
+    def op_probabilities(self, view: str = "loss") -> dict[Op, Any]:
+        """P(op) per candidate under `view` (`tfnas.layers.searchable`): p (`loss`, and
+        `relaxed`: p is this layer's relaxation), the decided one-hot with p's gradient, or the
+        sampled path."""
+        check_view(view)
+        p = self.probabilities(view == "decided", view == "sampled")
         return {op: p[j] for j, op in enumerate(self.candidates)}
 
     def op_scores(self) -> dict[Op, float]:
@@ -297,12 +307,12 @@ class MixedOp(keras.layers.Layer):
         log_p = alpha - alpha.max() - np.log(np.exp(alpha - alpha.max()).sum())
         return {op: float(log_p[j]) for j, op in enumerate(self.candidates)}
 
-    def expected_cost(self, costs: dict[Op, float], hard: bool = False,
-                      sampled: bool = False) -> Any:
-        """E[R] = Σ_j p_j · R_j (FBNet Eq. 4, ProxylessNAS Eq. 5); `hard`: the cost of the
+    def expected_cost(self, costs: dict[Op, float], view: str = "loss") -> Any:
+        """E[R] = Σ_j p_j · R_j (FBNet Eq. 4, ProxylessNAS Eq. 5); `decided`: the cost of the
         arg-max op with E[R]'s gradient (what a budget's multiplier integrates); `sampled`:
         the cost of the path the last forward pass opened."""
-        p = self.probabilities(hard, sampled)
+        check_view(view)
+        p = self.probabilities(view == "decided", view == "sampled")
         return ops.sum(p * ops.convert_to_tensor(
             np.array([costs[op] for op in self.candidates], np.float32)))
 

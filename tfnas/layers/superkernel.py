@@ -37,6 +37,7 @@ import numpy as np
 from keras import ops
 
 from tfnas.nets import BN_EPSILON, BN_MOMENTUM, depthwise_initializer
+from tfnas.layers.searchable import check_view
 from tfnas.space import SKIP, Op
 
 
@@ -271,13 +272,22 @@ class SuperkernelMBConv(keras.layers.Layer):
         k = self.kernels[int(np.argmax([float(p) for p in p_kernel]))]
         return Op(k, self.expansions[int(np.argmax(pe))])
 
-    def op_probabilities(self, hard: bool = True, relaxed: bool = False,
-                         sampled: bool = False) -> dict[Op, Any]:
-        """P(op) of every candidate: P(k)·P(e) for MBConv k x e, 1 − Σ P(e) for skip (a
-        relaxed one-hot: hard in the forward pass, sigmoid gradients in the backward one;
-        `relaxed`: the sigmoids' values forward too). `hard` and `sampled` are accepted for
-        the MixedOp interface: the superkernel's forward pass is always its decision."""
-        p_kernel, p_expansion = self._choice_probabilities(relaxed)
+    @property
+    def architecture_variables(self) -> tuple[Any, ...]:
+        """The thresholds: Single-Path NAS' architecture parameters."""
+        return (self.kernel_thresholds, self.expansion_thresholds)
+
+    def anneal(self, temperature: float, drop_rate: float) -> None:
+        """Kernel-subset dropout for the epoch (0 ends it); no temperature here."""
+        self.drop_rate_var.assign(drop_rate)
+
+    def op_probabilities(self, view: str = "loss") -> dict[Op, Any]:
+        """P(op) of every candidate: P(k)·P(e) for MBConv k x e, 1 − Σ P(e) for skip: hard
+        indicators in the forward pass with sigmoid gradients (views `loss`, `decided`,
+        `sampled`: the superkernel's forward pass is always its decision), or the sigmoids'
+        values forward too (`relaxed`; `tfnas.layers.searchable`)."""
+        check_view(view)
+        p_kernel, p_expansion = self._choice_probabilities(view == "relaxed")
         probs = {Op(k, e): p_kernel[j] * p_expansion[i]
                  for j, k in enumerate(self.kernels) for i, e in enumerate(self.expansions)}
         if self.allow_skip:
@@ -287,19 +297,18 @@ class SuperkernelMBConv(keras.layers.Layer):
     def op_scores(self) -> dict[Op, float]:
         """log P(op) under the sigmoid relaxation: how strongly the search holds each op."""
         return {op: float(np.log(max(float(p), 1e-30)))
-                for op, p in self.op_probabilities(relaxed=True).items()}
+                for op, p in self.op_probabilities("relaxed").items()}
 
-    def expected_cost(self, costs: dict[Op, float], hard: bool = True,
-                      sampled: bool = False) -> Any:
+    def expected_cost(self, costs: dict[Op, float], view: str = "loss") -> Any:
         """Eq. 11-12: Σ P(k)·P(e)·R(k, e) + P(skip)·R(skip), differentiable in the thresholds
-        (with hard indicators forward: the row of the decided op; `hard` as in
+        (with hard indicators forward: the row of the decided op; `view` as in
         `op_probabilities`).
 
         `costs` maps each candidate op of this layer to its cost (a latency table's rows for
         the layer's signatures, or params / FLOPs).
         """
         total = 0.0
-        for op, p in self.op_probabilities().items():
+        for op, p in self.op_probabilities(view).items():
             total = total + p * costs[op]
         return total
 

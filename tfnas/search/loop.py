@@ -137,16 +137,17 @@ class Search:
                                                                       from_logits=True)
         ce = tf.nn.compute_average_loss(per_example, global_batch_size=config.batch_size)
         replicas = self.strategy.num_replicas_in_sync
-        cost = tf.cast(supernet.expected_cost(self.model, config.cost_model, sampled=sampled),
-                       tf.float32)
+        cost = tf.cast(supernet.expected_cost(self.model, config.cost_model,
+                                              "sampled" if sampled else "loss"), tf.float32)
         # cost terms are the same on every replica; gradients are summed across replicas
         penalty = 0.0
         if config.objective is not None:
             penalty = self.lam * config.objective.penalty(cost)
         terms = {"ce": ce, "cost": cost / replicas}
         for c, lam in zip(config.constraints, self.multipliers):
-            value = tf.cast(supernet.expected_cost(self.model, c.cost_model, hard=True,
-                                                   sampled=sampled), tf.float32)
+            value = tf.cast(supernet.expected_cost(self.model, c.cost_model,
+                                                   "sampled" if sampled else "decided"),
+                            tf.float32)
             penalty = penalty + self.arch_on * c.penalty(lam, value)
             terms[f"cost_{c.name}"] = value / replicas
         correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
@@ -227,7 +228,7 @@ class Search:
             terms = {}
             replicas = self.strategy.num_replicas_in_sync
             for c in self.config.constraints:
-                value = supernet.expected_cost(self.model, c.cost_model, hard=True)
+                value = supernet.expected_cost(self.model, c.cost_model, "decided")
                 terms[f"cost_{c.name}"] = tf.cast(value, tf.float32) / replicas
             return terms
 
@@ -352,10 +353,8 @@ class Search:
             learning = epoch >= config.warmup_epochs
             self.lam.assign(config.objective.lam if learning and config.objective else 0.0)
             self.arch_on.assign(1.0 if learning else 0.0)
-            supernet.set_drop_rate(self.model, config.kernel_dropout
-                                   if epoch < config.dropout_epochs else 0.0)
-            tau = _annealed(config.temperature, epoch, config.epochs)
-            supernet.set_temperature(self.model, tau)
+            supernet.anneal(self.model, _annealed(config.temperature, epoch, config.epochs),
+                            config.kernel_dropout if epoch < config.dropout_epochs else 0.0)
             step_fn = self._step_function(learning)
             first = int(self.step)
             # the bar: CE and accuracy, the fixed-λ cost term if there is one, and each
@@ -513,8 +512,8 @@ class Search:
 
             space = self.config.space
             self._snapshot_fn = tf.function(lambda: (
-                supernet.soft_one_hot(self.model, space, hard=True),
-                supernet.soft_one_hot(self.model, space, relaxed=True)))
+                supernet.soft_one_hot(self.model, space, "decided"),
+                supernet.soft_one_hot(self.model, space, "relaxed")))
         hard, relaxed = self._snapshot_fn()
         return hard.numpy(), relaxed.numpy()
 
