@@ -291,6 +291,7 @@ def _budget_search(tmp_path, flops_table, name, *budgets):
     return report, model_dir
 
 
+@pytest.mark.e2e
 def test_latency_and_params_budgets_both_hold_after_one_search(tmp_path, flops_table):
     report, model_dir = _budget_search(tmp_path, flops_table, "both",
                                        f"--target_ms={LATENCY_MAX}", "--cost=max",
@@ -326,6 +327,7 @@ def test_neither_budget_implies_the_other():
         assert budget_model.of(arch) <= limit and other.of(arch) > other_limit
 
 
+@pytest.mark.e2e
 def test_a_latency_target_is_reached_in_one_search(tmp_path, flops_table):
     """The learned multiplier brings the search's own network near the target; the repair
     then puts it within the tolerance (1%)."""

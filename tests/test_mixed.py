@@ -61,6 +61,7 @@ def test_probabilities_sum_to_one(method):
     np.testing.assert_allclose(rows.sum(axis=1), 1.0, rtol=1e-6)
 
 
+@pytest.mark.e2e
 def test_hard_gumbel_runs_one_path_per_layer_yet_alpha_learns(path_counter):
     net = _net("gumbel")
     _favour(net, 0)  # an MBConv in every layer, so each layer runs exactly one path
@@ -229,6 +230,7 @@ def test_a_proxyless_weight_step_opens_each_path_with_its_probability():
     np.testing.assert_allclose(frequency, p, atol=0.01)
 
 
+@pytest.mark.e2e
 def test_a_proxyless_architecture_step_keeps_the_unsampled_paths_probabilities(tmp_path):
     """Sec. 3.2.1: after the α step on two sampled paths, the search rescales them so the
     other paths' probabilities are unchanged; the pair's share moves."""
@@ -263,6 +265,7 @@ def test_a_proxyless_architecture_step_keeps_the_unsampled_paths_probabilities(t
     assert moved >= len(layers)  # the pairs' probabilities did move
 
 
+@pytest.mark.e2e
 def test_reinforce_alpha_steps_follow_the_reward(tmp_path):
     """ProxylessNAS Eq. 8: with the reward dominated by a steep cost term (λ = 20, log R),
     REINFORCE's α steps shift probability to cheap paths, using only the sampled networks'

@@ -76,6 +76,7 @@ def quickstart(tmp_path_factory) -> tuple[Path, "nbformat.NotebookNode"]:
     return run, nb
 
 
+@pytest.mark.e2e
 def test_quickstart_notebook_searches_to_its_target_and_plots_the_search(quickstart):
     run, nb = quickstart
     report = json.loads((run / "report.json").read_text())
@@ -87,6 +88,7 @@ def test_quickstart_notebook_searches_to_its_target_and_plots_the_search(quickst
     assert images(nb) == 1
 
 
+@pytest.mark.e2e
 def test_latency_table_notebook_builds_checks_and_plots_a_table(tmp_path):
     nb = execute("latency_table.ipynb", OUT_DIR=str(tmp_path), CALIBRATION_ARCHS=4,
                  PREDICTOR_ARCHS=10, VALIDATION_ARCHS=6,

@@ -34,6 +34,7 @@ def _search_command(model_dir: Path, *extra: str) -> list[str]:
             *extra]
 
 
+@pytest.mark.e2e
 # Hard Gumbel and proxyless run one path through a conditional (keras.ops.switch). XLA's CPU
 # backend compiles the convolutions inside a conditional as plain loops: the one-layer search
 # step did not compile in 12 minutes here. With jit_compile off TPUs the search gives them
@@ -63,6 +64,7 @@ def test_train_step_compiles_with_xla(tmp_path, method):
     assert any(np.any(np.asarray(v) != w) for v, w in zip(search.weight_variables, weights))
 
 
+@pytest.mark.e2e
 def test_first_step_is_the_same_under_mirrored_strategy():
     out = subprocess.run([sys.executable, str(ROOT / "tests" / "distributed_step.py")],
                          capture_output=True, text=True, timeout=600, cwd=ROOT)
@@ -80,6 +82,7 @@ def test_first_step_is_the_same_under_mirrored_strategy():
     assert np.abs(grads - unsynced).max() > 1e-3
 
 
+@pytest.mark.e2e
 def test_search_killed_mid_epoch_resumes_to_the_same_architecture(tmp_path):
     """A latency target on a FLOPs table, so the budget's multiplier and the late window (the
     last epoch here) are part of what must resume: the run is stopped inside that window."""
@@ -207,6 +210,7 @@ def test_bfloat16_step_keeps_decisions_and_cost_in_float32(tmp_path):
     assert terms["cost"] == pytest.approx(1.226368, rel=1e-6)  # float32 cost, not bf16
 
 
+@pytest.mark.e2e
 def test_search_on_a_device_builds_its_table_and_measures_the_result(tmp_path):
     model_dir = tmp_path / "run"
     out = subprocess.run([sys.executable, "-m", "tfnas.search", *TINY_SEARCH, "--epochs=1",
@@ -235,6 +239,7 @@ def test_search_on_a_device_builds_its_table_and_measures_the_result(tmp_path):
         assert report["arch"] == arch
 
 
+@pytest.mark.e2e
 def test_search_with_a_latency_predictor_reports_its_prediction(tmp_path):
     from tfnas.latency import predictor
     from tfnas.latency.table import LatencyTable

@@ -194,6 +194,7 @@ def test_layer_config_round_trips_through_save_and_load(tmp_path):
     assert supernet.derive(again, space) == supernet.derive(model, space)
 
 
+@pytest.mark.e2e
 def test_a_layer_that_starts_skipped_comes_back_when_the_data_need_it(tmp_path):
     """Digits through a stem of 8 channels at stride 2, one 1x1 head conv and pooling: without
     its two searchable layers the network reaches about 0.3-0.55 validation accuracy. Both

@@ -24,6 +24,7 @@ def _train(arch_file, model_dir, *extra):
                           text=True, timeout=600, cwd=ROOT)
 
 
+@pytest.mark.e2e
 def test_a_killed_training_resumes_to_the_same_network(tmp_path, trained_tiny, arch_file):
     report = json.loads((trained_tiny / "train_report.json").read_text())
     assert report["top1"] > 0.9 and report["top5"] >= report["top1"]  # digits is learnt
