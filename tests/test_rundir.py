@@ -119,6 +119,9 @@ def test_claim_checks_settings_and_names_every_difference(tmp_path):
     (tmp_path / "a" / "run.json").write_text("{garbage")
     with pytest.raises(TfnasError, match="is not a run record"):
         rundir.claim(tmp_path / "a", {"epochs": 8})
+    with rundir.claim(tmp_path / "a", {"epochs": 8}, overwrite=True) as run:  # moved aside
+        assert not run.resumed
+    assert len(list(tmp_path.glob("a.old-*"))) == 1
 
 
 def _saved(directory: Path, values: list[float]):
@@ -189,6 +192,13 @@ def test_logs_cut_back_to_the_checkpoint_drop_torn_and_later_rows(tmp_path):
     assert resumed.epoch_means(1)["ce"] == 1.0  # the kept step of epoch 1
     resumed.write(1, 1, {"ce": 3.0, "accuracy": 1.0}, [])
     assert resumed.epoch_means(1) == {"ce": 2.0, "accuracy": 0.75}
+    # a per-epoch log: the torn last line goes even when no whole row is cut
+    epochs = tmp_path / "train_log.csv"
+    csvlog.append_rows(epochs, ("epoch", "loss"), [{"epoch": 0, "loss": 1.5}])
+    with epochs.open("a") as f:
+        f.write("1,0.")
+    csvlog.cut_epochs(epochs, ("epoch", "loss"), 1)
+    assert epochs.read_text() == "epoch,loss\n0,1.5\n"
 
 
 def test_help_lists_every_flag_and_exits_0():

@@ -28,8 +28,9 @@ def rng_states(model: Any) -> list[Any]:
     return [v.value for v in model.non_trainable_variables if v.name == "seed_generator_state"]
 
 
-def _on_disk(directory: Path) -> list[Path]:
-    """Checkpoint prefixes (ckpt-N) with an index file, newest first."""
+def on_disk(directory: Path) -> list[Path]:
+    """Checkpoint prefixes (ckpt-N) with an index file, newest first (none: an empty list,
+    also for a directory that does not exist)."""
     found = []
     for index in directory.glob(f"{PREFIX}-*.index"):
         match = re.fullmatch(rf"{PREFIX}-(\d+)\.index", index.name)
@@ -59,7 +60,7 @@ def open_manager(checkpoint: Any, directory: str | Path, max_to_keep: int = 2,
     directory = Path(directory)
     damaged: list[tuple[Path, str]] = []
     restored = None
-    for prefix in _on_disk(directory):
+    for prefix in on_disk(directory):
         try:
             checkpoint.restore(str(prefix)).assert_existing_objects_matched()
         except Exception as err:  # OpError, IndexError, ValueError, AssertionError: unreadable
@@ -79,7 +80,7 @@ def open_manager(checkpoint: Any, directory: str | Path, max_to_keep: int = 2,
                          f"{damaged[0][1]}): pass --overwrite to start afresh")
     # the state file names what is on disk (TensorFlow ignores an unreadable one silently)
     state = directory / "checkpoint"
-    kept = [p.name for p in reversed(_on_disk(directory))]
+    kept = [p.name for p in reversed(on_disk(directory))]
     named = _state_names(state)
     if restored is not None and named != restored.name:
         if state.exists() and named is None:

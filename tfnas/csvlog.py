@@ -7,18 +7,26 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+from tfnas.rundir import write_text
 
 
-def cut_log(path: Path, epochs: int) -> None:
+def cut(path: Path, fields: Any, keep: Callable[[dict[str, Any]], bool]
+        ) -> list[dict[str, Any]]:
+    """Rewrites a log (if there is one) with its whole rows that `keep` accepts: a run resumed
+    from a checkpoint drops the rows written after it, and a torn last line with them, before
+    it appends. Returns the rows kept."""
+    rows = [row for row in read_rows(path) if keep(row)]
+    if path.exists():
+        rewrite_rows(path, fields, rows)
+    return rows
+
+
+def cut_epochs(path: Path, fields: Any, epochs: int) -> None:
     """Keeps the rows of the first `epochs` epochs of a per-epoch log (a resume from a
     checkpoint inside epoch `epochs` writes that epoch's row again)."""
-    if path.exists():
-        rows = read_rows(path)
-        if any(int(row["epoch"]) >= epochs for row in rows):
-            with path.open() as f:
-                fields = next(csv.reader(f))
-            rewrite_rows(path, fields, [r for r in rows if int(r["epoch"]) < epochs])
+    cut(path, fields, lambda row: int(row["epoch"]) < epochs)
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
@@ -33,10 +41,9 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def rewrite_rows(path: Path, fields: Any, rows: list[dict[str, Any]]) -> None:
-    from tfnas.rundir import write_text
-
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
+    # (columns a log no longer has, e.g. those of an older version's, are dropped)
+    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     write_text(path, out.getvalue())

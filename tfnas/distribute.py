@@ -44,6 +44,17 @@ def strategy_for(tpu: str | None = None) -> Any:
     return tf.distribute.get_strategy()
 
 
+def prepare(precision: str, tpu: str | None, deterministic: bool) -> Any:
+    """What an entry point sets up before it builds a model: deterministic ops (a resumed run
+    ends where an uninterrupted one does), the dtype policy, and the strategy it runs under."""
+    import tensorflow as tf
+
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+    set_precision(precision)
+    return strategy_for(tpu)
+
+
 def set_precision(precision: str) -> None:
     """Global Keras dtype policy: float32, or bfloat16 compute with float32 variables."""
     import keras

@@ -15,11 +15,13 @@ records what made it and is held by one process at a time:
   lock is taken over without a word; a live holder stops a second writer at once, with its pid.
 - `write_text`: a file replaced whole (temporary file, fsync, rename), never half-written.
 - What a search and a training share as runs: `StopOnSignal` (SIGTERM / SIGINT ask the loop
-  to save and stop), `Interrupted` (raised once it has), `Stopwatch` (seconds over resumes).
+  to save and stop), `Interrupted` (raised once it has; `exit_when_interrupted` turns it into
+  exit code 143 in entry points), `Stopwatch` (seconds over resumes).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import hashlib
@@ -28,7 +30,7 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from tfnas.errors import TfnasError
 
@@ -39,6 +41,17 @@ HASH_LIMIT = 1 << 30  # files up to 1 GiB are hashed; larger ones by size and mt
 
 class Interrupted(Exception):
     """A run saved its progress and stopped on request: the same command resumes it."""
+
+
+@contextlib.contextmanager
+def exit_when_interrupted() -> Iterator[None]:
+    """Around a run in an entry point: once it has saved and raised `Interrupted`, print its
+    line (how to resume) and exit with 143, as a process stopped by SIGTERM does."""
+    try:
+        yield
+    except Interrupted as stop:
+        print(stop, flush=True)
+        raise SystemExit(143) from None
 
 
 class StopOnSignal:
@@ -111,10 +124,10 @@ class Run:
     resumed: bool
     _lock: Any = None
 
-    def finish(self, result: Mapping[str, Any] | None = None) -> None:
+    def finish(self) -> None:
         """Marks the run finished (a rerun then reports it instead of running again)."""
         self.finished = True
-        _write_record(self.path, self.settings, finished=True, result=result)
+        _write_record(self.path, self.settings, finished=True)
 
     def release(self) -> None:
         if self._lock is not None:
@@ -156,28 +169,28 @@ def claim(path: str | Path, settings: Mapping[str, Any], *, overwrite: bool = Fa
     """Locks `path` and checks `settings` (plain JSON values, flag names as keys) against the
     run it holds (see the module doc). Returns the Run; other settings raise one TfnasError
     naming them, unless `overwrite` (the old run is moved aside first)."""
-    from tfnas import __version__
+    from tfnas import __version__, checkpoints  # checkpoints writes with this module
 
     path = Path(path)
     # plain JSON, as it will be compared; the code's version is a setting too
     settings = json.loads(json.dumps({**settings, "tfnas": __version__}))
     handle = lock(path)
     try:
-        record = _read_record(path)
         has_files = any(p.name != LOCK_FILE for p in path.iterdir())
-        if overwrite and has_files:
+        if overwrite and has_files:  # whatever is there, a damaged record included
             handle.close()
             aside = _move_aside(path)
             print(f"--overwrite: moved the old {what} in {path} to {aside}", flush=True)
             handle = lock(path)
-            record, has_files = None, False
+            has_files = False
+        record = _read_record(path)
         if record is not None and record["settings"] != settings:
             raise TfnasError(
                 f"{path} holds a {what} made with other settings ("
                 + ", ".join(differences(record["settings"], settings))
                 + "): rerun with those settings to resume it, pass --overwrite to start "
                 "afresh (the old run is moved aside), or pick another --model_dir")
-        if record is None and has_files and _has_checkpoint(path):
+        if record is None and has_files and checkpoints.on_disk(path):
             raise TfnasError(f"{path} holds checkpoints of a {what} whose settings were not "
                              "recorded (an older tfnas): pass --overwrite to start afresh, or "
                              "pick another --model_dir")
@@ -202,12 +215,6 @@ def differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = ""
         else:
             out.append(f"{prefix}{key}: {_short(a)} → {_short(b)}")
     return out
-
-
-def read_result(path: str | Path) -> dict[str, Any] | None:
-    """The result a finished run recorded, or None."""
-    record = _read_record(Path(path))
-    return record.get("result") if record and record.get("finished") else None
 
 
 def _short(value: Any) -> str:
@@ -235,10 +242,6 @@ def check_output(path: str | Path, flag: str, kind: str = "file") -> None:
         raise TfnasError(f"{flag}={path} is not writable")
 
 
-def _has_checkpoint(path: Path) -> bool:
-    return any(path.glob("ckpt-*.index"))
-
-
 def _read_record(path: Path) -> dict[str, Any] | None:
     file = path / RUN_FILE
     if not file.exists():
@@ -253,11 +256,8 @@ def _read_record(path: Path) -> dict[str, Any] | None:
                          "afresh, or pick another --model_dir") from None
 
 
-def _write_record(path: Path, settings: Mapping[str, Any], finished: bool,
-                  result: Mapping[str, Any] | None = None) -> None:
-    record: dict[str, Any] = {"settings": dict(settings), "finished": finished}
-    if result is not None:
-        record["result"] = dict(result)
+def _write_record(path: Path, settings: Mapping[str, Any], finished: bool) -> None:
+    record = {"settings": dict(settings), "finished": finished}
     write_text(path / RUN_FILE, json.dumps(record, indent=1) + "\n")
 
 

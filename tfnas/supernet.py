@@ -110,11 +110,6 @@ def architecture_variables(model: Any) -> list[Any]:
     return [v for layer in searchable_layers(model) for v in layer.architecture_variables]
 
 
-def is_multi_path(method: str) -> bool:
-    """Multi-path methods learn α on held-out data (bi-level); the superkernel is one-level."""
-    return methods.get(method).bi_level
-
-
 def anneal(model: Any, temperature: float, drop_rate: float) -> None:
     """The epoch's schedules for every searchable layer: Gumbel-softmax temperature (mixed
     ops) and kernel-subset drop rate (the superkernel; 0 ends it)."""

@@ -62,6 +62,31 @@ def config_from_flags(values: Any, arch: Any, dataset: str, model_dir: str, seed
                                    for problem in str(err).split("; "))) from None
 
 
+def finished_report(run: Any, model_dir: str) -> dict[str, Any] | None:
+    """The report of the training `run` (a `tfnas.rundir.Run`) holds finished, said in one
+    line; None when it has not finished."""
+    import json
+    from pathlib import Path
+
+    if not run.finished:
+        return None
+    print(f"{model_dir} holds this training, finished (--overwrite to train again)",
+          flush=True)
+    return json.loads((Path(model_dir) / "train_report.json").read_text())
+
+
+def train_in(run: Any, config: Any, strategy: Any) -> dict[str, Any]:
+    """Trains (or resumes) `config` in its run directory and marks the run finished; a
+    SIGTERM saves and exits with 143 (`tfnas.rundir.exit_when_interrupted`)."""
+    from tfnas import trainer
+    from tfnas.rundir import StopOnSignal, exit_when_interrupted
+
+    with exit_when_interrupted():
+        report = trainer.train(config, strategy, StopOnSignal())
+    run.finish()
+    return report
+
+
 def summary(report: dict[str, Any], model_dir: str) -> str:
     return (f"trained {report['epochs']} epochs in {report['seconds']:.0f} s: top-1 "
             f"{report['top1']:.4f}, top-5 {report['top5']:.4f} on {report['val_examples']} "
@@ -69,10 +94,7 @@ def summary(report: dict[str, Any], model_dir: str) -> str:
 
 
 def main(argv: list[str]) -> None:
-    import json
-    from pathlib import Path
-
-    from tfnas import data, rundir
+    from tfnas import data, distribute, rundir
     from tfnas.space import Architecture
 
     arch = Architecture.load(FLAGS.arch)
@@ -85,33 +107,13 @@ def main(argv: list[str]) -> None:
                     {"dataset": FLAGS.dataset}, FLAGS.model_dir)}
     with rundir.claim(FLAGS.model_dir, settings, overwrite=FLAGS.overwrite,
                       what="training") as run:
-        if run.finished:
-            print(f"{FLAGS.model_dir} holds this training, finished (--overwrite to train "
-                  "again)")
-            report = json.loads((Path(FLAGS.model_dir) / "train_report.json").read_text())
-            print(summary(report, FLAGS.model_dir))
-            return
-        _train(config, run)
-
-
-def _train(config: Any, run: Any) -> None:
-    from tfnas import distribute
-    from tfnas.rundir import Interrupted, StopOnSignal
-    from tfnas.trainer import train
-
-    cli.import_tensorflow_quietly()
-    if FLAGS.deterministic:
-        import tensorflow as tf
-
-        tf.config.experimental.enable_op_determinism()
-    distribute.set_precision(distribute.resolve_precision(FLAGS.precision, FLAGS.tpu))
-    strategy = distribute.strategy_for(FLAGS.tpu)
-    try:
-        report = train(config, strategy, StopOnSignal())
-    except Interrupted as stop:
-        print(stop, flush=True)
-        raise SystemExit(143)
-    run.finish()
+        report = finished_report(run, FLAGS.model_dir)
+        if report is None:
+            cli.import_tensorflow_quietly()
+            strategy = distribute.prepare(
+                distribute.resolve_precision(FLAGS.precision, FLAGS.tpu), FLAGS.tpu,
+                FLAGS.deterministic)
+            report = train_in(run, config, strategy)
     print(summary(report, FLAGS.model_dir))
 
 

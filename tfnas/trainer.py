@@ -119,7 +119,7 @@ def train(config: TrainConfig, strategy: Any = None,
     manager, _ = checkpoints.open_manager(checkpoint, model_dir)
     start_epoch = int(epoch)
     log_path = model_dir / "train_log.csv"
-    csvlog.cut_log(log_path, start_epoch)  # rows of epochs after the checkpoint: again
+    csvlog.cut_epochs(log_path, LOG_FIELDS, start_epoch)  # later epochs' rows: again
     clock = Stopwatch(model_dir / "train_seconds.txt")
 
     def one_hot(images: Any, labels: Any) -> tuple[Any, Any]:

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tfnas.rundir import Interrupted, StopOnSignal
+from tfnas.rundir import StopOnSignal, exit_when_interrupted
 from tfnas.search.command import (config_from_flags, define_flags, profile_device,
                                   run_settings, train_settings)
 from tfnas.search.config import SearchConfig
@@ -42,7 +42,7 @@ def main(argv: list[str]) -> None:
     from tfnas import rundir
 
     # one writer per run directory, and a rerun must be the same search (before any work)
-    with rundir.claim(f.model_dir, run_settings(f, config.space), overwrite=f.overwrite,
+    with rundir.claim(f.model_dir, run_settings(f), overwrite=f.overwrite,
                       what="search") as run:
         train_run = (rundir.claim(Path(f.model_dir) / "train", train_settings(f),
                                   overwrite=f.overwrite, what="training")
@@ -70,46 +70,29 @@ def _search_and_train(f: Any, config: SearchConfig, precision: str, run: Any,
         if train_run is None or train_run.finished:
             return report
     cli.import_tensorflow_quietly()
-    if f.deterministic:
-        import tensorflow as tf
-
-        tf.config.experimental.enable_op_determinism()
-    distribute.set_precision(precision)
-    strategy = distribute.strategy_for(f.tpu)
+    strategy = distribute.prepare(precision, f.tpu, f.deterministic)
     if not run.finished:
         meter = None
         if f.device:  # build (or complete) the device's table, then search on it
             meter = profile_device(f, config.space)
             config = config_from_flags(f)
         search = Search(config, strategy)
-        try:
+        with exit_when_interrupted():
             report = search.run(StopOnSignal())
-        except Interrupted as stop:
-            print(stop, flush=True)
-            raise SystemExit(143)
         if meter is not None:  # the network, measured (and matched) on the device it is for
             from tfnas.latency.profiler import measure_network
 
             report = search.match_measured(report, lambda a: measure_network(a, meter))
         run.finish()
     if train_run is not None:
-        from tfnas import train, trainer
+        from tfnas import train
 
         arch = Architecture.from_dict(report["arch"])
         model_dir = str(Path(config.model_dir) / "train")
         train_config = train.config_from_flags(f, arch, config.dataset, model_dir, f.seed,
                                                config.jit_compile, prefix="train_")
-        if train_run.finished:
-            print(f"{model_dir} holds this training, finished (--overwrite to train again)",
-                  flush=True)
-            report["train"] = json.loads((Path(model_dir) / "train_report.json").read_text())
-        else:
-            try:
-                report["train"] = trainer.train(train_config, strategy, StopOnSignal())
-            except Interrupted as stop:
-                print(stop, flush=True)
-                raise SystemExit(143)
-            train_run.finish()
+        report["train"] = (train.finished_report(train_run, model_dir)
+                           or train.train_in(train_run, train_config, strategy))
         report["train"].pop("arch", None)
         rundir.write_text(report_path, json.dumps(report, indent=1) + "\n")
     return report

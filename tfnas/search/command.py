@@ -23,13 +23,11 @@ def define_flags() -> None:
     """Every flag of `python -m tfnas.search` (also the sweep's, which passes them on)."""
     from absl import flags
 
-    from tfnas import cli, data, objectives
-    from tfnas import methods
-    from tfnas.methods import METHODS
+    from tfnas import cli, data, methods, objectives
 
     cli.define_space_flags(default="single_path")
     flags.DEFINE_string("dataset", "tfds:imagenet2012", f"Dataset: {', '.join(data.KINDS)}.")
-    flags.DEFINE_enum("method", "superkernel", list(METHODS),
+    flags.DEFINE_enum("method", "superkernel", list(methods.METHODS),
                       f"Search method: {methods.describe()}.")
     flags.DEFINE_float("arch_learning_rate", 0.01, "Adam learning rate of α (multi-path).")
     flags.DEFINE_float("arch_split", 0.2, "Training examples held out to learn α (multi-path).")
@@ -133,17 +131,17 @@ NOT_SETTINGS = ("model_dir", "overwrite", "dry_run", "checkpoint_every", "tpu",
                 "train_after_search")
 
 
-def run_settings(f: Any, space: Any) -> dict[str, Any]:
-    """What the search's run directory records (`tfnas.rundir`): its flags and its input
-    files' fingerprints."""
+def run_settings(f: Any) -> dict[str, Any]:
+    """What the search's run directory records (`tfnas.rundir`): its flags (not the --train_*
+    ones: the training's own directory records those) and its input files' fingerprints (a
+    --device table is the run's own output; a built-in table is no file)."""
     from tfnas import cli
 
-    own = cli.flag_settings(f, skip=NOT_SETTINGS)
-    own = {k: v for k, v in own.items() if k not in cli.flag_settings(f, ["tfnas.train"])}
-    table = None if f.device else table_path(f, space)
+    training = tuple(cli.flag_settings(f, ["tfnas.train"]))  # the --train_* flags
+    own = cli.flag_settings(f, skip=NOT_SETTINGS + training)
     return {**own, "inputs": cli.input_fingerprints(
-        {"latency_table": table, "latency_model": f.latency_model, "dataset": f.dataset},
-        f.model_dir)}
+        {"latency_table": None if f.device else f.latency_table,
+         "latency_model": f.latency_model, "dataset": f.dataset}, f.model_dir)}
 
 
 def train_settings(f: Any) -> dict[str, Any]:

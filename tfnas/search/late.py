@@ -25,6 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from tfnas.rundir import write_text
 from tfnas.space import Architecture, Op, SearchSpace
 
 FILE = "late_window.json"
@@ -70,8 +71,6 @@ class LateWindow:
 
     def flush(self, position: tuple[int, int]) -> None:
         """Writes the record as of `position` (the checkpoint about to be saved)."""
-        from tfnas.rundir import write_text
-
         state = {"position": list(position), "steps": self.steps, "sums": self.sums.tolist(),
                  "held": dict(self.held), "last": dict(self.last)}
         self.saved = [d for d in self.saved if d["position"] != list(position)][-2:] + [state]

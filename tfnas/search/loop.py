@@ -151,7 +151,6 @@ class Search(SearchStep):
     def restore(self) -> bool:
         """Continues from the newest readable checkpoint in model_dir, if any (a damaged newer
         one is moved aside with one line: `tfnas.checkpoints`)."""
-        Path(self.config.model_dir).mkdir(parents=True, exist_ok=True)
         self.manager, restored = checkpoints.open_manager(self.checkpoint,
                                                           self.config.model_dir)
         return restored is not None
@@ -201,7 +200,7 @@ class Search(SearchStep):
         # the logs are cut back to the checkpoint: rows written after it are written again
         position = (int(self.epoch), int(self.step))
         step_log = records.StepLog(model_dir / "search_steps.csv", config.constraints, position)
-        csvlog.cut_log(log_path, int(self.epoch))
+        csvlog.cut_epochs(log_path, records.LOG_FIELDS, int(self.epoch))
         window = self._window(position)
         window_start = late.first_epoch(config.epochs, config.warmup_epochs)
 

@@ -3,7 +3,6 @@ budget's outcome in the report."""
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +16,7 @@ def budget_report(constraint: Any, arch: Any, derived: Any, step_log: Path,
     """A budget's outcome and its multiplier's trajectory (from search_steps.csv); with
     `measured` (a latency budget, the network timed on the device), its measured error, and
     whether it holds as measured."""
-    lams: list[float] = []
-    if step_log.exists():
-        with step_log.open() as f:
-            lams = [float(row[f"lam_{constraint.name}"]) for row in csv.DictReader(f)]
+    lams = [float(row[f"lam_{constraint.name}"]) for row in csvlog.read_rows(step_log)]
     value, before = constraint.cost_model.of(arch), constraint.cost_model.of(derived)
     report = {"name": constraint.name, "kind": constraint.kind, "target": constraint.target,
               "unit": constraint.cost_model.unit, "predicted": value,
@@ -48,10 +44,8 @@ class StepLog:
             f"{k}_{c.name}" for c in self.constraints for k in ("cost", "lam", "target")]
         self.rows: list[dict[str, Any]] = []
         self.sums: dict[int, dict[str, float]] = {}  # per epoch: CE, accuracy and steps
-        kept = [row for row in csvlog.read_rows(path)
-                if (int(row["epoch"]), int(row["step"])) < tuple(position)]
-        if path.exists():
-            csvlog.rewrite_rows(path, self.fields, kept)
+        kept = csvlog.cut(path, self.fields,
+                          lambda row: (int(row["epoch"]), int(row["step"])) < tuple(position))
         for row in kept:
             self._add(int(row["epoch"]), float(row["ce"]), float(row["accuracy"]))
 
