@@ -202,7 +202,7 @@ def main(argv: list[str]) -> None:
     table_path = out / "lut.json"
     table = calibrate(profile(space, meter, table_path), space, meter, table_path, num_archs=16)
     meter.anchor_to(table)
-    cost = CostModel.latency(space, table, f"latency table {table_path}")
+    cost = CostModel.from_table(space, table, f"latency table {table_path}")
     low, high = budget.cost_range(cost, space)
     widths = _mobilenet_widths(space, meter, out)
     results = []

@@ -64,7 +64,7 @@ def _step(name: str, folder: str) -> Callable[[], Any]:
     from tfnas.costs import CostModel
     from tfnas.objectives import Objective
     from tfnas.search import Search, SearchConfig
-    from tfnas.space import Architecture, Op, get_space
+    from tfnas.space import Architecture, get_space
 
     space = get_space(FLAGS.space)
     search = Search(SearchConfig(
@@ -79,8 +79,7 @@ def _step(name: str, folder: str) -> Callable[[], Any]:
         batch = (images, labels) + ((images, labels) if search.multi_path else ())
         return lambda: step(*batch)["loss"]
 
-    child = nets.build(Architecture.uniform(space, Op(max(space.kernels),
-                                                      max(space.expansions))))
+    child = nets.build(Architecture.uniform(space, space.largest_op))
     optimizer = keras.optimizers.Adam(0.01)
     optimizer.build(child.trainable_variables)
 

@@ -56,6 +56,26 @@ def terminate_after(command: list[str], line_start: str, pause: float) -> str:
     return rest
 
 
+def search_error(*args: str, model_dir: Path | None = None) -> str:
+    """The error a `python -m tfnas.search` command line (after TINY_SEARCH) stops with,
+    checked in-process the way the command checks it before any work: absl's parse and
+    validators, then `request_from_flags` (`cli.run` prints it as `error: ...`, exit 2)."""
+    from absl import flags
+
+    from tfnas.errors import TfnasError
+    from tfnas.search.command import define_flags, request_from_flags
+
+    values = flags.FlagValues()
+    define_flags(values)
+    where = [f"--model_dir={model_dir}"] if model_dir else []
+    try:
+        values(["tfnas.search", *TINY_SEARCH, *where, *args])
+        request_from_flags(values)
+    except (flags.Error, TfnasError) as err:
+        return str(err)
+    raise AssertionError(f"no error for {args}")
+
+
 def error_lines(stderr: str) -> list[str]:
     """The non-empty lines a failing tool printed."""
     return [line for line in stderr.splitlines() if line.strip()]

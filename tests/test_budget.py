@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, TINY_SEARCH, error_lines
+from conftest import ROOT, TINY_SEARCH, error_lines, search_error
 from tfnas import budget
 from tfnas.costs import CostModel
 from tfnas.errors import TfnasError
@@ -93,7 +93,7 @@ def test_the_solver_is_exact_on_tiny():
     is within tolerance, it is the nearest to the target."""
     import numpy as np
 
-    latency = CostModel.latency(TINY, LatencyTable.from_flops(TINY, ms_per_mflop=1.0))
+    latency = CostModel.from_table(TINY, LatencyTable.from_flops(TINY, ms_per_mflop=1.0))
     params = CostModel.params(TINY)
     every = _all_networks(TINY)
     lat = np.array([latency.of(a) for a in every])
@@ -154,7 +154,7 @@ def test_a_network_that_misses_on_the_device_is_solved_again_for_the_measured_la
     table measures one network only; a max budget is met as measured."""
     import numpy as np
 
-    latency = CostModel.latency(TINY, LatencyTable.from_flops(TINY, ms_per_mflop=1.0))
+    latency = CostModel.from_table(TINY, LatencyTable.from_flops(TINY, ms_per_mflop=1.0))
     every = _all_networks(TINY)
     median = float(np.median([latency.of(a) for a in every]))
     rng = np.random.default_rng(3)
@@ -196,7 +196,7 @@ def test_the_solver_takes_seconds_on_large_spaces_and_lands_within_tolerance(nam
     import numpy as np
 
     space = get_space(name)
-    latency = CostModel.latency(space, LatencyTable.from_flops(space, ms_per_mflop=1.0))
+    latency = CostModel.from_table(space, LatencyTable.from_flops(space, ms_per_mflop=1.0))
     params = CostModel.params(space)
     low, high = budget.cost_range(latency, space)
     rng = np.random.default_rng(1)
@@ -268,16 +268,82 @@ def flops_table(tmp_path):
 ])
 def test_unreachable_budgets_stop_the_search_with_the_range(tmp_path, flops_table, args,
                                                             message):
-    out, model_dir = _search(tmp_path, f"--latency_table={flops_table}", *args)
+    error = search_error(f"--latency_table={flops_table}", *args)
+    assert message in error and "\n" not in error, error
+
+
+def test_an_unreachable_target_exits_2_before_any_work(tmp_path, flops_table):
+    out, model_dir = _search(tmp_path, f"--latency_table={flops_table}", "--target_ms=5")
     assert out.returncode == 2, out.stderr
     lines = error_lines(out.stderr)
-    assert len(lines) == 1 and message in lines[0], lines
+    assert len(lines) == 1 and "above the dearest network" in lines[0], lines
     assert not model_dir.exists()
 
 
-def test_a_target_needs_a_latency_model(tmp_path):
-    out, _ = _search(tmp_path, "--target_ms=1")
-    assert out.returncode == 2 and "--target_ms needs a latency model" in out.stderr
+def test_a_target_needs_a_latency_model():
+    assert "--target_ms needs a latency model" in search_error("--target_ms=1")
+
+
+def energy_table(path):
+    """An energy table of the tiny space in mJ: unlike latency, it weighs parameters (memory
+    traffic) as much as multiply-adds: 0.5 mJ per MFLOP plus 20 mJ per M params."""
+    table = LatencyTable({sig: 0.5 * sig.flops() / 1e6 + 20 * sig.params() / 1e6
+                          for sig in TINY.signatures()},
+                         0.5 * TINY.fixed_flops() / 1e6 + 20 * TINY.fixed_params() / 1e6,
+                         {"device": "energy model"}, unit="mJ")
+    table.save(path)
+    return CostModel.from_table(TINY, table)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--max_mj=1"], "--max_mj needs --energy_table (a table in mJ)"),
+    (["--cost_metric=energy"], "--cost_metric=energy needs --energy_table"),
+    (["--energy_table={lut}", "--max_mj=1"], "the table is in ms, not mJ"),
+    (["--energy_table={energy}", "--max_mj=0.01"], "--max_mj=0.01 is below the cheapest"),
+    (["--target_ms=0.8", "--cost=log"], "is a budget: use --cost=target or max"),
+])
+def test_energy_flags_stop_with_one_line(tmp_path, flops_table, args, message):
+    energy_table(tmp_path / "energy.json")
+    args = [a.format(lut=flops_table, energy=tmp_path / "energy.json") for a in args]
+    error = search_error(f"--latency_table={flops_table}", *args)
+    assert message in error and "\n" not in error, error
+
+
+def test_an_energy_table_is_one_more_cost_source(tmp_path, flops_table):
+    """mJ rows price networks like ms rows; the budget on them is a Constraint like any."""
+    energy = energy_table(tmp_path / "energy.json")
+    assert (energy.name, energy.unit, energy.timed) == ("energy", "mJ", False)
+    low, high = budget.cost_range(energy, TINY)
+    from absl import flags
+
+    from tfnas.search.command import define_flags, request_from_flags
+
+    values = flags.FlagValues()
+    define_flags(values)
+    values(["tfnas.search", *TINY_SEARCH, f"--latency_table={flops_table}",
+            "--target_fraction=0.5", f"--energy_table={tmp_path / 'energy.json'}",
+            f"--max_mj={(low + high) / 2}", f"--model_dir={tmp_path / 'run'}"])
+    config = request_from_flags(values).config()
+    assert [(c.name, c.kind, c.cost_model.unit) for c in config.constraints] == [
+        ("latency", "target", "ms"), ("energy", "max", "mJ")]
+    assert config.timed is config.constraints[0]  # what a device measures: latency only
+    arch = Architecture.uniform(TINY, Op(5, 6))
+    assert config.constraints[1].cost_model.of(arch) == pytest.approx(energy.of(arch))
+
+
+@pytest.mark.e2e
+def test_an_energy_budget_holds_after_one_search(tmp_path, flops_table):
+    energy = energy_table(tmp_path / "energy.json")
+    low, high = budget.cost_range(energy, TINY)
+    limit = low + 0.3 * (high - low)
+    report, _ = _budget_search(tmp_path, flops_table, "energy",
+                               f"--energy_table={tmp_path / 'energy.json'}",
+                               f"--max_mj={limit}")
+    arch = Architecture.from_dict(report["arch"])
+    assert energy.of(arch) <= limit
+    [b] = report["budgets"]
+    assert (b["name"], b["unit"], b["holds"], b["timed"]) == ("energy", "mJ", True, False)
+    assert report["cost_metric"] == "latency"  # what the search reports besides the budget
 
 
 LATENCY_MAX, PARAMS_MAX = 0.6, 0.02  # on tiny with the FLOPs table: both bind (below)
@@ -297,7 +363,7 @@ def test_latency_and_params_budgets_both_hold_after_one_search(tmp_path, flops_t
                                        f"--target_ms={LATENCY_MAX}", "--cost=max",
                                        f"--max_mparams={PARAMS_MAX}")
     arch = Architecture.from_dict(report["arch"])
-    latency = CostModel.latency(TINY, LatencyTable.from_flops(TINY, ms_per_mflop=1.0))
+    latency = CostModel.from_table(TINY, LatencyTable.from_flops(TINY, ms_per_mflop=1.0))
     assert latency.of(arch) <= LATENCY_MAX and arch.params() / 1e6 <= PARAMS_MAX
     assert report["predicted_ms"] == pytest.approx(latency.of(arch))
     assert {b["name"]: b["holds"] for b in report["budgets"]} == {"latency": True,
@@ -316,7 +382,7 @@ def test_neither_budget_implies_the_other():
     other cost as its weight). A search with one budget alone may still end inside the other
     (on digits, 4 epochs, the latency-only search ended 20% under its max at 0.015 M params:
     a max budget is a ceiling, not a target), so this is not asserted of searches."""
-    latency = CostModel.latency(TINY, LatencyTable.from_flops(TINY, ms_per_mflop=1.0))
+    latency = CostModel.from_table(TINY, LatencyTable.from_flops(TINY, ms_per_mflop=1.0))
     params = CostModel.params(TINY)
     start = Architecture.uniform(TINY, Op(3, 3))
     for weight, budget_model, limit, other, other_limit in (
@@ -351,7 +417,7 @@ def test_a_target_fraction_is_that_far_across_the_latency_range(tmp_path, flops_
                              "--target_fraction=0.25", "--epochs=1")
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads((model_dir / "report.json").read_text())
-    low, high = budget.cost_range(CostModel.latency(TINY, LatencyTable.load(flops_table)), TINY)
+    low, high = budget.cost_range(CostModel.from_table(TINY, LatencyTable.load(flops_table)), TINY)
     (latency,) = report["budgets"]
     assert latency["target"] == pytest.approx(low + 0.25 * (high - low))
     assert report["target_ms"] == pytest.approx(0.3604 + 0.25 * (1.226 - 0.3604), rel=1e-3)

@@ -39,15 +39,15 @@ def _favour(net, op_index):
 
 @pytest.fixture
 def path_counter(monkeypatch):
-    """A variable counting MBConv path executions (branches not taken do not run)."""
+    """A variable counting path executions (branches not taken do not run)."""
     count = tf.Variable(0, dtype=tf.int64)
-    original = mixed.MBConvPath.call
+    original = mixed.OpPath.call
 
     def counted(self, inputs, training=None):
         count.assign_add(1)
         return original(self, inputs, training=training)
 
-    monkeypatch.setattr(mixed.MBConvPath, "call", counted)
+    monkeypatch.setattr(mixed.OpPath, "call", counted)
     return count
 
 
@@ -148,7 +148,7 @@ def test_proxyless_changes_only_the_alpha_of_sampled_paths(path_counter):
 @pytest.mark.parametrize("method", ["softmax", "gumbel", "proxyless"])
 def test_expected_latency_of_a_one_hot_p_is_the_table_latency_of_the_argmax(method):
     table = LatencyTable.from_flops(SPACE)
-    cost_model = CostModel.latency(SPACE, table, "table")
+    cost_model = CostModel.from_table(SPACE, table, "table")
     net = _net(method)
     rng = np.random.default_rng(1)
     for layer in supernet.searchable_layers(net):
@@ -171,6 +171,52 @@ def test_mixed_op_round_trips_through_save_and_load(tmp_path):
     loaded = keras.saving.load_model(path)
     np.testing.assert_allclose(loaded(IMAGES), net(IMAGES), atol=1e-5)
     assert supernet.derive(loaded, SPACE) == supernet.derive(net, SPACE)
+
+
+def test_a_path_computes_the_derived_networks_layer_with_or_without_se():
+    """A mixed op's path and the derived network's layer come from one builder: with the same
+    weights they compute the same output (plus the shortcut the mixed op adds)."""
+    import keras
+
+    from tfnas import nets
+
+    space = get_space("tiny", squeeze_excite=(False, True))
+    x = tf.random.stateless_normal((2, 8, 8, 16), seed=(3, 4))
+    for name in ("mbconv_k5_e6_se", "mbconv_k3_e3"):
+        sig = space.signature(1, name)  # 8x8x16 -> 16 at stride 1: a shortcut
+        layer = mixed.MixedOp(sig.c_out, sig.stride, [name, "skip"])
+        layer.build(x.shape)
+        path = layer.paths[0]
+        inputs = keras.Input(x.shape[1:])
+        standalone = keras.Model(inputs, nets.block(inputs, keras, sig, "c"))
+        assert sum(int(np.prod(w.shape)) for w in path.weights) == sig.params()
+        for target, source in zip(standalone.weights, path.weights):
+            target.assign(source)
+        np.testing.assert_allclose(standalone(x), path(x) + x, atol=1e-5)
+
+
+def test_an_se_space_searches_with_mixed_ops_and_saves(tmp_path):
+    import keras
+
+    space = get_space("tiny", squeeze_excite=(False, True))
+    net = supernet.build(space, method="softmax", seed=0)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(tf.square(net(IMAGES, training=True)))
+    grads = tape.gradient(loss, [layer.alpha for layer in supernet.searchable_layers(net)])
+    assert all(float(tf.reduce_max(tf.abs(g))) > 0 for g in grads)
+    net.save(tmp_path / "se.keras")
+    loaded = keras.saving.load_model(tmp_path / "se.keras")
+    np.testing.assert_allclose(loaded(IMAGES), net(IMAGES), atol=1e-5)
+
+
+def test_the_superkernel_refuses_an_se_space_in_one_line():
+    from tfnas import methods
+    from tfnas.errors import TfnasError
+
+    space = get_space("tiny", squeeze_excite=(False, True))
+    with pytest.raises(TfnasError, match="needs a multi-path method"):
+        supernet.build(space, method="superkernel")
+    methods.get("proxyless").check_space(space)
 
 
 @pytest.mark.parametrize("method", ["gumbel", "proxyless"])

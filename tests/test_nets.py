@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from tfnas import nets
+from tfnas.blocks.common import BN_MOMENTUM
 from tfnas.errors import TfnasError
 from tfnas.space import PRESET_NAMES, Architecture, get_space
 
@@ -24,6 +25,9 @@ def _flops_from_model(model) -> int:
             total += h * w * c_out * c_in * layer.kernel_size[0] * layer.kernel_size[1]
         elif isinstance(layer, keras.layers.Dense):
             total += layer.input.shape[-1] * layer.units
+        elif isinstance(layer, keras.layers.Multiply):  # squeeze-and-excitation's scaling
+            _, h, w, c = layer.output.shape
+            total += h * w * c
     return total
 
 
@@ -36,6 +40,20 @@ def test_params_and_flops_match_the_built_model_exactly(name):
         assert arch.params() == model.count_params()
         assert arch.flops() == _flops_from_model(model)
         assert model.output.shape[1:] == (space.num_classes,)
+
+
+@pytest.mark.parametrize("name", ["tiny", "fashion"])
+def test_squeeze_excite_params_and_flops_match_the_built_model_exactly(name):
+    space = get_space(name, squeeze_excite=(False, True))
+    assert sum(op.se for op in space.ops) == len(space.kernels) * len(space.expansions)
+    for seed in (0, 1, 2):
+        arch = Architecture.sample(space, seed)
+        model = nets.build(arch)
+        assert arch.params() == model.count_params()
+        assert arch.flops() == _flops_from_model(model)
+    every = Architecture.uniform(space, "mbconv_k3_e6_se")
+    plain = Architecture.uniform(space, "mbconv_k3_e6")
+    assert every.params() > plain.params() and every.flops() > plain.flops()
 
 
 def test_single_path_mobilenetv2_like_params_exactly():
@@ -80,5 +98,5 @@ def test_recalibrated_batchnorm_normalises_activations():
     # inference-mode BN now uses the batch statistics: per-channel mean 0, variance 1
     assert np.allclose(out.mean(axis=(0, 1, 2)), 0.0, atol=1e-3)
     assert np.allclose(out.var(axis=(0, 1, 2)), 1.0, atol=2e-2)
-    assert all(layer.momentum == nets.BN_MOMENTUM for layer in model.layers
+    assert all(layer.momentum == BN_MOMENTUM for layer in model.layers
                if isinstance(layer, keras.layers.BatchNormalization))

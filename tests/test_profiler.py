@@ -62,7 +62,7 @@ def test_interrupted_profile_measures_only_the_missing_rows_when_run_again(tmp_p
     assert data["device"]["threads"] == 1 and data["device"]["dtype"] == "float32"
     assert all(data["stats"][key]["runs"] >= 3 for key in data["stats"])
     assert data["device"]["statistic"] == "p10" and data["device"]["reference"]["ops"]
-    costs = CostModel.latency(space, table)
+    costs = CostModel.from_table(space, table)
     big = Architecture.uniform(space, "mbconv_k5_e6")
     small = Architecture.uniform(space, "mbconv_k3_e3")
     assert costs.of(big) == pytest.approx(table.cost(big))
@@ -84,7 +84,7 @@ def test_calibration_fit_and_its_use_in_the_search_costs():
     table.fit_calibration(raw, [1.05 * r + 0.2 for r in raw])  # 5% low plus 0.2 ms
     assert table.scale == pytest.approx(1.05) and table.offset == pytest.approx(0.2)
     for arch in archs:  # the per-layer cost model folds the affine correction in exactly
-        assert CostModel.latency(space, table).of(arch) == pytest.approx(
+        assert CostModel.from_table(space, table).of(arch) == pytest.approx(
             table.calibrated_cost(arch))
     again = LatencyTable.from_dict(json.loads(json.dumps(table.to_dict())))
     assert again.calibrated_cost(archs[0]) == pytest.approx(table.calibrated_cost(archs[0]))
@@ -103,7 +103,7 @@ def test_calibration_learns_the_per_layer_overhead_rows_carry():
     table.fit_calibration([table.cost(a) for a in archs], measured, layers)
     assert table.scale == pytest.approx(0.9) and table.offset == pytest.approx(0.05)
     assert table.per_layer == pytest.approx(-0.01)
-    cost = CostModel.latency(space, table)
+    cost = CostModel.from_table(space, table)
     for arch, ms in zip(archs, measured):
         assert cost.of(arch) == pytest.approx(ms) == pytest.approx(table.calibrated_cost(arch))
     # too few networks for three parameters: the affine fit, no per-layer term
@@ -156,6 +156,6 @@ def test_a_table_refuses_a_space_whose_stem_or_head_differs(tmp_path):
     with pytest.raises(TfnasError, match=r"stem and head .* \(num_classes 10, not 5\)"):
         table.check_covers(other)
     with pytest.raises(TfnasError, match="num_classes 10, not 5"):
-        CostModel.latency(other, table)
+        CostModel.from_table(other, table)
     with pytest.raises(TfnasError, match="num_classes 10, not 5"):
         profile(other, quick_meter(other), out, progress=False)

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, TINY_SEARCH, error_lines, small_space, terminate_after
+from conftest import (ROOT, TINY_SEARCH, error_lines, search_error, small_space,
+                      terminate_after)
 from tfnas.costs import CostModel
 from tfnas.objectives import Constraint, Objective
 from tfnas.search import Search, SearchConfig
@@ -160,12 +161,20 @@ def report_dir(tmp_path: Path, report: dict) -> Path:
 ])
 def test_bad_flags_stop_before_training_with_one_line(tmp_path, args, message):
     model_dir = tmp_path / "run"
+    error = search_error(*args, model_dir=model_dir)
+    assert message in error and "\n" not in error, error
+    assert not model_dir.exists()
+
+
+def test_a_bad_flag_exits_2_with_one_line_before_any_work(tmp_path):
+    """The exit-code contract of the command itself (the matrix above runs in-process)."""
+    model_dir = tmp_path / "run"
     out = subprocess.run([sys.executable, "-m", "tfnas.search", *TINY_SEARCH,
-                          f"--model_dir={model_dir}", *args], capture_output=True, text=True,
-                         timeout=300, cwd=ROOT)
+                          f"--model_dir={model_dir}", "--target_ms=-80"], capture_output=True,
+                         text=True, timeout=300, cwd=ROOT)
     assert out.returncode == 2, out.stderr
     lines = error_lines(out.stderr)
-    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+    assert lines == ["error: --target_ms must be positive, got -80.0"], lines
     assert "starting search" not in out.stdout and not model_dir.exists()
 
 

@@ -39,13 +39,15 @@ def test_proxyless_space_has_7x7_kernels_and_a_fixed_first_layer():
 
 @pytest.mark.parametrize("text,expected", [
     ("mbconv_k5_e6", Op(5, 6)), ("MBConv5x5-e6", Op(5, 6)), ("MBCONV_K3_E3", Op(3, 3)),
-    ("skip", SKIP), ("Skip", SKIP)])
+    ("skip", SKIP), ("Skip", SKIP), ("mbconv_k5_e3_se", Op(5, 3, True)),
+    ("MBConv3x3-e6-SE", Op(3, 6, True))])
 def test_op_parse_accepts_names_and_labels(text, expected):
     assert Op.parse(text) == expected
     assert Op.parse(expected.label) == expected == Op.parse(expected.name)
 
 
-@pytest.mark.parametrize("text", ["conv3x3", "mbconv_k4_e6", "MBConv3x5-e6", "", "mbconv_k3_e0"])
+@pytest.mark.parametrize("text", ["conv3x3", "mbconv_k4_e6", "MBConv3x5-e6", "", "mbconv_k3_e0",
+                                  "mbconv_k3_e6_sq", "skip_se"])
 def test_op_parse_rejects_unknown_ops(text):
     with pytest.raises(TfnasError):
         Op.parse(text)
@@ -65,6 +67,19 @@ def test_random_architectures_round_trip_through_json(name):
         assert again == arch
         assert again.space == space and again.ops == arch.ops
         assert json.loads(again.to_json()) == json.loads(arch.to_json())
+
+
+def test_squeeze_excite_choices_survive_json_and_default_files_do_not_change():
+    plain = get_space("tiny")
+    assert "squeeze_excite" not in plain.to_dict()  # files written before SE read the same
+    searched = get_space("tiny", squeeze_excite=(True, False))
+    assert searched.squeeze_excite == (False, True)
+    assert [op.name for op in searched.ops[:2]] == ["mbconv_k3_e3", "mbconv_k3_e3_se"]
+    arch = Architecture.sample(searched, 4)
+    assert Architecture.from_json(arch.to_json()) == arch
+    assert any(op.se for op in Architecture.sample(searched, 1).ops + arch.ops)
+    with pytest.raises(TfnasError, match="squeeze_excite lists booleans"):
+        get_space("tiny", squeeze_excite=("yes",))
 
 
 def test_width_multiplier_survives_json_and_rounds_channels():

@@ -37,7 +37,7 @@ def _set_decision(layer: SuperkernelMBConv, op: Op) -> None:
 def test_loss_gradient_reaches_every_threshold():
     space = get_space("tiny")
     model = supernet.build(space, seed=1)
-    costs = CostModel.latency(space, LatencyTable.from_flops(space))
+    costs = CostModel.from_table(space, LatencyTable.from_flops(space))
     images = tf.random.stateless_uniform((8, 16, 16, 3), (1, 2), -1, 1)
     labels = tf.constant(np.arange(8) % 10)
     thresholds = supernet.architecture_variables(model)
@@ -113,7 +113,7 @@ def test_threshold_flips_exactly_one_decision_and_output_equals_the_child(op):
         got = np.asarray(layer(x, training=training))
         sig = LayerSignature(10, 10, 8, 8, 1, op)
         inputs = keras.Input((10, 10, 8))
-        child = keras.Model(inputs, nets.mbconv(inputs, keras, sig, "c"))
+        child = keras.Model(inputs, nets.block(inputs, keras, sig, "c"))
         for suffix, weights in layer.child_weights(op).items():
             child.get_layer(f"c_{suffix}").set_weights(weights)
         want = np.asarray(child(x, training=training))
@@ -129,7 +129,7 @@ def test_stride_two_layer_without_skip_matches_its_child():
         assert layer.decisions() == op
         sig = LayerSignature(10, 10, 8, 16, 2, op)
         inputs = keras.Input((10, 10, 8))
-        child = keras.Model(inputs, nets.mbconv(inputs, keras, sig, "c"))
+        child = keras.Model(inputs, nets.block(inputs, keras, sig, "c"))
         for suffix, weights in layer.child_weights(op).items():
             child.get_layer(f"c_{suffix}").set_weights(weights)
         assert np.abs(np.asarray(layer(x)) - np.asarray(child(x))).max() < 1e-5
@@ -146,7 +146,7 @@ def test_expected_cost_is_the_table_row_of_the_decision():
 def test_supernet_cost_equals_derived_architecture_cost_with_pixel1():
     space = get_space("single_path")
     model = supernet.build(space, seed=3)
-    costs = CostModel.latency(space, LatencyTable.load("pixel1"))
+    costs = CostModel.from_table(space, LatencyTable.load("pixel1"))
     assert float(supernet.expected_cost(model, costs)) == pytest.approx(131.4578, abs=1e-3)
     rng = np.random.default_rng(5)
     for layer in supernet.searchable_layers(model):  # random thresholds around the norms

@@ -27,7 +27,8 @@ def operators(flatbuffer: bytes) -> list[tuple]:
 
 
 @pytest.mark.parametrize("space_name,overrides", [
-    ("tiny", {}), pytest.param("cifar", {}, marks=pytest.mark.slow),
+    ("tiny", {}), ("tiny", {"squeeze_excite": (True,)}),
+    pytest.param("cifar", {}, marks=pytest.mark.slow),
     pytest.param("proxyless_mobile", {"input_size": 64}, marks=pytest.mark.slow),
     pytest.param("single_path", {"input_size": 96}, marks=pytest.mark.slow)])
 def test_written_network_has_the_converters_operators(space_name, overrides):

@@ -254,12 +254,13 @@ def match_measured(derived: Architecture, returned: Measured, scores: Sequence[d
     """The returned network corrected against the device (see the module docstring).
 
     `derived`: the search's own network; `returned`: what `solve` gave, measured; `measure`
-    times a network on the device, in the latency constraint's unit. Returns the network kept
+    times a network on the device, in the unit of the budget it measures (the one whose cost
+    source is `timed`). Returns the network kept
     and every network measured (`returned` first)."""
-    latency = [j for j, c in enumerate(constraints) if c.name == "latency"]
-    if not latency:
+    timed = [j for j, c in enumerate(constraints) if c.cost_model.timed]
+    if not timed:
         return returned, [returned]
-    j = latency[0]
+    j = timed[0]
     budget = constraints[j]
     tried, current = [returned], returned
     for _ in range(rounds):

@@ -145,9 +145,29 @@ def meter_from_flags(values: flags.FlagValues, space: "SearchSpace") -> "Meter":
                  reference=default_reference(space) if values.reference else None)
 
 
-def define_space_flags(default: str = "tiny") -> None:
-    """--space and the overrides of its input size, channels, width and classes."""
+SQUEEZE_EXCITE = {"none": (False,), "all": (True,), "search": (False, True)}
+
+
+class Definer:
+    """absl's DEFINE_* functions bound to one FlagValues (the process's FLAGS by default; a
+    fresh one lets tests parse many command lines in one process) and to the module that
+    defines the flags (`--help` groups flags and run directories pick settings by it)."""
+
+    def __init__(self, values: flags.FlagValues | None, module: str) -> None:
+        self.values = values if values is not None else flags.FLAGS
+        self.module = module
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        define = getattr(flags, name)
+        return lambda *args, **kwargs: define(*args, flag_values=self.values,
+                                              module_name=self.module, **kwargs)
+
+
+def define_space_flags(default: str = "tiny", values: flags.FlagValues | None = None) -> None:
+    """--space and the overrides of its input size, channels, width, classes and SE."""
     from tfnas.space import PRESET_NAMES
+
+    flags = Definer(values, __name__)
 
     flags.DEFINE_string("space", default, f"Search space preset: {', '.join(PRESET_NAMES)}.")
     flags.DEFINE_integer("input_size", None, "Override the space's input size.")
@@ -155,6 +175,9 @@ def define_space_flags(default: str = "tiny") -> None:
                          "grayscale, 3: RGB).")
     flags.DEFINE_float("width_multiplier", None, "Override the space's width multiplier.")
     flags.DEFINE_integer("num_classes", None, "Override the space's number of classes.")
+    flags.DEFINE_enum("squeeze_excite", None, list(SQUEEZE_EXCITE),
+                      "Squeeze-and-excitation in the space's MBConvs: none, all, or search "
+                      "(each layer chooses; multi-path methods only).")
 
 
 def space_from_flags(values: flags.FlagValues) -> "SearchSpace":
@@ -162,7 +185,8 @@ def space_from_flags(values: flags.FlagValues) -> "SearchSpace":
 
     return get_space(values.space, input_size=values.input_size,
                      input_channels=values.input_channels,
-                     width_multiplier=values.width_multiplier, num_classes=values.num_classes)
+                     width_multiplier=values.width_multiplier, num_classes=values.num_classes,
+                     squeeze_excite=SQUEEZE_EXCITE.get(values.squeeze_excite))
 
 
 def flag_settings(values: flags.FlagValues, modules: Sequence[str] | None = None,

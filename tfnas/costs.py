@@ -1,17 +1,43 @@
-"""Per-layer cost rows of a space: latency (from a table), params or FLOPs.
+"""Cost sources: what a search can budget or penalise, each with its unit.
 
-A `CostModel` holds the fixed cost (stem, first layer, head) and, for every searchable layer,
-the cost of each candidate op. Searchable layers turn it into a differentiable expected cost
-(`SuperkernelMBConv.expected_cost`); for a fixed Architecture it gives the exact total. Params
-and FLOPs are costs like latency, exact per op, so several constraints can hold at once.
+Every source answers `of(arch)` (the exact cost of a network), says what it counts (`name`:
+latency, energy, params, flops) and in which `unit`, and whether a device's meter measures it
+(`timed`: the milliseconds `tfnas.latency.meter` reads; the search then times its network on
+the device and corrects the budget, `budget.match_measured`). Nothing else in the search
+depends on which source it is: a budget is a `Constraint` on any source, a fixed-λ term an
+`Objective` on one (docs/design.md, "How to add a cost").
+
+Sources: `CostModel` (additive: a fixed part plus, per searchable layer, op → cost; from a
+per-signature table in ms or mJ, or from the ops' exact params or FLOPs), and the latency
+predictor (`tfnas.latency.predictor.LatencyPredictor`, an MLP on the one-hot encoding).
+Searchable layers turn an additive source into a differentiable expected cost
+(`SearchableLayer.expected_cost`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Protocol
 
+from tfnas.errors import TfnasError
 from tfnas.latency.table import LatencyTable
 from tfnas.space import Architecture, Op, SearchSpace
+
+TABLE_UNITS = {"ms": "latency", "mJ": "energy"}  # a table's unit → what it counts
+TIMED_UNIT = "ms"  # what a device's meter measures
+
+
+class CostSource(Protocol):
+    """What the search needs of a cost: its name, unit, whether a device times it, and the
+    exact cost of a network."""
+
+    name: str
+    unit: str
+
+    @property
+    def timed(self) -> bool: ...
+
+    def of(self, arch: Architecture) -> float: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,21 +49,30 @@ class CostModel:
     fixed: float
     layers: tuple[dict[Op, float], ...]
 
+    @property
+    def timed(self) -> bool:
+        """A device's meter measures this cost (a latency table in ms)."""
+        return self.unit == TIMED_UNIT
+
     def of(self, arch: Architecture) -> float:
         """Exact cost of an architecture."""
         return self.fixed + sum(rows[op] for rows, op in zip(self.layers, arch.ops))
 
     @classmethod
-    def latency(cls, space: SearchSpace, table: LatencyTable,
-                table_name: str = "the latency table") -> "CostModel":
-        """Rows of the table, through its calibration when it has one: the correction is
-        a·(fixed + Σ rows) + b + c·(MBConv layers) = (a·fixed + b) + Σ (a·row + c·[not skip]),
-        so it stays per layer."""
+    def from_table(cls, space: SearchSpace, table: LatencyTable,
+                   table_name: str = "the latency table") -> "CostModel":
+        """Rows of a per-signature table (latency in ms, energy in mJ: its `unit`), through
+        its calibration when it has one: the correction is a·(fixed + Σ rows) + b + c·(MBConv
+        layers) = (a·fixed + b) + Σ (a·row + c·[not skip]), so it stays per layer."""
+        if table.unit not in TABLE_UNITS:
+            raise TfnasError(f"{table_name}: unknown unit {table.unit!r}; tables hold "
+                             + " or ".join(f"{name} in {unit}"
+                                           for unit, name in TABLE_UNITS.items()))
         table.check_covers(space, table_name)
         a, b, c = table.scale, table.offset, table.per_layer
         layers = tuple({op: a * table.rows[space.signature(i, op)] + (0.0 if op.is_skip else c)
                         for op in space.candidates(i)} for i in range(space.num_layers))
-        return cls("latency", "ms", a * table.fixed_ms + b, layers)
+        return cls(TABLE_UNITS[table.unit], table.unit, a * table.fixed_ms + b, layers)
 
     @classmethod
     def params(cls, space: SearchSpace) -> "CostModel":

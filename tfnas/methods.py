@@ -14,6 +14,7 @@ record (and, for a new kind of layer or α update, the code that record names).
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from tfnas.errors import TfnasError
 
@@ -30,6 +31,14 @@ class Method:
     arch_update: str = "gradient"  # gradient | reinforce (bi-level methods)
     arch_beta_1: float = 0.5  # Adam β1 of α; ProxylessNAS: 0, unsampled paths' α stay put
     rescale_alpha: bool = False  # ProxylessNAS: keep unsampled paths' probabilities
+
+    def check_space(self, space: Any) -> None:
+        """Raises TfnasError when this method cannot search `space`: the superkernel nests
+        kernels and expansions only, so squeeze-and-excitation needs a multi-path method."""
+        if self.layer == "superkernel" and True in space.squeeze_excite:
+            raise TfnasError(f"--method={self.name} searches kernel sizes, expansions and skip "
+                             "only; a space with squeeze-and-excitation needs a multi-path "
+                             f"method ({', '.join(m.name for m in _ALL if m.layer == 'mixed')})")
 
     @property
     def bi_level(self) -> bool:

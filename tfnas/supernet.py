@@ -31,6 +31,7 @@ def build(space: SearchSpace, *, method: str = "superkernel", dropout: float = 0
     """The supernet of `space` for a search method (`sync_bn`: cross-replica batch norm;
     `temperature`: initial Gumbel τ; `select`: how mixed ops run one path, see `MixedOp`)."""
     record = methods.get(method)
+    record.check_space(space)
     nets.check_dropout(dropout)
     inputs = nets.image_input(keras, space)
     x = nets.stem(inputs, keras, space, sync_bn)

@@ -156,7 +156,7 @@ def _run_searches(model_dir: Path, targets: list[tuple[str, str]], args: list[st
 
 def _summary(folder: Path) -> str:
     report = json.loads((folder / "report.json").read_text())
-    latency = [b for b in report["budgets"] if b["name"] == "latency"]
+    latency = [b for b in report["budgets"] if b.get("timed")]
     parts = []
     if latency:
         b = latency[0]
@@ -192,7 +192,7 @@ def _export_and_time(model_dir: Path, targets: list[tuple[str, str]], meter: Any
             from tfnas.latency import timing_models
 
             models.append(timing_models.network(arch))
-        latency = [b for b in report["budgets"] if b["name"] == "latency"]
+        latency = [b for b in report["budgets"] if b.get("timed")]
         rows.append({"target": name, "target_ms": latency[0]["target"] if latency else None,
                      "predicted_ms": report.get("predicted_ms"),
                      "top1": report["train"]["top1"] if report.get("train") else None,
@@ -209,19 +209,22 @@ def _export_and_time(model_dir: Path, targets: list[tuple[str, str]], meter: Any
 def main(argv: list[str]) -> None:
     from tfnas import pareto
     from tfnas.errors import TfnasError
-    from tfnas.search.command import config_from_flags, profile_device
+    from tfnas.search.command import profile_device, request_from_flags
 
     targets = _targets()
     model_dir = Path(FLAGS.model_dir)
-    config_from_flags(FLAGS, table_ready=not FLAGS.device)  # bad search flags stop here
     args = _passed_on(model_dir)
-    for name, flag in targets:  # and every target's own check, before any work
-        checked = subprocess.run([sys.executable, "-m", "tfnas.search", *args, flag,
-                                  f"--model_dir={model_dir / name}", "--dry_run"],
-                                 capture_output=True, text=True)
-        if checked.returncode != 0:
-            lines = checked.stderr.strip().splitlines() or ["no output"]
-            raise TfnasError(f"{name}: {lines[-1].removeprefix('error: ')}")
+    for name, flag in targets:  # every target's own search checked, before any work
+        key, value = flag.removeprefix("--").split("=")
+        saved = FLAGS.target_ms, FLAGS.target_fraction, FLAGS.model_dir
+        FLAGS.target_ms, FLAGS.target_fraction = None, None
+        FLAGS[key].value, FLAGS.model_dir = float(value), str(model_dir / name)
+        try:
+            request_from_flags(FLAGS)
+        except TfnasError as err:
+            raise TfnasError(f"{name}: {err}") from None
+        finally:
+            FLAGS.target_ms, FLAGS.target_fraction, FLAGS.model_dir = saved
     model_dir.mkdir(parents=True, exist_ok=True)
     cli.import_tensorflow_quietly()  # after the checks: bad flags stop in a second
     meter = None

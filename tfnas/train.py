@@ -16,12 +16,14 @@ from tfnas import cli
 FLAGS = flags.FLAGS
 
 
-def define_flags(prefix: str = "", defaults: dict[str, Any] | None = None) -> None:
-    """The training flags; the search defines them with prefix `train_` for
-    --train_after_search."""
-    from tfnas import data
+def define_flags(prefix: str = "", defaults: dict[str, Any] | None = None,
+                 values: Any = None) -> None:
+    """The training flags (into `values`, the process's FLAGS by default); the search
+    defines them with prefix `train_` for --train_after_search."""
+    from tfnas import cli, data
     from tfnas.trainer import OPTIMIZERS, TrainConfig
 
+    flags = cli.Definer(values, __name__)
     d = {f.name: f.default for f in TrainConfig.__dataclass_fields__.values()}
     d.update(defaults or {})
     flags.DEFINE_integer(f"{prefix}epochs", d["epochs"], "Training epochs.")

@@ -52,12 +52,12 @@ from typing import Any, Callable, Sequence
 
 from tfnas.errors import TfnasError
 from tfnas.latency.devices import STATISTICS, BenchmarkResult, Device
-from tfnas.space import Architecture, Op, SearchSpace
+from tfnas.space import Architecture, SearchSpace
 
 
 def default_reference(space: SearchSpace) -> Architecture:
     """The space's network with its smallest kernel and expansion in every layer."""
-    return Architecture.uniform(space, Op(min(space.kernels), min(space.expansions)))
+    return Architecture.uniform(space, space.smallest_op)
 
 
 @dataclasses.dataclass

@@ -53,6 +53,11 @@ class LatencyPredictor:
         check_activation(self.activation)
 
     @property
+    def timed(self) -> bool:
+        """It predicts what a device's meter measures (a `tfnas.costs.CostSource`)."""
+        return True
+
+    @property
     def hidden(self) -> tuple[int, ...]:
         """Widths of the hidden layers."""
         return tuple(int(w.shape[1]) for w in self.weights[2:-2:2])
@@ -70,7 +75,7 @@ class LatencyPredictor:
         return self.y_mean + self.y_std * _forward(self.weights, x, self.activation)[0]
 
     def of(self, arch: Architecture) -> float:
-        """Latency in ms of one architecture (the CostModel interface)."""
+        """Latency in ms of one architecture (the `tfnas.costs.CostSource` interface)."""
         return float(self.predict([arch])[0])
 
     def soft_cost(self, probabilities: Any) -> Any:
@@ -266,10 +271,10 @@ def choose_prior_decay(space: SearchSpace, archs: Sequence[Architecture],
 def _table_prior(space: SearchSpace, table: Any, y_mean: float,
                  y_std: float) -> tuple[np.ndarray, float]:
     """The calibrated table as a linear model of the flattened one-hot, in normalised units:
-    the per-layer rows of its cost model (`CostModel.latency`)."""
+    the per-layer rows of its cost model (`CostModel.from_table`)."""
     from tfnas.costs import CostModel
 
-    cost = CostModel.latency(space, table)
+    cost = CostModel.from_table(space, table)
     rows = np.zeros((space.num_layers, len(space.ops)))
     for i, layer in enumerate(cost.layers):
         for op, ms in layer.items():

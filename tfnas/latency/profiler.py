@@ -139,7 +139,7 @@ def calibrate(table: LatencyTable, space: SearchSpace, meter: Meter, out: str | 
         return table
     smallest = Architecture(space, tuple(min(space.candidates(i), key=lambda op: (
         op.expansion, op.kernel)) for i in range(space.num_layers)))
-    largest = Architecture.uniform(space, Op(max(space.kernels), max(space.expansions)))
+    largest = Architecture.uniform(space, space.largest_op)
     rng = np.random.default_rng(seed)
     archs = [smallest, largest] + [Architecture.sample(space, rng) for _ in range(num_archs)]
     archs = archs[:num_archs]

@@ -1,5 +1,8 @@
 """LatencyTable: per-signature latency rows (a LUT) plus the fixed stem/head cost.
 
+The table's `unit` is ms for latency; a table in mJ holds energy the same way (rows per
+signature, a fixed part), priced by `tfnas.costs.CostModel.from_table` like latency.
+
 Rows are keyed by `LayerSignature` (docs/design.md, rule 2), so a table serves every space whose
 layers it covers, and a missing row is a clear error naming the signatures and the command that
 profiles them. The total latency of an architecture is `fixed_ms + Σ row(signature)`.
@@ -192,11 +195,13 @@ class LatencyTable:
     # --- analytic tables ------------------------------------------------------------------
 
     @classmethod
-    def from_flops(cls, space: SearchSpace, ms_per_mflop: float = 0.01) -> "LatencyTable":
-        """A device-free table: each row is the op's multiply-adds times `ms_per_mflop`."""
+    def from_flops(cls, space: SearchSpace, ms_per_mflop: float = 0.01,
+                   unit: str = "ms") -> "LatencyTable":
+        """A device-free table: each row is the op's multiply-adds times `ms_per_mflop` (per
+        MFLOP in `unit`: an energy stand-in with `unit="mJ"`)."""
         rows = {sig: sig.flops() / 1e6 * ms_per_mflop for sig in space.signatures()}
         return cls(rows, space.fixed_flops() / 1e6 * ms_per_mflop,
-                   {"device": "flops", "ms_per_mflop": ms_per_mflop})
+                   {"device": "flops", f"{unit}_per_mflop": ms_per_mflop}, unit)
 
 
 def fixed_geometry(space: SearchSpace) -> dict[str, Any]:

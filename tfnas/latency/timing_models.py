@@ -8,8 +8,7 @@ operators the converter emits for a `tfnas.nets` network after it folds batch no
 convolutions and fuses the ReLUs:
 
     stem      CONV_2D 3x3 (ReLU)                     [+ the fixed first MBConv]
-    MBConv    CONV_2D 1x1 (ReLU, when e > 1) → DEPTHWISE_CONV_2D kxk (ReLU)
-              → CONV_2D 1x1 (linear) [→ ADD when stride 1 and C_in == C_out]
+    layers    each op's operators, written by its family module (`tfnas.blocks`)
     head      CONV_2D 1x1 (ReLU) → MEAN over H, W → FULLY_CONNECTED
 
 All padding is SAME, weights are random. `tests/test_timing_models.py` checks, for every space
@@ -23,6 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from tfnas.blocks import family
 from tfnas.space import Architecture, LayerSignature, SearchSpace
 
 _RELU = 1  # ActivationFunctionType.RELU: tfnas nets use keras ReLU() (no cap)
@@ -63,7 +63,7 @@ class _Graph:
                            .astype(np.float32))
 
     def op(self, code_name: str, inputs: list[int], out_shape: Sequence[int],
-           options_name: str, **options: Any) -> int:
+           options_name: str | None, **options: Any) -> int:
         schema = self.schema
         code = getattr(schema.BuiltinOperator, code_name)
         if code not in self.codes:
@@ -72,10 +72,11 @@ class _Graph:
         op = schema.OperatorT()
         op.opcodeIndex = self.codes.index(code)
         op.inputs, op.outputs = inputs, [out]
-        op.builtinOptionsType = getattr(schema.BuiltinOptions, options_name)
-        op.builtinOptions = getattr(schema, options_name + "T")()
-        for key, value in options.items():
-            setattr(op.builtinOptions, key, value)
+        if options_name is not None:
+            op.builtinOptionsType = getattr(schema.BuiltinOptions, options_name)
+            op.builtinOptions = getattr(schema, options_name + "T")()
+            for key, value in options.items():
+                setattr(op.builtinOptions, key, value)
         self.operators.append(op)
         return out
 
@@ -100,30 +101,26 @@ class _Graph:
                        padding=0, strideW=stride, strideH=stride, depthMultiplier=1,
                        fusedActivationFunction=_RELU)
 
-    def mbconv(self, x: int, sig: LayerSignature) -> int:
-        if sig.op.is_skip:
-            return x
-        inputs = x
-        if sig.op.expansion != 1:
-            x = self.conv(x, sig.expanded, 1, 1, relu=True)
-        x = self.depthwise(x, sig.op.kernel, sig.stride)
-        x = self.conv(x, sig.c_out, 1, 1, relu=False)
-        if sig.stride == 1 and sig.c_in == sig.c_out:
-            x = self.op("ADD", [inputs, x], self.shape(x), "AddOptions",
-                        fusedActivationFunction=0, potScaleInt16=True)
-        return x
+    def mean(self, x: int, keep_dims: bool) -> int:
+        """Average over H and W."""
+        n, _, _, c = self.shape(x)
+        axes = self.tensor([2], np.array([1, 2], np.int32))
+        return self.op("MEAN", [x, axes], [n, 1, 1, c] if keep_dims else [n, c],
+                       "ReducerOptions", keepDims=keep_dims)
+
+    def block(self, x: int, sig: LayerSignature) -> int:
+        """The operators of the op `sig` describes (its family module writes them)."""
+        return family(sig.op).timing(self, x, sig)
 
     def stem(self, x: int, space: SearchSpace) -> int:
         x = self.conv(x, space.stem_channels, 3, space.stem_stride, relu=True)
-        return self.mbconv(x, space.first_layer) if space.first_layer is not None else x
+        return self.block(x, space.first_layer) if space.first_layer is not None else x
 
     def head(self, x: int, space: SearchSpace) -> int:
         if space.last_layer is not None:
-            x = self.mbconv(x, space.last_layer)
+            x = self.block(x, space.last_layer)
         x = self.conv(x, space.head_channels, 1, 1, relu=True)
-        axes = self.tensor([2], np.array([1, 2], np.int32))
-        x = self.op("MEAN", [x, axes], [1, space.head_channels], "ReducerOptions",
-                    keepDims=False)
+        x = self.mean(x, keep_dims=False)
         return self.op("FULLY_CONNECTED", [x, self.weights(space.num_classes,
                                                            space.head_channels),
                                            self.weights(space.num_classes)],
@@ -157,17 +154,17 @@ def network(arch: Architecture, seed: int = 0) -> bytes:
     x = inputs = g.tensor([1, space.input_size, space.input_size, space.input_channels])
     x = g.stem(x, space)
     for sig in arch.signatures():
-        x = g.mbconv(x, sig)
+        x = g.block(x, sig)
     return g.flatbuffer(inputs, g.head(x, space))
 
 
 def layer(sig: LayerSignature, seed: int = 0) -> bytes:
-    """Only the MBConv of `sig` (not for skip, which adds no operator)."""
+    """Only the op of `sig` (not for skip, which adds no operator)."""
     if sig.op.is_skip:
         raise ValueError("a skip layer adds no operator: it has no timing model")
     g = _Graph(seed)
     inputs = g.tensor([1, sig.height, sig.width, sig.c_in])
-    return g.flatbuffer(inputs, g.mbconv(inputs, sig))
+    return g.flatbuffer(inputs, g.block(inputs, sig))
 
 
 def fixed_parts(space: SearchSpace, seed: int = 0) -> dict[str, bytes]:

@@ -35,60 +35,43 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfnas.nets import batch_norm, depthwise_initializer
+from tfnas.blocks import family
 from tfnas.layers.searchable import check_view
-from tfnas.space import Op
+from tfnas.space import LayerSignature, Op
 
 MODES = ("softmax", "gumbel", "proxyless")
 SELECTS = ("switch", "mask")
 
 
 @keras.saving.register_keras_serializable(package="tfnas")
-class MBConvPath(keras.layers.Layer):
-    """One candidate path: the standalone MBConv k x e without its residual (as
-    `tfnas.nets.mbconv` builds it: 1x1 expand, k x k depthwise, 1x1 project, each with BN)."""
+class OpPath(keras.layers.Layer):
+    """One candidate path: the standalone op without its shortcut, built by the op's family
+    module (`tfnas.blocks`), so a path computes what the derived network's layer computes."""
 
-    def __init__(self, c_out: int, stride: int, kernel: int, expansion: int,
-                 sync_bn: bool = False, **kwargs: Any) -> None:
+    def __init__(self, c_out: int, stride: int, op: str, sync_bn: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.c_out, self.stride = int(c_out), int(stride)
-        self.kernel, self.expansion, self.sync_bn = int(kernel), int(expansion), bool(sync_bn)
+        self.op, self.sync_bn = Op.parse(op), bool(sync_bn)
 
     def build(self, input_shape: Sequence[int | None]) -> None:
-        c_in = int(input_shape[-1])
-        mid = c_in * self.expansion
-
-        self.stack: list[tuple[Any, Any, bool]] = []
-        if self.expansion != 1:
-            self.stack.append((keras.layers.Conv2D(mid, 1, use_bias=False, name="expand",
-                                                   kernel_initializer="he_normal"),
-                               batch_norm(keras, "expand_bn", self.sync_bn), True))
-        self.stack.append((keras.layers.DepthwiseConv2D(
-            self.kernel, strides=self.stride, padding="same", use_bias=False, name="dw",
-            depthwise_initializer=depthwise_initializer(keras)),
-            batch_norm(keras, "dw_bn", self.sync_bn), True))
-        self.stack.append((keras.layers.Conv2D(self.c_out, 1, use_bias=False, name="project",
-                                               kernel_initializer="he_normal"),
-                           batch_norm(keras, "project_bn", self.sync_bn), False))
-        shape = tuple(input_shape)
-        for layer, norm, _ in self.stack:
-            layer.build(shape)
-            shape = layer.compute_output_shape(shape)
-            norm.build(shape)
+        h, w, c_in = input_shape[1:]
+        sig = LayerSignature(h or 0, w or 0, int(c_in), self.c_out, self.stride, self.op)
+        inputs = keras.Input(tuple(input_shape[1:]))
+        self.net = keras.Model(inputs, family(self.op).build(
+            inputs, keras, sig, "path", self.sync_bn, residual=False))
         self.built = True
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:
-        x = inputs
-        for layer, norm, relu in self.stack:
-            x = norm(layer(x), training=training)
-            if relu:
-                x = ops.relu(x)
-        return x
+        return self.net(inputs, training=training)
+
+    def compute_output_shape(self, input_shape: Sequence[int | None]) -> tuple:
+        return self.net.compute_output_shape(input_shape)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config.update(c_out=self.c_out, stride=self.stride, kernel=self.kernel,
-                      expansion=self.expansion, sync_bn=self.sync_bn)
+        config.update(c_out=self.c_out, stride=self.stride, op=self.op.name,
+                      sync_bn=self.sync_bn)
         return config
 
 
@@ -137,9 +120,9 @@ class MixedOp(keras.layers.Layer):
         skip = any(op.is_skip for op in self.candidates)
         if skip and (self.stride != 1 or self.c_in != self.c_out):
             raise ValueError("skip needs stride 1 and c_in == c_out")
-        # the MBConv paths (skip has none); `_slot[j]`: index of candidate j's path, or -1
-        self.paths = [MBConvPath(self.c_out, self.stride, op.kernel, op.expansion, self.sync_bn,
-                                 name=f"path_{op.name}")
+        # the op paths (skip has none); `_slot[j]`: index of candidate j's path, or -1
+        self.paths = [OpPath(self.c_out, self.stride, op.name, self.sync_bn,
+                             name=f"path_{op.name}")
                       for op in self.candidates if not op.is_skip]
         self._path_of, n = [], 0
         for op in self.candidates:

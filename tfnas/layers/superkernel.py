@@ -36,7 +36,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfnas.nets import BN_EPSILON, BN_MOMENTUM, depthwise_initializer
+from tfnas.blocks.common import BN_EPSILON, BN_MOMENTUM, depthwise_initializer
 from tfnas.layers.searchable import check_view
 from tfnas.space import SKIP, Op
 
@@ -313,7 +313,7 @@ class SuperkernelMBConv(keras.layers.Layer):
         return total
 
     def child_weights(self, op: Op) -> dict[str, list[np.ndarray]]:
-        """Weights of the standalone MBConv `op` (as `tfnas.nets.mbconv` names its layers,
+        """Weights of the standalone MBConv `op` (as `tfnas.blocks.mbconv` names its layers,
         by suffix) sliced from this superkernel: the centre k x k taps and first C_in·e
         channels. Empty for skip."""
         if op.is_skip:

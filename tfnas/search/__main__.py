@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from tfnas.rundir import StopOnSignal, exit_when_interrupted
-from tfnas.search.command import (config_from_flags, define_flags, profile_device,
-                                  run_settings, train_settings)
-from tfnas.search.config import SearchConfig
+from tfnas.search.command import (SearchRequest, config_from_flags, define_flags,
+                                  profile_device, request_from_flags, run_settings,
+                                  train_settings)
 from tfnas.search.loop import Search
 from tfnas.space import Architecture
 
-__all__ = ["config_from_flags", "define_flags", "main"]
+__all__ = ["config_from_flags", "define_flags", "main", "request_from_flags"]
 
 
 def main(argv: list[str]) -> None:
@@ -33,10 +33,10 @@ def main(argv: list[str]) -> None:
     from tfnas import distribute
 
     f = flags.FLAGS
-    config = config_from_flags(f, table_ready=not f.device)  # bad flags stop here
+    request = request_from_flags(f)  # bad flags stop here
     precision = distribute.resolve_precision(f.precision, f.tpu)
     if f.dry_run:
-        print(json.dumps({**config.summary(), "precision": precision, "tpu": f.tpu,
+        print(json.dumps({**request.summary(), "precision": precision, "tpu": f.tpu,
                           "device": f.device}, indent=1))
         return
     from tfnas import rundir
@@ -48,23 +48,23 @@ def main(argv: list[str]) -> None:
                                   overwrite=f.overwrite, what="training")
                      if f.train_after_search else None)
         try:
-            report = _search_and_train(f, config, precision, run, train_run)
+            report = _search_and_train(f, request, precision, run, train_run)
         finally:
             if train_run is not None:
                 train_run.release()
     arch = Architecture.from_dict(report["arch"])
     print(arch.table())
-    print(_summary(report, config))
+    print(_summary(report, f.model_dir))
 
 
-def _search_and_train(f: Any, config: SearchConfig, precision: str, run: Any,
+def _search_and_train(f: Any, request: SearchRequest, precision: str, run: Any,
                       train_run: Any) -> dict[str, Any]:
     """The search (unless the run directory holds it finished), then the training."""
     from tfnas import cli, distribute, rundir
 
-    report_path = Path(config.model_dir) / "report.json"
+    report_path = Path(f.model_dir) / "report.json"
     if run.finished:
-        print(f"{config.model_dir} holds this search, finished: its result follows "
+        print(f"{f.model_dir} holds this search, finished: its result follows "
               "(--overwrite to search again)", flush=True)
         report = json.loads(report_path.read_text())
         if train_run is None or train_run.finished:
@@ -74,8 +74,8 @@ def _search_and_train(f: Any, config: SearchConfig, precision: str, run: Any,
     if not run.finished:
         meter = None
         if f.device:  # build (or complete) the device's table, then search on it
-            meter = profile_device(f, config.space)
-            config = config_from_flags(f)
+            meter = profile_device(f, request.space)
+        config = request.config(request.device_latency() if f.device else None)
         search = Search(config, strategy)
         with exit_when_interrupted():
             report = search.run(StopOnSignal())
@@ -88,9 +88,10 @@ def _search_and_train(f: Any, config: SearchConfig, precision: str, run: Any,
         from tfnas import train
 
         arch = Architecture.from_dict(report["arch"])
-        model_dir = str(Path(config.model_dir) / "train")
-        train_config = train.config_from_flags(f, arch, config.dataset, model_dir, f.seed,
-                                               config.jit_compile, prefix="train_")
+        model_dir = str(Path(f.model_dir) / "train")
+        train_config = train.config_from_flags(f, arch, f.dataset, model_dir, f.seed,
+                                               request.settings["jit_compile"],
+                                               prefix="train_")
         report["train"] = (train.finished_report(train_run, model_dir)
                            or train.train_in(train_run, train_config, strategy))
         report["train"].pop("arch", None)
@@ -98,7 +99,7 @@ def _search_and_train(f: Any, config: SearchConfig, precision: str, run: Any,
     return report
 
 
-def _summary(report: dict[str, Any], config: SearchConfig) -> str:
+def _summary(report: dict[str, Any], model_dir: str) -> str:
     """The closing lines: budgets (target, predicted, measured), the solver's changes, where
     files went."""
     lines = []
@@ -122,19 +123,17 @@ def _summary(report: dict[str, Any], config: SearchConfig) -> str:
                      f"({', '.join(moves)}); the search's own network was "
                      + ", ".join(f"{b['error_before_repair'] * 100:+.1f}% off its {b['name']} "
                                  "budget" for b in report["budgets"]))
-    unit = config.cost_model.unit
     if not report["budgets"]:
-        target = f" (target {config.target_ms:g} ms)" if config.target_ms else ""
         measured = (f", measured {report['measured_ms']:.4g} ms"
                     if report.get("measured_ms") is not None else "")
-        lines.append(f"predicted {config.cost_model.name}: {report['predicted_cost']:.4g} "
-                     f"{unit}{target}{measured}")
-    lines.append(f"search took {report['search_seconds']:.0f} s; wrote {config.model_dir}/"
+        lines.append(f"predicted {report['cost_metric']}: {report['predicted_cost']:.4g} "
+                     f"{report['cost_unit']}{measured}")
+    lines.append(f"search took {report['search_seconds']:.0f} s; wrote {model_dir}/"
                  "arch.json and report.json")
     if report.get("train"):
         from tfnas import train
 
-        lines.append(train.summary(report["train"], f"{config.model_dir}/train"))
+        lines.append(train.summary(report["train"], f"{model_dir}/train"))
     return "\n".join(lines)
 
 

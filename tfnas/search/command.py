@@ -1,15 +1,17 @@
 """The flags of `python -m tfnas.search` and the SearchConfig they describe.
 
 `define_flags()` defines every flag (the sweep defines them too, and passes them on);
-`config_from_flags(values)` checks them all (budgets against the space's range, the dataset
-against the space, the `--train_*` flags) and builds the configuration, every problem one
-`TfnasError`; `run_settings` / `train_settings` are what the run directories record
+`request_from_flags(values)` checks them all (budgets against the space's range, the dataset
+against the space, the `--train_*` flags), every problem one `TfnasError`, and its
+`config(latency)` builds the configuration once the latency source exists (after a --device
+table is profiled; `config_from_flags` when there is nothing to profile); `run_settings` / `train_settings` are what the run directories record
 (`tfnas.rundir`); `profile_device` builds or completes a `--device` table. The command itself
 is `tfnas/search/__main__.py`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +21,13 @@ from tfnas.objectives import DEFAULT_KAPPA, DEFAULT_LAM_RATE, Constraint, Object
 from tfnas.search.config import SearchConfig
 
 
-def define_flags() -> None:
-    """Every flag of `python -m tfnas.search` (also the sweep's, which passes them on)."""
-    from absl import flags
-
+def define_flags(values: Any = None) -> None:
+    """Every flag of `python -m tfnas.search` (also the sweep's, which passes them on), into
+    `values` (the process's FLAGS by default)."""
     from tfnas import cli, data, methods, objectives
 
-    cli.define_space_flags(default="single_path")
+    flags = cli.Definer(values, __name__)
+    cli.define_space_flags(default="single_path", values=values)
     flags.DEFINE_string("dataset", "tfds:imagenet2012", f"Dataset: {', '.join(data.KINDS)}.")
     flags.DEFINE_enum("method", "superkernel", list(methods.METHODS),
                       f"Search method: {methods.describe()}.")
@@ -48,9 +50,10 @@ def define_flags() -> None:
     flags.DEFINE_string("latency_model", "table", "What predicts latency: table (the "
                         "--latency_table or --device table) or predictor:PATH (an MLP from "
                         "tools/train_predictor.py).")
-    flags.DEFINE_enum("cost_metric", None, ["latency", "params", "flops"],
-                      "What R counts: latency (ms, from --latency_table), params (M) or FLOPs "
-                      "(M multiply-adds). Default: latency with a table, else flops.")
+    flags.DEFINE_enum("cost_metric", None, ["latency", "energy", "params", "flops"],
+                      "What R counts: latency (ms, from --latency_table), energy (mJ, from "
+                      "--energy_table), params (M) or FLOPs (M multiply-adds). Default: "
+                      "latency with a table, else flops.")
     flags.DEFINE_enum("cost", None, list(objectives.KINDS),
                       "Cost term: target (reach --target_ms: CE + λ(R/T − 1), λ learned), max "
                       "(R ≤ --target_ms, λ ≥ 0 learned), log (CE + λ log R, the paper's Eq. 9) "
@@ -65,6 +68,11 @@ def define_flags() -> None:
     flags.DEFINE_float("max_mparams", None, "Budget: at most this many million parameters "
                        "(a learned multiplier; combines with the others).")
     flags.DEFINE_float("max_mflops", None, "Budget: at most this many million multiply-adds.")
+    flags.DEFINE_string("energy_table", None, "Energy table JSON: rows per layer signature "
+                        "in mJ, as a latency table holds ms (\"unit\": \"mJ\"); for --max_mj "
+                        "or --cost_metric=energy.")
+    flags.DEFINE_float("max_mj", None, "Budget: at most this many mJ per inference under "
+                       "--energy_table.")
     flags.DEFINE_float("lam_rate", DEFAULT_LAM_RATE, "How fast the budgets' multipliers move: "
                        "λ changes by lam_rate·(R/T − 1) per epoch, R/T − 1 clamped to ±0.1.")
     flags.DEFINE_float("lam_init", 0.0, "Initial value of the budgets' multipliers.")
@@ -116,7 +124,7 @@ def define_flags() -> None:
                       "with the --train_* flags (those of python -m tfnas.train).")
     from tfnas import train
 
-    train.define_flags(prefix="train_")
+    train.define_flags(prefix="train_", values=values)
     flags.DEFINE_bool("dry_run", False, "Check the flags, print the search's configuration "
                       "(JSON) and stop: nothing is written, no TPU or device is contacted.")
     flags.DEFINE_bool("overwrite", False, "Start afresh in a --model_dir that holds a run made "
@@ -141,7 +149,8 @@ def run_settings(f: Any) -> dict[str, Any]:
     own = cli.flag_settings(f, skip=NOT_SETTINGS + training)
     return {**own, "inputs": cli.input_fingerprints(
         {"latency_table": None if f.device else f.latency_table,
-         "latency_model": f.latency_model, "dataset": f.dataset}, f.model_dir)}
+         "latency_model": f.latency_model, "energy_table": f.energy_table,
+         "dataset": f.dataset}, f.model_dir)}
 
 
 def train_settings(f: Any) -> dict[str, Any]:
@@ -175,11 +184,9 @@ def table_path(f: Any, space: Any) -> str | None:
     return None
 
 
-def _latency_model(f: Any, space: Any, table_ready: bool) -> Any:
-    """The latency cost model the flags name (predictor or table), None without one, or the
-    FLOPs stand-in while a device's table is still to be built."""
-    from tfnas.latency.table import LatencyTable
-
+def _latency_model(f: Any, space: Any) -> Any:
+    """The latency source the flags name (predictor or table), or None without one (or while
+    a --device table is still to be profiled)."""
     kind, _, predictor_path = f.latency_model.partition(":")
     if f.latency_model != "table" and not (kind == "predictor" and predictor_path):
         raise TfnasError(f"--latency_model={f.latency_model!r}: expected table or "
@@ -193,47 +200,129 @@ def _latency_model(f: Any, space: Any, table_ready: bool) -> Any:
                              f"{model.space.name!r} ({model.space.num_layers} layers), "
                              f"not this {space.name!r}")
         return model
-    if f.device and not table_ready:
-        return None  # the device's table is built after the flags are checked
+    if f.device:
+        return None  # the device's table: profiled first (`SearchRequest.device_latency`)
     path = table_path(f, space)
-    if path is None:
-        return None
-    return CostModel.latency(space, LatencyTable.load(path), f"latency table {path!r}")
+    return None if path is None else table_source(space, path, "ms", "--latency_table")
 
 
-def _target_ms(f: Any, latency: Any, space: Any) -> float | None:
-    """The latency target in ms: --target_ms, or --target_fraction of the latency model's
-    range (None until the model exists)."""
-    from tfnas import budget
+def table_source(space: Any, path: str, unit: str, flag: str) -> CostModel:
+    """The cost source of a per-signature table, which must be in `unit`."""
+    from tfnas.latency.table import LatencyTable
 
+    table = LatencyTable.load(path)
+    if table.unit != unit:
+        raise TfnasError(f"{flag}={path}: the table is in {table.unit}, not {unit}")
+    return CostModel.from_table(space, table, f"{flag.lstrip('-').replace('_', ' ')} {path!r}")
+
+
+def _read_target(f: Any) -> None:
+    """The latency target's flags, checked (the one place they are)."""
     if f.target_ms is not None and f.target_fraction is not None:
         raise TfnasError("give --target_ms or --target_fraction, not both")
     if f.target_ms is not None and not f.target_ms > 0:
         raise TfnasError(f"--target_ms must be positive, got {f.target_ms}")
-    if f.target_fraction is None:
-        return f.target_ms
-    if not 0 <= f.target_fraction <= 1:
+    if f.target_fraction is not None and not 0 <= f.target_fraction <= 1:
         raise TfnasError(f"--target_fraction must be in [0, 1], got {f.target_fraction}")
-    if latency is None:
-        return None
-    low, high = budget.cost_range(latency, space)
-    return low + f.target_fraction * (high - low)
 
 
-def _latency_source(f: Any, latency: Any, space: Any) -> str | None:
+def _latency_source(f: Any, space: Any) -> str:
     """What predicts latency, as the report names it."""
-    if latency is None:
-        return None
     kind, _, path = f.latency_model.partition(":")
     return f"predictor {path}" if kind == "predictor" else f"table {table_path(f, space)}"
 
 
-def config_from_flags(flags_values: Any, table_ready: bool = True) -> SearchConfig:
-    """Validates the flags and builds the SearchConfig; every problem is one TfnasError.
+def _settings(f: Any) -> dict[str, Any]:
+    """The SearchConfig fields the flags set one to one."""
+    return dict(
+        dataset=f.dataset, model_dir=f.model_dir, method=f.method,
+        epochs=f.epochs, warmup_epochs=f.warmup_epochs, batch_size=f.batch_size,
+        learning_rate=f.learning_rate, lr_schedule=f.lr_schedule, seed=f.seed,
+        kernel_dropout=f.kernel_dropout, dropout_epochs=f.dropout_epochs, dropout=f.dropout,
+        jit_compile=f.jit_compile or bool(f.tpu), checkpoint_every=f.checkpoint_every,
+        arch_learning_rate=f.arch_learning_rate, arch_split=f.arch_split,
+        temperature=(f.tau_start, f.tau_end), rl_samples=f.rl_samples,
+        rl_baseline_weight=f.rl_baseline_weight, path_select=f.path_select, repair=f.repair,
+        target_tolerance=f.target_tolerance)
 
-    With `--device`, call it once with `table_ready=False` to validate before profiling, and
-    again once the device's table exists (budgets are then checked against it)."""
-    from tfnas import budget, cli, data
+
+def _named(f: Any, err: TfnasError) -> TfnasError:
+    """Names the flags in a configuration's problems: "--warmup_epochs must be in [0, epochs)"."""
+    return TfnasError("; ".join(f"--{p}" if p.split(" ")[0] in f else p
+                                for p in str(err).split("; ")))
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchRequest:
+    """What the flags ask for, every flag checked: all of a SearchConfig but the latency
+    source, which a --device run profiles in between (`config`)."""
+
+    flags: Any
+    space: Any
+    metric: str  # the cost the search reports: latency, energy, params or flops
+    cost: str | None  # target or max (a latency budget), log or linear (fixed λ), or None
+    ceilings: tuple[Constraint, ...]  # the max budgets of other sources (params, FLOPs, mJ)
+    sources: dict[str, Any]  # metric → source, for those known before any profiling
+    latency: Any  # the latency source, None until profiled or without one
+    settings: dict[str, Any]
+
+    @property
+    def pending(self) -> bool:
+        """A --device table is still to be profiled."""
+        return bool(self.flags.device) and self.latency is None
+
+    def device_latency(self) -> CostModel:
+        """The latency source of the --device table, once `profile_device` has built it."""
+        return table_source(self.space, device_table_path(self.flags), "ms", "--latency_table")
+
+    def config(self, latency: Any = None) -> SearchConfig:
+        """The configuration, with `latency` (a --device run's profiled table) or the latency
+        source the flags named."""
+        from tfnas import budget
+
+        f, space = self.flags, self.space
+        latency = latency if latency is not None else self.latency
+        if latency is None and (self.metric == "latency" or self.cost in ("target", "max")):
+            raise TfnasError("this search needs its latency source: profile the device first")
+        constraints = list(self.ceilings)
+        if self.cost in ("target", "max"):
+            target = f.target_ms
+            if target is None:
+                low, high = budget.cost_range(latency, space)
+                target = low + f.target_fraction * (high - low)
+            constraints.insert(0, Constraint(
+                latency, target, self.cost, flag="--target_ms", lam_init=f.lam_init,
+                lam_rate=f.lam_rate, kappa=f.lam_kappa))
+            budget.check_feasible(constraints[0], space)  # an unreachable target stops here
+        sources = {**self.sources, "latency": latency}
+        objective = (Objective(self.cost, f.lam) if self.cost in ("log", "linear") else None)
+        try:
+            return SearchConfig(
+                space=space, cost_model=sources[self.metric], objective=objective,
+                constraints=tuple(constraints), **self.settings,
+                latency_source=_latency_source(f, space) if latency is not None else None)
+        except TfnasError as err:
+            raise _named(f, err) from None
+
+    def summary(self) -> dict[str, Any]:
+        """The configuration as JSON values; before a --device table is profiled, what will be
+        searched on it."""
+        if not self.pending:
+            return self.config().summary()
+        return {"space": self.space.to_dict(), "cost_model": {
+            "name": self.metric, "pending": f"profiled on --device={self.flags.device}"},
+            "cost": self.cost, "target_ms": self.flags.target_ms,
+            "target_fraction": self.flags.target_fraction,
+            "constraints": [{"budget": c.describe(), "kind": c.kind, "flag": c.flag}
+                            for c in self.ceilings], **self.settings}
+
+
+def request_from_flags(flags_values: Any) -> SearchRequest:
+    """Checks every flag (budgets against the space's range, the dataset against the space,
+    the `--train_*` flags) before any work; every problem is one TfnasError. With --device,
+    what needs the device's table (a --target_fraction's ms, the target's feasibility) is
+    checked by `SearchRequest.config` once the table is profiled."""
+    from tfnas import budget, cli, data, methods
 
     f = flags_values
     if f.device:
@@ -248,43 +337,44 @@ def config_from_flags(flags_values: Any, table_ready: bool = True) -> SearchConf
                              "build or complete (default MODEL_DIR/lut.json)")
         check_output(device_table_path(f), "--latency_table")
     space = cli.space_from_flags(f)
-    budgets_only = f.max_mparams is not None or f.max_mflops is not None
-    # default: a target's budget; with only params / FLOPs budgets, no fixed-λ term beside them
-    latency = _latency_model(f, space, table_ready)
-    target_ms = _target_ms(f, latency, space)
-    has_target = target_ms is not None or f.target_fraction is not None
-    cost = f.cost or ("target" if has_target else None if budgets_only else "log")
-    pending = bool(f.device) and not table_ready
-    has_latency = latency is not None or pending
+    methods.get(f.method).check_space(space)
+    _read_target(f)
+    latency = _latency_model(f, space)
+    has_latency = latency is not None or bool(f.device)
+    has_target = f.target_ms is not None or f.target_fraction is not None
+    sources: dict[str, Any] = {"params": CostModel.params(space),
+                               "flops": CostModel.flops(space)}
+    if f.energy_table:
+        sources["energy"] = table_source(space, f.energy_table, "mJ", "--energy_table")
+    ceilings = []
+    for value, metric, flag in ((f.max_mparams, "params", "--max_mparams"),
+                                (f.max_mflops, "flops", "--max_mflops"),
+                                (f.max_mj, "energy", "--max_mj")):
+        if value is None:
+            continue
+        if metric not in sources:
+            raise TfnasError(f"{flag} needs --energy_table (a table in mJ)")
+        ceilings.append(Constraint(sources[metric], value, "max", flag=flag,
+                                   lam_init=f.lam_init, lam_rate=f.lam_rate, kappa=f.lam_kappa))
+        budget.check_feasible(ceilings[-1], space)  # an unreachable budget stops here
+    # default: a target's budget; with only other budgets, no fixed-λ term beside them
+    cost = f.cost or ("target" if has_target else None if ceilings else "log")
+    if cost in ("target", "max") and not has_target:
+        raise TfnasError(f"--cost={cost} needs --target_ms or --target_fraction (for "
+                         "params, FLOPs or energy budgets use --max_mparams / --max_mflops / "
+                         "--max_mj)")
+    if cost in ("log", "linear") and has_target:
+        raise TfnasError(f"--target_ms / --target_fraction is a budget: use --cost=target or "
+                         f"max (or leave --cost unset), not --cost={cost}")
     if f.cost_metric == "latency" and not has_latency:
         raise TfnasError("--cost_metric=latency needs --latency_table (a JSON table or pixel1), "
                          "--device or --latency_model=predictor:PATH")
+    if cost in ("target", "max") and not has_latency:
+        raise TfnasError("--target_ms needs a latency model: --latency_table, --device or "
+                         "--latency_model=predictor:PATH")
     metric = f.cost_metric or ("latency" if has_latency else "flops")
-    if metric == "latency":
-        cost_model = latency if latency is not None else CostModel.flops(space)
-    else:
-        cost_model = CostModel.params(space) if metric == "params" else CostModel.flops(space)
-    objective = None
-    constraints = []
-    budget_options = dict(lam_init=f.lam_init, lam_rate=f.lam_rate, kappa=f.lam_kappa)
-    if cost in ("target", "max"):
-        if not has_target:
-            raise TfnasError(f"--cost={cost} needs --target_ms or --target_fraction (for "
-                             "params or FLOPs budgets use --max_mparams / --max_mflops)")
-        if not has_latency:
-            raise TfnasError("--target_ms needs a latency model: --latency_table, --device or "
-                             "--latency_model=predictor:PATH")
-        if latency is not None:
-            constraints.append(Constraint(latency, target_ms, cost, flag="--target_ms",
-                                          **budget_options))
-    elif cost is not None:
-        objective = Objective(cost, f.lam)
-    for value, model, flag in ((f.max_mparams, CostModel.params(space), "--max_mparams"),
-                               (f.max_mflops, CostModel.flops(space), "--max_mflops")):
-        if value is not None:
-            constraints.append(Constraint(model, value, "max", flag=flag, **budget_options))
-    for constraint in constraints:
-        budget.check_feasible(constraint, space)  # an unreachable budget stops here
+    if metric == "energy" and "energy" not in sources:
+        raise TfnasError("--cost_metric=energy needs --energy_table (a table in mJ)")
     data.check_spec(f.dataset, space.num_classes, space.input_channels)
     if f.train_after_search:  # the --train_* flags stop here too, not after the search
         from tfnas import train
@@ -294,29 +384,21 @@ def config_from_flags(flags_values: Any, table_ready: bool = True) -> SearchConf
                                                  for i in range(space.num_layers)))
         train.config_from_flags(f, some_network, f.dataset, f.model_dir, f.seed, False,
                                 prefix="train_")
+    settings = _settings(f)
     try:
-        return _search_config(f, space, cost_model, objective, constraints, target_ms,
-                              latency)
-    except TfnasError as err:  # name the flags: "--warmup_epochs must be in [0, epochs)"
-        raise TfnasError("; ".join(f"--{p}" if p.split(" ")[0] in f else p
-                                   for p in str(err).split("; "))) from None
+        SearchConfig.check_settings(settings)
+    except TfnasError as err:
+        raise _named(f, err) from None
+    request = SearchRequest(f, space, metric, cost, tuple(ceilings), sources, latency,
+                            settings)
+    if not request.pending:
+        request.config()  # the target against the latency source's range
+    return request
 
 
-def _search_config(f: Any, space: Any, cost_model: Any, objective: Any, constraints: list,
-                   target_ms: float | None, latency: Any) -> SearchConfig:
-    return SearchConfig(
-        space=space, dataset=f.dataset, cost_model=cost_model, objective=objective,
-        constraints=tuple(constraints), model_dir=f.model_dir, method=f.method,
-        epochs=f.epochs, warmup_epochs=f.warmup_epochs, batch_size=f.batch_size,
-        learning_rate=f.learning_rate, lr_schedule=f.lr_schedule, seed=f.seed,
-        kernel_dropout=f.kernel_dropout,
-        dropout_epochs=f.dropout_epochs, dropout=f.dropout,
-        jit_compile=f.jit_compile or bool(f.tpu), checkpoint_every=f.checkpoint_every,
-        target_ms=target_ms, arch_learning_rate=f.arch_learning_rate,
-        arch_split=f.arch_split, temperature=(f.tau_start, f.tau_end),
-        rl_samples=f.rl_samples, rl_baseline_weight=f.rl_baseline_weight,
-        path_select=f.path_select, repair=f.repair,
-        target_tolerance=f.target_tolerance, latency_source=_latency_source(f, latency, space))
+def config_from_flags(flags_values: Any) -> SearchConfig:
+    """The SearchConfig the flags describe (no --device table to profile first)."""
+    return request_from_flags(flags_values).config()
 
 
 def profile_device(f: Any, space: Any) -> Any:

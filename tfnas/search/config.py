@@ -35,7 +35,6 @@ class SearchConfig:
     jit_compile: bool = False
     sync_bn: bool = True
     checkpoint_every: int = 50
-    target_ms: float | None = None
     arch_learning_rate: float = 0.01  # Adam on α (multi-path methods)
     arch_split: float = 0.2  # training examples held out for α (multi-path methods)
     temperature: tuple[float, float] = (5.0, 0.5)  # Gumbel τ, first and last epoch
@@ -45,6 +44,7 @@ class SearchConfig:
     repair: bool = True  # return the best-weighted network that meets every budget (budget.solve)
     target_tolerance: float = 0.01  # a target budget holds within ±1%
     latency_source: str | None = None  # what predicts latency, for the report
+    # (the latency target, like every budget, is a Constraint's target)
     verbose: bool = True
 
     def summary(self) -> dict[str, Any]:
@@ -67,38 +67,51 @@ class SearchConfig:
             values[field.name] = value
         return values
 
+    @property
+    def timed(self) -> Constraint | None:
+        """The budget a device's meter measures (a latency target or maximum), if any."""
+        return next((c for c in self.constraints if c.cost_model.timed), None)
+
     def __post_init__(self) -> None:
-        problems = []
-        if self.epochs < 1:
-            problems.append("epochs must be at least 1")
-        if not 0 <= self.warmup_epochs < self.epochs:
-            problems.append("warmup_epochs must be in [0, epochs)")
-        if self.learning_rate <= 0:
-            problems.append("learning_rate must be positive")
-        if self.lr_schedule not in ("constant", "cosine"):
-            problems.append(f"lr_schedule must be constant or cosine, got {self.lr_schedule!r}")
-        if not 0 <= self.kernel_dropout < 1:
-            problems.append("kernel_dropout must be in [0, 1)")
-        if self.checkpoint_every < 1:
-            problems.append("checkpoint_every must be at least 1")
-        if self.arch_learning_rate <= 0:
-            problems.append("arch_learning_rate must be positive")
-        if not 0 < self.arch_split < 1:
-            problems.append("arch_split must be in (0, 1)")
-        if self.rl_samples < 1:
-            problems.append("rl_samples must be at least 1")
-        if not 0 < self.rl_baseline_weight <= 1:
-            problems.append("rl_baseline_weight must be in (0, 1]")
-        if not min(self.temperature) > 0:
-            problems.append("temperatures must be positive")
-        if self.path_select not in ("auto", "switch", "mask"):
-            problems.append(f"path_select must be auto, switch or mask, got {self.path_select!r}")
-        if not 0 < self.target_tolerance < 1:
-            problems.append("target_tolerance must be in (0, 1)")
-        if self.target_ms is not None and not self.target_ms > 0:
-            problems.append(f"target_ms must be positive, got {self.target_ms}")
+        settings = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        self.check_settings(settings)
         names = [c.name for c in self.constraints]
         if len(set(names)) != len(names):
-            problems.append(f"one budget per cost, got {', '.join(names)}")
+            raise TfnasError(f"one budget per cost, got {', '.join(names)}")
+
+    @staticmethod
+    def check_settings(s: dict[str, Any]) -> None:
+        """The plain settings' checks (every field but the costs), one TfnasError for all the
+        problems: the command checks its flags with it before any work."""
+        s = {**{f.name: f.default for f in dataclasses.fields(SearchConfig)
+                if f.default is not dataclasses.MISSING}, **s}
+        problems = []
+        if s["epochs"] < 1:
+            problems.append("epochs must be at least 1")
+        if not 0 <= s["warmup_epochs"] < s["epochs"]:
+            problems.append("warmup_epochs must be in [0, epochs)")
+        if s["learning_rate"] <= 0:
+            problems.append("learning_rate must be positive")
+        if s["lr_schedule"] not in ("constant", "cosine"):
+            problems.append(f"lr_schedule must be constant or cosine, got {s['lr_schedule']!r}")
+        if not 0 <= s["kernel_dropout"] < 1:
+            problems.append("kernel_dropout must be in [0, 1)")
+        if s["checkpoint_every"] < 1:
+            problems.append("checkpoint_every must be at least 1")
+        if s["arch_learning_rate"] <= 0:
+            problems.append("arch_learning_rate must be positive")
+        if not 0 < s["arch_split"] < 1:
+            problems.append("arch_split must be in (0, 1)")
+        if s["rl_samples"] < 1:
+            problems.append("rl_samples must be at least 1")
+        if not 0 < s["rl_baseline_weight"] <= 1:
+            problems.append("rl_baseline_weight must be in (0, 1]")
+        if not min(s["temperature"]) > 0:
+            problems.append("temperatures must be positive")
+        if s["path_select"] not in ("auto", "switch", "mask"):
+            problems.append("path_select must be auto, switch or mask, got "
+                            f"{s['path_select']!r}")
+        if not 0 < s["target_tolerance"] < 1:
+            problems.append("target_tolerance must be in (0, 1)")
         if problems:
             raise TfnasError("; ".join(problems))

@@ -304,21 +304,22 @@ class Search(SearchStep):
         derived = answer["derived"]
         model_dir = Path(config.model_dir)
         arch.save(model_dir / "arch.json")
-        latency = [c.cost_model for c in config.constraints if c.name == "latency"]
-        latency_model = config.cost_model if config.cost_model.name == "latency" else (
-            latency[0] if latency else None)
+        timed = config.timed  # the budget a device measures, if any
+        latency_model = config.cost_model if config.cost_model.timed else (
+            timed.cost_model if timed else None)
         report = {
             "method": config.method, "space": config.space.name, "dataset": config.dataset,
             "cost": config.objective.kind if config.objective else None,
             "lam": config.objective.lam if config.objective else None,
             "cost_metric": config.cost_model.name, "cost_unit": config.cost_model.unit,
-            "target_ms": config.target_ms, "latency_model": config.latency_source,
+            "target_ms": timed.target if timed else None,
+            "latency_model": config.latency_source,
             "predicted_ms": latency_model.of(arch) if latency_model else None,
             "predicted_cost": config.cost_model.of(arch),
             "params": arch.params(), "flops": arch.flops(),
             "budgets": [records.budget_report(
                 c, arch, derived, self.step_log_path, config.target_tolerance,
-                measured=(extra or {}).get("measured_ms") if c.name == "latency" else None)
+                measured=(extra or {}).get("measured_ms") if c is timed else None)
                 for c in config.constraints],
             "repaired": ({"moves": [m.to_dict() for m in moves],
                           "derived_ops": list(derived.op_names)} if moves else None),
@@ -338,10 +339,10 @@ class Search(SearchStep):
 
         config = self.config
         arch = Architecture.from_dict(report["arch"])
-        latency = [c for c in config.constraints if c.name == "latency"]
-        if not latency or not config.repair:
+        timed = config.timed
+        if timed is None or not config.repair:
             return self._write_report(arch, self._moves(arch), {"measured_ms": measure(arch)})
-        returned = budget.Measured(arch, latency[0].cost_model.of(arch), measure(arch))
+        returned = budget.Measured(arch, timed.cost_model.of(arch), measure(arch))
         kept, tried = budget.match_measured(
             self._answer["derived"], returned, self._answer["scores"], config.constraints,
             config.target_tolerance, measure)

@@ -14,12 +14,13 @@ LOG_FIELDS = ("epoch", "ce", "accuracy", "val_accuracy", "cost", "lam", "seconds
 def budget_report(constraint: Any, arch: Any, derived: Any, step_log: Path,
                   tolerance: float, measured: float | None = None) -> dict[str, Any]:
     """A budget's outcome and its multiplier's trajectory (from search_steps.csv); with
-    `measured` (a latency budget, the network timed on the device), its measured error, and
+    `measured` (the budget a device times, the network measured there), its measured error, and
     whether it holds as measured."""
     lams = [float(row[f"lam_{constraint.name}"]) for row in csvlog.read_rows(step_log)]
     value, before = constraint.cost_model.of(arch), constraint.cost_model.of(derived)
     report = {"name": constraint.name, "kind": constraint.kind, "target": constraint.target,
-              "unit": constraint.cost_model.unit, "predicted": value,
+              "unit": constraint.cost_model.unit, "timed": constraint.cost_model.timed,
+              "predicted": value,
               "error": value / constraint.target - 1.0,
               "before_repair": before, "error_before_repair": before / constraint.target - 1.0,
               "holds": constraint.holds(value, tolerance),

@@ -1,9 +1,10 @@
 """Candidate ops and layer signatures: what one searchable layer computes, and its cost.
 
-An `Op` is MBConv with kernel k and expansion e (the inverted residual of MobileNetV2), or
-`skip`. A `LayerSignature` (input H, W, C_in, C_out, stride, op) identifies what a layer computes,
-so latency tables are keyed by it rather than by layer index (docs/design.md, rule 2); it also gives
-the exact params and multiply-adds of the MBConv that `tfnas.nets.mbconv` builds.
+An `Op` is MBConv with kernel k and expansion e (the inverted residual of MobileNetV2), with
+or without squeeze-and-excitation, or `skip`. A `LayerSignature` (input H, W, C_in, C_out,
+stride, op) identifies what a layer computes, so latency tables are keyed by it rather than by
+layer index (docs/design.md, rule 2); its params and multiply-adds come from the op's family
+module in `tfnas.blocks`, the same module that builds it.
 """
 
 from __future__ import annotations
@@ -12,23 +13,26 @@ import dataclasses
 import re
 from typing import Sequence
 
+from tfnas.blocks import family
 from tfnas.errors import TfnasError
 
-_MBCONV_RE = re.compile(r"^mbconv_k(\d+)_e(\d+)$")
-_MBCONV_LABEL_RE = re.compile(r"^mbconv(\d+)x(\d+)-e(\d+)$")
+_MBCONV_RE = re.compile(r"^mbconv_k(\d+)_e(\d+)(_se)?$")
+_MBCONV_LABEL_RE = re.compile(r"^mbconv(\d+)x(\d+)-e(\d+)(-se)?$")
 
 
 @dataclasses.dataclass(frozen=True, order=True)
 class Op:
-    """A candidate op: MBConv (k x k depthwise kernel, expansion e) or skip (e == 0)."""
+    """A candidate op: MBConv (k x k depthwise kernel, expansion e, squeeze-and-excitation
+    when `se`) or skip (e == 0)."""
 
     kernel: int = 0
     expansion: int = 0
+    se: bool = False
 
     def __post_init__(self) -> None:
         if self.expansion == 0:
-            if self.kernel != 0:
-                raise TfnasError(f"a skip op has no kernel, got kernel={self.kernel}")
+            if self.kernel != 0 or self.se:
+                raise TfnasError(f"a skip op has no kernel nor SE, got kernel={self.kernel}")
         elif self.kernel < 1 or self.kernel % 2 == 0 or self.expansion < 1:
             raise TfnasError(
                 f"bad MBConv op kernel={self.kernel} expansion={self.expansion}: "
@@ -40,22 +44,24 @@ class Op:
 
     @property
     def name(self) -> str:
-        """Canonical name used in JSON: `mbconv_k5_e6` or `skip`."""
-        return "skip" if self.is_skip else f"mbconv_k{self.kernel}_e{self.expansion}"
+        """Canonical name used in JSON: `mbconv_k5_e6`, `mbconv_k5_e6_se` or `skip`."""
+        if self.is_skip:
+            return "skip"
+        return f"mbconv_k{self.kernel}_e{self.expansion}" + ("_se" if self.se else "")
 
     @property
     def label(self) -> str:
-        """Readable name used in tables: `MBConv5x5-e6` or `Skip`."""
+        """Readable name used in tables: `MBConv5x5-e6`, `MBConv5x5-e6-SE` or `Skip`."""
         if self.is_skip:
             return "Skip"
-        return f"MBConv{self.kernel}x{self.kernel}-e{self.expansion}"
+        return f"MBConv{self.kernel}x{self.kernel}-e{self.expansion}" + ("-SE" if self.se else "")
 
     def __str__(self) -> str:
         return self.name
 
     @classmethod
     def parse(cls, text: "str | Op") -> "Op":
-        """Reads `mbconv_k5_e6`, `MBConv5x5-e6` or `skip` (case does not matter)."""
+        """Reads `mbconv_k5_e6[_se]`, `MBConv5x5-e6[-SE]` or `skip` (case does not matter)."""
         if isinstance(text, Op):
             return text
         if not isinstance(text, str):
@@ -65,13 +71,13 @@ class Op:
             return cls()
         match = _MBCONV_RE.match(low)
         if match:
-            return cls(int(match.group(1)), int(match.group(2)))
+            return cls(int(match.group(1)), int(match.group(2)), bool(match.group(3)))
         match = _MBCONV_LABEL_RE.match(low)
         if match and match.group(1) == match.group(2):
-            return cls(int(match.group(1)), int(match.group(3)))
+            return cls(int(match.group(1)), int(match.group(3)), bool(match.group(4)))
         raise TfnasError(
-            f"unknown op {text!r}: expected 'skip' or 'mbconv_kK_eE' (e.g. mbconv_k3_e6, "
-            "or MBConv3x3-e6)")
+            f"unknown op {text!r}: expected 'skip' or 'mbconv_kK_eE[_se]' (e.g. mbconv_k3_e6, "
+            "mbconv_k5_e3_se, or MBConv3x3-e6)")
 
 
 SKIP = Op()
@@ -121,30 +127,12 @@ class LayerSignature:
         return self.c_in * self.op.expansion
 
     def params(self) -> int:
-        """Weights of the MBConv (convs without bias, BatchNorm with 4 per channel)."""
-        if self.op.is_skip:
-            return 0
-        k, mid = self.op.kernel, self.expanded
-        total = 0
-        if self.op.expansion != 1:
-            total += self.c_in * mid + 4 * mid          # 1x1 expand + BN
-        total += k * k * mid + 4 * mid                  # depthwise + BN
-        total += mid * self.c_out + 4 * self.c_out      # 1x1 project + BN
-        return total
+        """Weights of the layer's op (`tfnas.blocks`)."""
+        return family(self.op).params(self)
 
     def flops(self) -> int:
-        """Multiply-adds of the MBConv's convolutions (BN and ReLU fold or are negligible)."""
-        if self.op.is_skip:
-            return 0
-        k, mid = self.op.kernel, self.expanded
-        hw_in = self.height * self.width
-        hw_out = self.out_height * self.out_width
-        total = 0
-        if self.op.expansion != 1:
-            total += hw_in * self.c_in * mid
-        total += hw_out * k * k * mid
-        total += hw_out * mid * self.c_out
-        return total
+        """Multiply-adds of the layer's op (`tfnas.blocks`)."""
+        return family(self.op).flops(self)
 
 
 def parse_ops(text: str | Sequence[str]) -> list[Op]:

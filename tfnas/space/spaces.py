@@ -72,6 +72,7 @@ class SearchSpace:
     last_expansion: int = 6
     kernels: tuple[int, ...] = (3, 5)
     expansions: tuple[int, ...] = (3, 6)
+    squeeze_excite: tuple[bool, ...] = (False,)  # (True,): every MBConv; (False, True): searched
     allow_skip: bool = True
     width_multiplier: float = 1.0
     input_channels: int = 3
@@ -82,6 +83,11 @@ class SearchSpace:
             for s in self.stages))
         object.__setattr__(self, "kernels", tuple(int(k) for k in self.kernels))
         object.__setattr__(self, "expansions", tuple(int(e) for e in self.expansions))
+        if any(v not in (True, False) for v in self.squeeze_excite):
+            raise TfnasError(f"bad search space {self.name!r}: squeeze_excite lists booleans, "
+                             f"got {list(self.squeeze_excite)}")
+        object.__setattr__(self, "squeeze_excite", tuple(sorted(set(
+            bool(v) for v in self.squeeze_excite))))
         problems = []
         if self.input_size < 1 or self.num_classes < 1 or self.input_channels < 1:
             problems.append("input_size, num_classes and input_channels must be positive")
@@ -94,6 +100,8 @@ class SearchSpace:
             problems.append("kernels must be odd and positive")
         if not self.expansions or any(e < 1 for e in self.expansions):
             problems.append("expansions must be positive")
+        if not self.squeeze_excite:
+            problems.append("squeeze_excite must list false, true or both")
         if self.last_filters < 0 or self.last_expansion < 1:
             problems.append("last_filters must be 0 or more and last_expansion positive")
         if self.stem_stride not in (1, 2):
@@ -175,9 +183,21 @@ class SearchSpace:
 
     @functools.cached_property
     def ops(self) -> tuple[Op, ...]:
-        """All candidate ops of the space, in one-hot column order: (k, e) ascending, skip last."""
-        mbconvs = tuple(Op(k, e) for k in sorted(self.kernels) for e in sorted(self.expansions))
+        """All candidate ops of the space, in one-hot column order: (k, e, SE) ascending, skip
+        last."""
+        mbconvs = tuple(Op(k, e, se) for k in sorted(self.kernels)
+                        for e in sorted(self.expansions) for se in self.squeeze_excite)
         return mbconvs + ((SKIP,) if self.allow_skip else ())
+
+    @property
+    def smallest_op(self) -> Op:
+        """The MBConv of the smallest kernel and expansion (with SE only if every one has it)."""
+        return Op(min(self.kernels), min(self.expansions), min(self.squeeze_excite))
+
+    @property
+    def largest_op(self) -> Op:
+        """The MBConv of the largest kernel and expansion (with SE where the space has it)."""
+        return Op(max(self.kernels), max(self.expansions), max(self.squeeze_excite))
 
     def candidates(self, index: int) -> tuple[Op, ...]:
         """Ops allowed at searchable layer `index` (skip only where the layer keeps shape)."""
@@ -217,6 +237,10 @@ class SearchSpace:
         data["stages"] = [dataclasses.asdict(s) for s in self.stages]
         data["kernels"] = list(self.kernels)
         data["expansions"] = list(self.expansions)
+        if self.squeeze_excite == (False,):  # the default: files stay as they were before SE
+            del data["squeeze_excite"]
+        else:
+            data["squeeze_excite"] = list(self.squeeze_excite)
         return data
 
     @classmethod
