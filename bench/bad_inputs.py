@@ -40,7 +40,8 @@ def _fixtures(root: Path) -> dict[str, str]:
     """Files the cases point at (paths as strings, for str.format)."""
     from PIL import Image
 
-    from tfnas import export, nets
+    from tfnas.deploy import export
+    from tfnas import nets
     from tfnas.space import Architecture, Op, get_space
 
     f: dict[str, str] = {"root": str(root)}

@@ -37,7 +37,8 @@ def _spread(values: list[float]) -> str:
 
 
 def main(argv: list[str]) -> None:
-    from tfnas import export, nets
+    from tfnas.deploy import export
+    from tfnas import nets
     from tfnas.space import Architecture, get_space
 
     space = get_space(FLAGS.space)

@@ -19,7 +19,7 @@ table of this host (built into OUT/lut.json if absent):
 4. the MobileNetV2-like network (every layer MBConv3x3-e6) at the width multiplier measured
    within ±`--band` of T, else at the two widths measured nearest below and above T (channels
    round to multiples of 8, so widths are discrete), with its accuracy at T interpolated;
-5. every network trained from scratch with one schedule (`tfnas.trainer`, the first
+5. every network trained from scratch with one schedule (`tfnas.train.trainer`, the first
    `--train_examples` training images, seed 0) and evaluated once on the 10,000 test images;
    the first searched network also with seeds 1 and 2: the seed noise.
 
@@ -166,7 +166,7 @@ def _bracket(widths: list[dict], target: float) -> list[dict]:
 
 
 def _train(arch, dataset: str, model_dir: Path, seed: int) -> float:
-    from tfnas import trainer
+    from tfnas.train import trainer
 
     report = model_dir / "train_report.json"
     if not report.exists():
@@ -182,7 +182,7 @@ def _train(arch, dataset: str, model_dir: Path, seed: int) -> float:
 def main(argv: list[str]) -> None:
     import time
 
-    from tfnas import budget, pareto
+    from tfnas.search import budget, pareto
     from tfnas.costs import CostModel
     from tfnas.latency.devices import LocalDevice
     from tfnas.latency.meter import Meter, default_reference

@@ -37,7 +37,7 @@ import numpy as np
 from absl import flags
 
 from tfnas import cli
-from tfnas.methods import METHODS
+from tfnas.search.methods import METHODS
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("space", "cifar", "Search space preset.")
@@ -62,7 +62,7 @@ def _step(name: str, folder: str) -> Callable[[], Any]:
 
     from tfnas import nets
     from tfnas.costs import CostModel
-    from tfnas.objectives import Objective
+    from tfnas.search.objectives import Objective
     from tfnas.search import Search, SearchConfig
     from tfnas.space import Architecture, get_space
 

@@ -18,7 +18,7 @@ def first_step(strategy, sync_bn: bool, folder: str) -> dict:
     import tensorflow as tf
 
     from tfnas.costs import CostModel
-    from tfnas.objectives import Objective
+    from tfnas.search.objectives import Objective
     from tfnas.search import Search, SearchConfig
     from tfnas.space import get_space
 
@@ -57,7 +57,7 @@ def first_step(strategy, sync_bn: bool, folder: str) -> dict:
 def main() -> None:
     import tensorflow as tf
 
-    from tfnas import distribute
+    from tfnas.run import distribute
 
     distribute.split_cpu(2)
     results = {}

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, error_lines, run_tool
-from tfnas import export, nets
+from tfnas.deploy import export
+from tfnas import nets
 from tfnas.errors import TfnasError
 from tfnas.latency.devices import AdbDevice, parse_benchmark_model, parse_device
 from tfnas.space import Architecture, get_space

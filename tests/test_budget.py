@@ -10,11 +10,11 @@ import sys
 import pytest
 
 from conftest import ROOT, TINY_SEARCH, error_lines, search_error
-from tfnas import budget
+from tfnas.search import budget
 from tfnas.costs import CostModel
 from tfnas.errors import TfnasError
 from tfnas.latency.table import LatencyTable
-from tfnas.objectives import Constraint
+from tfnas.search.objectives import Constraint
 from tfnas.space import Architecture, Op, get_space
 
 TINY = get_space("tiny")

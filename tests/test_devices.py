@@ -7,7 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from tfnas import export, nets
+from tfnas.deploy import export
+from tfnas import nets
 from tfnas.errors import TfnasError
 from tfnas.latency.devices import BenchmarkResult, LocalDevice, parse_device
 from tfnas.space import Architecture, get_space

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter
 
-from tfnas import export, nets
+from tfnas.deploy import export
+from tfnas import nets
 from tfnas.errors import TfnasError
 from tfnas.space import Architecture, get_space
 

@@ -8,10 +8,10 @@ import pytest
 import tensorflow as tf
 
 from conftest import small_space
-from tfnas import supernet
+from tfnas.search import supernet
 from tfnas.costs import CostModel
 from tfnas.latency.table import LatencyTable
-from tfnas.layers import mixed
+from tfnas.search.layers import mixed
 from tfnas.space import get_space
 
 SPACE = get_space("tiny")
@@ -195,22 +195,20 @@ def test_a_path_computes_the_derived_networks_layer_with_or_without_se():
         np.testing.assert_allclose(standalone(x), path(x) + x, atol=1e-5)
 
 
-def test_an_se_space_searches_with_mixed_ops_and_saves(tmp_path):
-    import keras
-
+def test_an_se_space_searches_with_mixed_ops():
+    """α of every candidate, SE or not, gets the loss's gradient (save/load of the paths is
+    `test_mixed_op_round_trips_through_save_and_load`'s: one OpPath class for every op)."""
     space = get_space("tiny", squeeze_excite=(False, True))
     net = supernet.build(space, method="softmax", seed=0)
     with tf.GradientTape() as tape:
         loss = tf.reduce_mean(tf.square(net(IMAGES, training=True)))
     grads = tape.gradient(loss, [layer.alpha for layer in supernet.searchable_layers(net)])
-    assert all(float(tf.reduce_max(tf.abs(g))) > 0 for g in grads)
-    net.save(tmp_path / "se.keras")
-    loaded = keras.saving.load_model(tmp_path / "se.keras")
-    np.testing.assert_allclose(loaded(IMAGES), net(IMAGES), atol=1e-5)
+    assert all(bool(tf.reduce_all(g != 0)) for g in grads)
+    assert supernet.derive(net, space).space == space
 
 
 def test_the_superkernel_refuses_an_se_space_in_one_line():
-    from tfnas import methods
+    from tfnas.search import methods
     from tfnas.errors import TfnasError
 
     space = get_space("tiny", squeeze_excite=(False, True))
@@ -281,7 +279,7 @@ def test_a_proxyless_architecture_step_keeps_the_unsampled_paths_probabilities(t
     """Sec. 3.2.1: after the α step on two sampled paths, the search rescales them so the
     other paths' probabilities are unchanged; the pair's share moves."""
     from tfnas.costs import CostModel
-    from tfnas.objectives import Objective
+    from tfnas.search.objectives import Objective
     from tfnas.search import Search, SearchConfig
 
     space = small_space()
@@ -317,7 +315,7 @@ def test_reinforce_alpha_steps_follow_the_reward(tmp_path):
     REINFORCE's α steps shift probability to cheap paths, using only the sampled networks'
     rewards: the expected cost falls and the baseline tracks the rewards."""
     from tfnas.costs import CostModel
-    from tfnas.objectives import Objective
+    from tfnas.search.objectives import Objective
     from tfnas.search import Search, SearchConfig
 
     space = small_space()

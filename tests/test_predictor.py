@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from tfnas.costs import CostModel
 from tfnas.errors import TfnasError
 from tfnas.latency import predictor
 from tfnas.space import Architecture, get_space
@@ -46,7 +47,7 @@ def test_a_table_prior_lets_few_measurements_reach_one_percent():
     table, archs, _ = table_and_archs(space, 130, seed=3)
     # the device is 6% slower than the table says, and two layers interact
     ms = [1.06 * table.cost(a) + 0.3 * a.one_hot()[2, 1] * a.one_hot()[3, 3] for a in archs]
-    prior = predictor.fit(space, archs[:30], ms[:30], table=table)
+    prior = predictor.fit(space, archs[:30], ms[:30], table=CostModel.from_table(space, table))
     scratch = predictor.fit(space, archs[:30], ms[:30])
     with_table = predictor.errors(prior.predict(archs[30:]), ms[30:])["mape"]
     alone = predictor.errors(scratch.predict(archs[30:]), ms[30:])["mape"]
@@ -58,17 +59,18 @@ def test_cross_validation_trusts_the_table_as_far_as_the_device_follows_it():
     space = get_space("tiny")
     table, archs, rng = table_and_archs(space, 60, seed=4)
     noise = rng.normal(1.0, 0.02, len(archs))
+    prior = CostModel.from_table(space, table)
     options = dict(candidates=(0.01, 10.0), steps=300)
     # a device that is the table up to 2% noise: hold the predictor to the table
     follows = [float(n * table.cost(a)) for n, a in zip(noise, archs)]
-    assert predictor.choose_prior_decay(space, archs, follows, table, **options) == 10.0
+    assert predictor.choose_prior_decay(space, archs, follows, prior, **options) == 10.0
     # a device on which one op is 40% dearer than its rows say: let the predictor move
     def dearer(a):
         return 0.4 * sum(table.rows[space.signature(i, op)] for i, op in enumerate(a.ops)
                          if op.name == "mbconv_k5_e6")
 
     strays = [float(n * (table.cost(a) + dearer(a))) for n, a in zip(noise, archs)]
-    assert predictor.choose_prior_decay(space, archs, strays, table, **options) == 0.01
+    assert predictor.choose_prior_decay(space, archs, strays, prior, **options) == 0.01
 
 
 def test_soft_cost_matches_predict_and_has_gradients():
@@ -90,7 +92,7 @@ def test_soft_cost_matches_predict_and_has_gradients():
 def test_predictor_gradient_reaches_every_supernet_threshold():
     import tensorflow as tf
 
-    from tfnas import supernet
+    from tfnas.search import supernet
 
     space = get_space("tiny")
     archs, ms = synthetic(space, 60, seed=2)

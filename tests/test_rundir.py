@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, TINY_SEARCH, error_lines
-from tfnas import checkpoints, rundir
+from tfnas.run import checkpoints, rundir
 from tfnas.errors import TfnasError
 from tfnas.space import get_space
 
@@ -177,7 +177,7 @@ def test_no_readable_checkpoint_is_one_error(tmp_path):
 
 def test_logs_cut_back_to_the_checkpoint_drop_torn_and_later_rows(tmp_path):
     """Defect 7: a resumed run wrote rows twice (or kept a torn one)."""
-    from tfnas import csvlog
+    from tfnas.run import csvlog
     from tfnas.search.records import StepLog
 
     path = tmp_path / "search_steps.csv"

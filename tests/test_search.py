@@ -14,7 +14,7 @@ import pytest
 from conftest import (ROOT, TINY_SEARCH, error_lines, search_error, small_space,
                       terminate_after)
 from tfnas.costs import CostModel
-from tfnas.objectives import Constraint, Objective
+from tfnas.search.objectives import Constraint, Objective
 from tfnas.search import Search, SearchConfig
 from tfnas.space import get_space
 

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfnas import nets, supernet
+from tfnas import nets
+from tfnas.search import supernet
 from tfnas.costs import CostModel
 from tfnas.latency.table import LatencyTable
-from tfnas.layers.superkernel import SuperkernelMBConv
+from tfnas.search.layers.superkernel import SuperkernelMBConv
 from tfnas.space import SKIP, Architecture, LayerSignature, Op, get_space
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tfnas import export, nets
+from tfnas.deploy import export
+from tfnas import nets
 from tfnas.latency import timing_models
 from tfnas.space import Architecture, get_space
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from conftest import error_lines, run_tool
-from tfnas.export import read_architecture
+from tfnas.deploy.export import read_architecture
 from tfnas.space import Architecture
 
 

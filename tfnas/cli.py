@@ -59,7 +59,7 @@ def print_help(program: str) -> None:
               if defined and not module.startswith("absl")]
     own = [g for g in groups if g[0] == "__main__" or g[0].endswith(".py")]
     labels = {"tfnas.sweep": "sweep flags", "tfnas.search.command": "search flags",
-              "tfnas.train": "training flags", "tfnas.cli": "shared flags"}
+              "tfnas.train.command": "training flags", "tfnas.cli": "shared flags"}
     order = list(labels)  # the command's own flags first, the shared ones last
     rest = sorted((g for g in groups if g not in own),
                   key=lambda g: order.index(g[0]) if g[0] in order else len(order))
@@ -192,7 +192,7 @@ def space_from_flags(values: flags.FlagValues) -> "SearchSpace":
 def flag_settings(values: flags.FlagValues, modules: Sequence[str] | None = None,
                   skip: Sequence[str] = ()) -> dict[str, Any]:
     """The command's own flags (absl's left out) by name: what a run directory records
-    (`tfnas.rundir`). `modules`: only the flags those modules define; `skip`: flags that do
+    (`tfnas.run.rundir`). `modules`: only the flags those modules define; `skip`: flags that do
     not change a run's result (where it is written, how often it checkpoints)."""
     out = {}
     for module, defined in values.flags_by_module_dict().items():
@@ -205,12 +205,12 @@ def flag_settings(values: flags.FlagValues, modules: Sequence[str] | None = None
 
 
 def input_fingerprints(inputs: dict[str, str | None], model_dir: str) -> dict[str, Any]:
-    """Fingerprints of the input files the flags name (`tfnas.rundir.fingerprint`), by flag;
+    """Fingerprints of the input files the flags name (`tfnas.run.files.fingerprint`), by flag;
     files inside `model_dir` are the run's own outputs and left out, as are names that are no
     file (a built-in table, a TFDS data set)."""
     from pathlib import Path
 
-    from tfnas.rundir import fingerprint
+    from tfnas.run.files import fingerprint
 
     own = Path(model_dir).resolve()
     out = {}

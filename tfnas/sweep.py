@@ -174,7 +174,7 @@ def _export_and_time(model_dir: Path, targets: list[tuple[str, str]], meter: Any
     `meter` (the device's, anchored to its table; None: not timed)."""
     import keras
 
-    from tfnas import export
+    from tfnas.deploy import export
     from tfnas.space import Architecture
 
     rows, models = [], []
@@ -207,7 +207,7 @@ def _export_and_time(model_dir: Path, targets: list[tuple[str, str]], meter: Any
 
 
 def main(argv: list[str]) -> None:
-    from tfnas import pareto
+    from tfnas.search import pareto
     from tfnas.errors import TfnasError
     from tfnas.search.command import profile_device, request_from_flags
 

@@ -31,7 +31,7 @@ flags.mark_flag_as_required("model")
 
 
 def main(argv: list[str]) -> None:
-    from tfnas.export import read_architecture
+    from tfnas.deploy.export import read_architecture
     from tfnas.latency.devices import parse_device
 
     device = parse_device(FLAGS.device, threads=FLAGS.threads, delegate=FLAGS.delegate)

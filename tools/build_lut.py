@@ -27,7 +27,7 @@ flags.mark_flag_as_required("out")
 
 def main(argv: list[str]) -> None:
     from tfnas.latency.profiler import calibrate, profile
-    from tfnas.rundir import check_output
+    from tfnas.run.rundir import check_output
 
     check_output(FLAGS.out, "--out")
     space = cli.space_from_flags(FLAGS)

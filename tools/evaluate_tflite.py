@@ -25,9 +25,10 @@ flags.mark_flag_as_required("model")
 
 
 def main(argv: list[str]) -> None:
-    from tfnas import accuracy, data
+    from tfnas import data
+    from tfnas.deploy import accuracy
     from tfnas.errors import TfnasError
-    from tfnas.export import read_architecture
+    from tfnas.deploy.export import read_architecture
 
     data.check_spec(FLAGS.dataset)
     archs = [read_architecture(path) for path in FLAGS.model]  # check all files first

@@ -7,7 +7,7 @@
 model's folder has no arch.json). int8 calibration uses `--calibration_dataset` images (the
 training split), or random inputs uniform in [-1, 1], the range of tfnas' normalised images.
 `--quantize=qat` fine-tunes a trained model with quantization-aware training on
-`--calibration_dataset` for `--qat_epochs` (tfnas/qat.py, extra `qat`) and exports int8.
+`--calibration_dataset` for `--qat_epochs` (tfnas/deploy/qat.py, extra `qat`) and exports int8.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def main(argv: list[str]) -> None:
 
     if not FLAGS.arch and not FLAGS.model:
         raise TfnasError("give --arch=ARCH.json or --model=MODEL.keras")
-    from tfnas.rundir import check_output
+    from tfnas.run.rundir import check_output
 
     check_output(FLAGS.out, "--out")
     if FLAGS.calibration_samples < 1:
@@ -59,7 +59,8 @@ def main(argv: list[str]) -> None:
 
     import keras
 
-    from tfnas import export, nets
+    from tfnas.deploy import export
+    from tfnas import nets
 
     if FLAGS.model:
         model = _load_keras(FLAGS.model)
@@ -71,7 +72,7 @@ def main(argv: list[str]) -> None:
         model = nets.build(arch)
     shape = tuple(model.inputs[0].shape[1:])
     if FLAGS.quantize == "qat":
-        from tfnas import qat
+        from tfnas.deploy import qat
 
         quantized = qat.fine_tune(model, arch, FLAGS.calibration_dataset,
                                   epochs=FLAGS.qat_epochs, learning_rate=FLAGS.qat_learning_rate,

@@ -22,7 +22,7 @@ def main(argv: list[str]) -> None:
     from tfnas.errors import TfnasError
     from tfnas.space import Architecture, parse_ops
 
-    from tfnas.rundir import check_output
+    from tfnas.run.rundir import check_output
 
     if FLAGS.out:
         check_output(FLAGS.out, "--out")

@@ -43,6 +43,7 @@ flags.mark_flag_as_required("out")
 def main(argv: list[str]) -> None:
     import numpy as np
 
+    from tfnas.costs import CostModel
     from tfnas.latency import measured, predictor
     from tfnas.latency.table import LatencyTable
 
@@ -55,7 +56,7 @@ def main(argv: list[str]) -> None:
     except ValueError:
         raise TfnasError(f"--hidden: expected positive comma-separated widths such as 64,64, "
                          f"got {','.join(FLAGS.hidden)!r}") from None
-    from tfnas.rundir import check_output
+    from tfnas.run.rundir import check_output
 
     space = cli.space_from_flags(FLAGS)
     dataset = FLAGS.dataset or f"{FLAGS.out.removesuffix('.json')}.dataset.json"
@@ -74,12 +75,13 @@ def main(argv: list[str]) -> None:
     test, train = order[:n_test], order[n_test:]
     shape = dict(hidden=hidden, activation=FLAGS.activation, steps=FLAGS.steps,
                  seed=FLAGS.seed)
-    options = dict(shape, table=table if FLAGS.table_prior else None)
+    prior = CostModel.from_table(space, table) if table is not None else None
+    options = dict(shape, table=prior if FLAGS.table_prior else None)
     if options["table"] is not None:
         decay = FLAGS.prior_decay
         if decay is None:
             decay = predictor.choose_prior_decay(
-                space, [archs[i] for i in train], [ms[i] for i in train], table=table,
+                space, [archs[i] for i in train], [ms[i] for i in train], table=prior,
                 **shape,
                 on_result=lambda d, mape: print(f"prior_decay {d:g}: 5-fold MAPE {mape:.2f}%",
                                                 flush=True))

@@ -41,7 +41,7 @@ def main(argv: list[str]) -> None:
     from tfnas.latency.profiler import measure_many
     from tfnas.latency.table import LatencyTable
 
-    from tfnas.rundir import check_output
+    from tfnas.run.rundir import check_output
 
     check_output(FLAGS.out, "--out", kind="dir")
     space = cli.space_from_flags(FLAGS)

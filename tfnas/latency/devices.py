@@ -23,7 +23,18 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
-from tfnas.errors import TfnasError, error_line, first_line
+from tfnas.errors import TfnasError, error_line, first_line, missing_file
+
+
+def read_model_file(path: str | Path) -> bytes:
+    """Bytes of a .tflite file, with a clear error when it is missing or not a TFLite model."""
+    path = Path(path)
+    if not path.is_file():
+        raise missing_file(path, "model file")
+    data = path.read_bytes()
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise TfnasError(f"{path} is not a .tflite model (no TFL3 file identifier)")
+    return data
 
 
 STATISTICS = ("median", "p10", "min", "mean")
@@ -115,7 +126,6 @@ class LocalDevice:
         """A ready LiteRT interpreter for the model, or a clear error."""
         from ai_edge_litert.interpreter import Interpreter
 
-        from tfnas.export import read_model_file
         from tfnas.quiet import captured_output
 
         data = read_model_file(model_path)  # missing file / not TFLite: one clear line
@@ -250,8 +260,6 @@ class AdbDevice:
 
     def benchmark(self, model_path: str | Path, *, runs: int = 100, warmup: int = 10,
                   min_seconds: float = 0.0) -> BenchmarkResult:
-        from tfnas.export import read_model_file
-
         _check_counts(runs, warmup)
         read_model_file(model_path)
         self.check()
@@ -308,8 +316,6 @@ class CommandDevice:
 
     def benchmark(self, model_path: str | Path, *, runs: int = 100, warmup: int = 10,
                   min_seconds: float = 0.0) -> BenchmarkResult:
-        from tfnas.export import read_model_file
-
         _check_counts(runs, warmup)
         read_model_file(model_path)
         self.check()

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from tfnas.errors import TfnasError
-from tfnas.rundir import write_text
+from tfnas.run.files import write_text
 from tfnas.latency import timing_models
 from tfnas.latency.meter import Meter
 from tfnas.latency.profiler import measure_with_progress

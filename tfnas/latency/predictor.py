@@ -29,7 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from tfnas.errors import TfnasError, missing_file
-from tfnas.rundir import write_text
+from tfnas.run.files import write_text
 from tfnas.space import Architecture, SearchSpace
 
 FORMAT = "tfnas.latency_predictor/1"
@@ -194,8 +194,9 @@ def fit(space: SearchSpace, archs: Sequence[Architecture], latencies_ms: Sequenc
     """Trains a predictor on measured architectures (full-batch Adam, seeded); `hidden`: the
     widths of the hidden layers (any number), `activation` theirs.
 
-    With a `table` (a calibrated `LatencyTable` in the same units), the linear shortcut starts
-    as that table (each one-hot column's row, through the calibration) and is pulled back to it
+    With a `table` (the additive cost source of a calibrated latency table in the same units,
+    `tfnas.costs.CostModel.from_table`), the linear shortcut starts as that table (each
+    one-hot column's row, through the calibration) and is pulled back to it
     with `prior_decay`: the MLP and the shortcut then learn only what the table misses, which a
     few hundred noisy measurements can estimate, instead of the whole latency.
     """
@@ -268,13 +269,10 @@ def choose_prior_decay(space: SearchSpace, archs: Sequence[Architecture],
     return float(best)
 
 
-def _table_prior(space: SearchSpace, table: Any, y_mean: float,
+def _table_prior(space: SearchSpace, cost: Any, y_mean: float,
                  y_std: float) -> tuple[np.ndarray, float]:
-    """The calibrated table as a linear model of the flattened one-hot, in normalised units:
-    the per-layer rows of its cost model (`CostModel.from_table`)."""
-    from tfnas.costs import CostModel
-
-    cost = CostModel.from_table(space, table)
+    """An additive cost source (a calibrated table's per-layer rows) as a linear model of the
+    flattened one-hot, in normalised units."""
     rows = np.zeros((space.num_layers, len(space.ops)))
     for i, layer in enumerate(cost.layers):
         for op, ms in layer.items():

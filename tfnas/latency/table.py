@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from tfnas.errors import TfnasError, missing_file
-from tfnas.rundir import write_text
+from tfnas.run.files import write_text
 from tfnas.space import Architecture, LayerSignature, SearchSpace
 
 FORMAT = "tfnas.latency_table/1"

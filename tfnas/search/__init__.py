@@ -2,7 +2,7 @@
 `python -m tfnas.search` (`tfnas/search/__main__.py`)."""
 
 from tfnas.search.config import SearchConfig
-from tfnas.rundir import Interrupted, StopOnSignal
+from tfnas.run.rundir import Interrupted, StopOnSignal
 from tfnas.search.loop import Search
 
 __all__ = ["Interrupted", "Search", "SearchConfig", "StopOnSignal"]

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tfnas.rundir import StopOnSignal, exit_when_interrupted
+from tfnas.run.rundir import StopOnSignal, exit_when_interrupted
 from tfnas.search.command import (SearchRequest, config_from_flags, define_flags,
                                   profile_device, request_from_flags, run_settings,
                                   train_settings)
@@ -30,7 +30,7 @@ __all__ = ["config_from_flags", "define_flags", "main", "request_from_flags"]
 def main(argv: list[str]) -> None:
     from absl import flags
 
-    from tfnas import distribute
+    from tfnas.run import distribute
 
     f = flags.FLAGS
     request = request_from_flags(f)  # bad flags stop here
@@ -39,7 +39,7 @@ def main(argv: list[str]) -> None:
         print(json.dumps({**request.summary(), "precision": precision, "tpu": f.tpu,
                           "device": f.device}, indent=1))
         return
-    from tfnas import rundir
+    from tfnas.run import rundir
 
     # one writer per run directory, and a rerun must be the same search (before any work)
     with rundir.claim(f.model_dir, run_settings(f), overwrite=f.overwrite,
@@ -60,7 +60,8 @@ def main(argv: list[str]) -> None:
 def _search_and_train(f: Any, request: SearchRequest, precision: str, run: Any,
                       train_run: Any) -> dict[str, Any]:
     """The search (unless the run directory holds it finished), then the training."""
-    from tfnas import cli, distribute, rundir
+    from tfnas import cli
+    from tfnas.run import distribute, files
 
     report_path = Path(f.model_dir) / "report.json"
     if run.finished:
@@ -85,7 +86,7 @@ def _search_and_train(f: Any, request: SearchRequest, precision: str, run: Any,
             report = search.match_measured(report, lambda a: measure_network(a, meter))
         run.finish()
     if train_run is not None:
-        from tfnas import train
+        from tfnas.train import command as train
 
         arch = Architecture.from_dict(report["arch"])
         model_dir = str(Path(f.model_dir) / "train")
@@ -95,7 +96,7 @@ def _search_and_train(f: Any, request: SearchRequest, precision: str, run: Any,
         report["train"] = (train.finished_report(train_run, model_dir)
                            or train.train_in(train_run, train_config, strategy))
         report["train"].pop("arch", None)
-        rundir.write_text(report_path, json.dumps(report, indent=1) + "\n")
+        files.write_text(report_path, json.dumps(report, indent=1) + "\n")
     return report
 
 
@@ -131,7 +132,7 @@ def _summary(report: dict[str, Any], model_dir: str) -> str:
     lines.append(f"search took {report['search_seconds']:.0f} s; wrote {model_dir}/"
                  "arch.json and report.json")
     if report.get("train"):
-        from tfnas import train
+        from tfnas.train import command as train
 
         lines.append(train.summary(report["train"], f"{model_dir}/train"))
     return "\n".join(lines)

@@ -4,9 +4,9 @@
 `request_from_flags(values)` checks them all (budgets against the space's range, the dataset
 against the space, the `--train_*` flags), every problem one `TfnasError`, and its
 `config(latency)` builds the configuration once the latency source exists (after a --device
-table is profiled; `config_from_flags` when there is nothing to profile); `run_settings` / `train_settings` are what the run directories record
-(`tfnas.rundir`); `profile_device` builds or completes a `--device` table. The command itself
-is `tfnas/search/__main__.py`.
+table is profiled; `config_from_flags` when there is nothing to profile); `run_settings` /
+`train_settings` are what the run directories record (`tfnas.run.rundir`); `profile_device`
+builds or completes a `--device` table. The command itself is `tfnas/search/__main__.py`.
 """
 
 from __future__ import annotations
@@ -17,14 +17,15 @@ from typing import Any
 
 from tfnas.costs import CostModel
 from tfnas.errors import TfnasError
-from tfnas.objectives import DEFAULT_KAPPA, DEFAULT_LAM_RATE, Constraint, Objective
+from tfnas.search.objectives import DEFAULT_KAPPA, DEFAULT_LAM_RATE, Constraint, Objective
 from tfnas.search.config import SearchConfig
 
 
 def define_flags(values: Any = None) -> None:
     """Every flag of `python -m tfnas.search` (also the sweep's, which passes them on), into
     `values` (the process's FLAGS by default)."""
-    from tfnas import cli, data, methods, objectives
+    from tfnas import cli, data
+    from tfnas.search import methods, objectives
 
     flags = cli.Definer(values, __name__)
     cli.define_space_flags(default="single_path", values=values)
@@ -122,7 +123,7 @@ def define_flags(values: Any = None) -> None:
     flags.DEFINE_bool("train_after_search", False, "Then train the derived network from scratch "
                       "on the same dataset (MODEL_DIR/train: model.keras, train_report.json) "
                       "with the --train_* flags (those of python -m tfnas.train).")
-    from tfnas import train
+    from tfnas.train import command as train
 
     train.define_flags(prefix="train_", values=values)
     flags.DEFINE_bool("dry_run", False, "Check the flags, print the search's configuration "
@@ -140,12 +141,12 @@ NOT_SETTINGS = ("model_dir", "overwrite", "dry_run", "checkpoint_every", "tpu",
 
 
 def run_settings(f: Any) -> dict[str, Any]:
-    """What the search's run directory records (`tfnas.rundir`): its flags (not the --train_*
+    """What the search's run directory records (`tfnas.run.rundir`): its flags (not the --train_*
     ones: the training's own directory records those) and its input files' fingerprints (a
     --device table is the run's own output; a built-in table is no file)."""
     from tfnas import cli
 
-    training = tuple(cli.flag_settings(f, ["tfnas.train"]))  # the --train_* flags
+    training = tuple(cli.flag_settings(f, ["tfnas.train.command"]))  # the --train_* flags
     own = cli.flag_settings(f, skip=NOT_SETTINGS + training)
     return {**own, "inputs": cli.input_fingerprints(
         {"latency_table": None if f.device else f.latency_table,
@@ -157,7 +158,7 @@ def train_settings(f: Any) -> dict[str, Any]:
     """What --train_after_search's run directory (MODEL_DIR/train) records."""
     from tfnas import cli
 
-    return {**cli.flag_settings(f, ["tfnas.train"]), "dataset": f.dataset, "seed": f.seed,
+    return {**cli.flag_settings(f, ["tfnas.train.command"]), "dataset": f.dataset, "seed": f.seed,
             "precision": f.precision, "jit_compile": f.jit_compile}
 
 
@@ -278,7 +279,7 @@ class SearchRequest:
     def config(self, latency: Any = None) -> SearchConfig:
         """The configuration, with `latency` (a --device run's profiled table) or the latency
         source the flags named."""
-        from tfnas import budget
+        from tfnas.search import budget
 
         f, space = self.flags, self.space
         latency = latency if latency is not None else self.latency
@@ -322,13 +323,14 @@ def request_from_flags(flags_values: Any) -> SearchRequest:
     the `--train_*` flags) before any work; every problem is one TfnasError. With --device,
     what needs the device's table (a --target_fraction's ms, the target's feasibility) is
     checked by `SearchRequest.config` once the table is profiled."""
-    from tfnas import budget, cli, data, methods
+    from tfnas import cli, data
+    from tfnas.search import budget, methods
 
     f = flags_values
     if f.device:
         from tfnas.latency.devices import parse_device
         from tfnas.latency.table import BUILTIN_TABLES
-        from tfnas.rundir import check_output
+        from tfnas.run.rundir import check_output
 
         parse_device(f.device, threads=f.threads)  # a bad spec stops here
         if f.latency_table in BUILTIN_TABLES:
@@ -377,7 +379,7 @@ def request_from_flags(flags_values: Any) -> SearchRequest:
         raise TfnasError("--cost_metric=energy needs --energy_table (a table in mJ)")
     data.check_spec(f.dataset, space.num_classes, space.input_channels)
     if f.train_after_search:  # the --train_* flags stop here too, not after the search
-        from tfnas import train
+        from tfnas.train import command as train
         from tfnas.space import Architecture
 
         some_network = Architecture(space, tuple(space.candidates(i)[0]

@@ -6,7 +6,7 @@ import dataclasses
 from typing import Any
 
 from tfnas.errors import TfnasError
-from tfnas.objectives import Constraint, Objective
+from tfnas.search.objectives import Constraint, Objective
 from tfnas.space import SearchSpace
 
 

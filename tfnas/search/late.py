@@ -8,7 +8,7 @@ records, each step, the network it would return and the relaxation's op probabil
 Its answer is the network it held for the most steps among those that meet every budget
 (else the one nearest to them), and the solver's architecture weights are the logarithms of
 the probabilities averaged over the window: what the search preferred while it settled, not
-at one instant (`tfnas.budget.solve`).
+at one instant (`tfnas.search.budget.solve`).
 
 The record is a JSON file in the run directory, written (whole) before every checkpoint with
 the (epoch, step) it holds at. It keeps the last three such states (those of the two
@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from tfnas.rundir import write_text
+from tfnas.run.files import write_text
 from tfnas.space import Architecture, Op, SearchSpace
 
 FILE = "late_window.json"

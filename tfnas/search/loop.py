@@ -5,7 +5,7 @@ thresholds together (single-level). Multi-path methods (DARTS Sec. 2.3, FBNet, P
 LightNAS) are bi-level: a weight step on CE with a training batch, then an α step on the full
 loss with a held-out batch. The loss is CE, plus λ·penalty(R) for a fixed-λ objective, plus
 λ_c·(R_c/T_c − 1) for every budget, whose multipliers λ_c are updated inside the step by
-gradient ascent (`tfnas.objectives`).
+gradient ascent (`tfnas.search.objectives`).
 
 TPU-ready (docs/design.md, rule 5): static shapes, `drop_remainder` batches, no Python branching on
 tensors, λ, multipliers and kernel dropout held in variables, optional XLA (`jit_compile`),
@@ -26,10 +26,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from tfnas import checkpoints, csvlog, methods
+from tfnas.run import checkpoints, csvlog
+from tfnas.search import methods
 from tfnas.errors import TfnasError
 from tfnas.quiet import live_progress
-from tfnas.rundir import Interrupted, Stopwatch, write_text
+from tfnas.run.files import write_text
+from tfnas.run.rundir import Interrupted, Stopwatch
 from tfnas.search import late, records
 from tfnas.search.config import SearchConfig
 from tfnas.search.step import SearchStep
@@ -42,7 +44,8 @@ class Search(SearchStep):
         import keras
         import tensorflow as tf
 
-        from tfnas import data, supernet
+        from tfnas import data
+        from tfnas.search import supernet
 
         self.config = config
         self.strategy = strategy or tf.distribute.get_strategy()
@@ -150,7 +153,7 @@ class Search(SearchStep):
 
     def restore(self) -> bool:
         """Continues from the newest readable checkpoint in model_dir, if any (a damaged newer
-        one is moved aside with one line: `tfnas.checkpoints`)."""
+        one is moved aside with one line: `tfnas.run.checkpoints`)."""
         self.manager, restored = checkpoints.open_manager(self.checkpoint,
                                                           self.config.model_dir)
         return restored is not None
@@ -180,7 +183,7 @@ class Search(SearchStep):
         import keras
         import tensorflow as tf
 
-        from tfnas import supernet
+        from tfnas.search import supernet
 
         config = self.config
         model_dir = Path(config.model_dir)
@@ -277,7 +280,7 @@ class Search(SearchStep):
         return self._finish(clock.seconds())
 
     def _finish(self, seconds: float) -> dict[str, Any]:
-        from tfnas import budget, supernet
+        from tfnas.search import budget, supernet
 
         config = self.config
         arch = supernet.derive(self.model, config.space)
@@ -335,7 +338,7 @@ class Search(SearchStep):
         table's units); where that misses the latency budget, the budget is rescaled by the
         measured/predicted ratio and solved again (`budget.match_measured`). Rewrites
         arch.json and report.json (`measured_ms`, and `measured_networks` when it re-solved)."""
-        from tfnas import budget
+        from tfnas.search import budget
 
         config = self.config
         arch = Architecture.from_dict(report["arch"])
@@ -352,7 +355,7 @@ class Search(SearchStep):
         return self._write_report(kept.arch, self._moves(kept.arch), extra)
 
     def _moves(self, arch: Architecture) -> list[Any]:
-        from tfnas import budget
+        from tfnas.search import budget
 
         return budget.moves(self._answer["derived"], arch, self._answer["scores"],
                             self.config.constraints)
@@ -371,7 +374,7 @@ class Search(SearchStep):
         if not hasattr(self, "_snapshot_fn"):
             import tensorflow as tf
 
-            from tfnas import supernet
+            from tfnas.search import supernet
 
             space = self.config.space
             self._snapshot_fn = tf.function(lambda: (

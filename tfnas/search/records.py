@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tfnas import csvlog
+from tfnas.run import csvlog
 
 LOG_FIELDS = ("epoch", "ce", "accuracy", "val_accuracy", "cost", "lam", "seconds", "arch")
 

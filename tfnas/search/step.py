@@ -32,7 +32,7 @@ class SearchStep:
         `sampled`: the cost terms price the network the forward pass sampled (REINFORCE)."""
         import tensorflow as tf
 
-        from tfnas import supernet
+        from tfnas.search import supernet
 
         config = self.config
         logits = tf.cast(self.model(images, training=True), tf.float32)
@@ -76,8 +76,8 @@ class SearchStep:
             return self._steps[train_arch]
         import tensorflow as tf
 
-        from tfnas import supernet
-        from tfnas.layers.mixed import arch_phase
+        from tfnas.search import supernet
+        from tfnas.search.layers.mixed import arch_phase
 
         def one_level(images: Any, labels: Any) -> dict[str, Any]:
             with tf.GradientTape() as tape:

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from tfnas.errors import TfnasError, missing_file
-from tfnas.rundir import write_text
+from tfnas.run.files import write_text
 from tfnas.space.ops import LayerSignature, Op
 from tfnas.space.spaces import SearchSpace, get_space
 

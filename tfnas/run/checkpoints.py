@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tfnas.errors import TfnasError, error_line
-from tfnas.rundir import write_text
+from tfnas.run.files import write_text
 
 PREFIX = "ckpt"
 

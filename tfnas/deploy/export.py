@@ -19,7 +19,8 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from tfnas.errors import TfnasError, missing_file
+from tfnas.errors import TfnasError
+from tfnas.latency.devices import read_model_file
 from tfnas.quiet import captured_output
 from tfnas.space import Architecture, SearchSpace
 
@@ -160,17 +161,6 @@ def read_architecture(path: str | Path) -> Architecture | None:
     """The Architecture embedded in a .tflite file by `to_tflite`, or None."""
     payload = read_metadata(read_model_file(path), METADATA_NAME)
     return None if payload is None else Architecture.from_json(payload.decode())
-
-
-def read_model_file(path: str | Path) -> bytes:
-    """Bytes of a .tflite file, with a clear error when it is missing or not a TFLite model."""
-    path = Path(path)
-    if not path.is_file():
-        raise missing_file(path, "model file")
-    data = path.read_bytes()
-    if len(data) < 8 or data[4:8] != b"TFL3":
-        raise TfnasError(f"{path} is not a .tflite model (no TFL3 file identifier)")
-    return data
 
 
 def _text(value: bytes | str | None) -> str | None:

@@ -37,7 +37,7 @@ import numpy as np
 from keras import ops
 
 from tfnas.blocks.common import BN_EPSILON, BN_MOMENTUM, depthwise_initializer
-from tfnas.layers.searchable import check_view
+from tfnas.search.layers.searchable import check_view
 from tfnas.space import SKIP, Op
 
 
@@ -285,7 +285,7 @@ class SuperkernelMBConv(keras.layers.Layer):
         """P(op) of every candidate: P(k)·P(e) for MBConv k x e, 1 − Σ P(e) for skip: hard
         indicators in the forward pass with sigmoid gradients (views `loss`, `decided`,
         `sampled`: the superkernel's forward pass is always its decision), or the sigmoids'
-        values forward too (`relaxed`; `tfnas.layers.searchable`)."""
+        values forward too (`relaxed`; `tfnas.search.layers.searchable`)."""
         check_view(view)
         p_kernel, p_expansion = self._choice_probabilities(view == "relaxed")
         probs = {Op(k, e): p_kernel[j] * p_expansion[i]

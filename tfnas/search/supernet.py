@@ -3,7 +3,7 @@
 `build(space, method=...)` makes a functional Keras model: the fixed stem and head of
 `tfnas.nets` around one searchable layer per position of the space: the Single-Path
 superkernel MBConv (`superkernel`), or a multi-path `MixedOp` (`softmax`, `gumbel` (hard,
-LightNAS), `gumbel_soft` (FBNet), `proxyless`; `tfnas.layers.mixed`).
+LightNAS), `gumbel_soft` (FBNet), `proxyless`; `tfnas.search.layers.mixed`).
 `expected_cost(model, cost_model)` = fixed + Σ layer.expected_cost(rows) is differentiable in
 the architecture parameters and independent of the batch (docs/design.md, rule 3); call it under
 the same GradientTape as the forward pass. `derive(model, space)` reads each layer's decision.
@@ -15,13 +15,14 @@ from typing import Any
 
 import keras
 
-from tfnas import methods, nets
+from tfnas.search import methods
+from tfnas import nets
 from tfnas.costs import CostModel
 from tfnas.errors import TfnasError
 from tfnas.latency.predictor import LatencyPredictor
-from tfnas.layers.mixed import MixedOp
-from tfnas.layers.searchable import SearchableLayer
-from tfnas.layers.superkernel import SuperkernelMBConv
+from tfnas.search.layers.mixed import MixedOp
+from tfnas.search.layers.searchable import SearchableLayer
+from tfnas.search.layers.superkernel import SuperkernelMBConv
 from tfnas.space import SKIP, Architecture, Op, SearchSpace
 
 
@@ -60,7 +61,7 @@ def searchable_layers(model: Any) -> list[SearchableLayer]:
 
 def soft_one_hot(model: Any, space: SearchSpace, view: str = "loss") -> Any:
     """L x K op probabilities of the supernet (columns in `space.ops` order) under `view`
-    (`tfnas.layers.searchable`): the relaxed one-hot a latency predictor reads."""
+    (`tfnas.search.layers.searchable`): the relaxed one-hot a latency predictor reads."""
     rows = []
     for layer in searchable_layers(model):
         probs = layer.op_probabilities(view)
@@ -73,7 +74,7 @@ def expected_cost(model: Any, cost_model: CostModel | LatencyPredictor,
                   view: str = "loss") -> Any:
     """Fixed cost plus every searchable layer's expected cost (Eq. 11-12), or the latency
     predictor's output for the relaxed one-hot of the supernet (LightNAS), under `view`
-    (`tfnas.layers.searchable`: `loss` what the method prices, `decided` the network
+    (`tfnas.search.layers.searchable`: `loss` what the method prices, `decided` the network
     `derive` returns now with the relaxation's gradient, `sampled` the network the last
     forward pass ran)."""
     if isinstance(cost_model, LatencyPredictor):

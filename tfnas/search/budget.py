@@ -34,7 +34,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from tfnas.errors import TfnasError
-from tfnas.objectives import Constraint
+from tfnas.search.objectives import Constraint
 from tfnas.space import Architecture, Op, SearchSpace
 
 

@@ -36,7 +36,7 @@ import numpy as np
 from keras import ops
 
 from tfnas.blocks import family
-from tfnas.layers.searchable import check_view
+from tfnas.search.layers.searchable import check_view
 from tfnas.space import LayerSignature, Op
 
 MODES = ("softmax", "gumbel", "proxyless")
@@ -277,7 +277,7 @@ class MixedOp(keras.layers.Layer):
         self.temperature.assign(temperature)
 
     def op_probabilities(self, view: str = "loss") -> dict[Op, Any]:
-        """P(op) per candidate under `view` (`tfnas.layers.searchable`): p (`loss`, and
+        """P(op) per candidate under `view` (`tfnas.search.layers.searchable`): p (`loss`, and
         `relaxed`: p is this layer's relaxation), the decided one-hot with p's gradient, or the
         sampled path."""
         check_view(view)

@@ -68,10 +68,10 @@ def fine_tune(model: Any, arch: Architecture, dataset: str, *, epochs: int = 2,
 
 def to_tflite(quantized: Any, arch: Architecture | None = None) -> bytes:
     """int8 TFLite of a quantization-aware tf_keras model (float32 input and output), with the
-    architecture embedded as in `tfnas.export`."""
+    architecture embedded as in `tfnas.deploy.export`."""
     import tensorflow as tf
 
-    from tfnas.export import convert
+    from tfnas.deploy.export import convert
 
     def converter() -> Any:
         converter = tf.lite.TFLiteConverter.from_keras_model(quantized)

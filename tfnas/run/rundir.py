@@ -13,7 +13,7 @@ records what made it and is held by one process at a time:
 - `.lock`: an exclusive `flock` on a file in the directory, taken for the life of the run. The
   operating system releases it when the process dies, however it dies, so a dead process's
   lock is taken over without a word; a live holder stops a second writer at once, with its pid.
-- `write_text`: a file replaced whole (temporary file, fsync, rename), never half-written.
+- files are written whole (`tfnas.run.files.write_text`: temporary file, fsync, rename).
 - What a search and a training share as runs: `StopOnSignal` (SIGTERM / SIGINT ask the loop
   to save and stop), `Interrupted` (raised once it has; `exit_when_interrupted` turns it into
   exit code 143 in entry points), `Stopwatch` (seconds over resumes).
@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import hashlib
 import json
 import os
 import signal
@@ -32,11 +31,11 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+from tfnas.run.files import write_text
 from tfnas.errors import TfnasError
 
 RUN_FILE = "run.json"
 LOCK_FILE = ".lock"
-HASH_LIMIT = 1 << 30  # files up to 1 GiB are hashed; larger ones by size and mtime
 
 
 class Interrupted(Exception):
@@ -84,34 +83,6 @@ class Stopwatch:
 
     def save(self) -> None:
         write_text(self.path, f"{self.seconds():.3f}\n")
-
-
-def write_text(path: str | Path, text: str) -> None:
-    """Replaces `path` with `text` atomically: readers see the old file or the new one."""
-    path = Path(path)
-    temp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with temp.open("w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temp, path)
-
-
-def fingerprint(path: str | Path) -> dict[str, Any]:
-    """What identifies an input file's contents: size and SHA-256 (a folder: its files'
-    count and total size)."""
-    path = Path(path)
-    if path.is_dir():
-        files = [p for p in path.rglob("*") if p.is_file()]
-        return {"files": len(files), "bytes": sum(p.stat().st_size for p in files)}
-    size = path.stat().st_size
-    if size > HASH_LIMIT:
-        return {"bytes": size, "mtime": path.stat().st_mtime_ns}
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return {"bytes": size, "sha256": digest.hexdigest()}
 
 
 @dataclasses.dataclass
@@ -169,7 +140,8 @@ def claim(path: str | Path, settings: Mapping[str, Any], *, overwrite: bool = Fa
     """Locks `path` and checks `settings` (plain JSON values, flag names as keys) against the
     run it holds (see the module doc). Returns the Run; other settings raise one TfnasError
     naming them, unless `overwrite` (the old run is moved aside first)."""
-    from tfnas import __version__, checkpoints  # checkpoints writes with this module
+    from tfnas import __version__
+    from tfnas.run import checkpoints  # checkpoints writes with this module
 
     path = Path(path)
     # plain JSON, as it will be compared; the code's version is a setting too

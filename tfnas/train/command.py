@@ -1,5 +1,5 @@
 """`python -m tfnas.train --arch=arch.json --dataset=... --model_dir=DIR`: train a derived
-network from scratch (`tfnas.trainer`) and write DIR/model.keras and DIR/train_report.json.
+network from scratch (`tfnas.train.trainer`) and write DIR/model.keras and DIR/train_report.json.
 
 Bad flags stop with one line and exit code 2 before TensorFlow loads; a SIGTERM stops after
 the current step (run the same command to resume from the last finished epoch).
@@ -21,7 +21,7 @@ def define_flags(prefix: str = "", defaults: dict[str, Any] | None = None,
     """The training flags (into `values`, the process's FLAGS by default); the search
     defines them with prefix `train_` for --train_after_search."""
     from tfnas import cli, data
-    from tfnas.trainer import OPTIMIZERS, TrainConfig
+    from tfnas.train.trainer import OPTIMIZERS, TrainConfig
 
     flags = cli.Definer(values, __name__)
     d = {f.name: f.default for f in TrainConfig.__dataclass_fields__.values()}
@@ -44,7 +44,7 @@ def define_flags(prefix: str = "", defaults: dict[str, Any] | None = None,
 def config_from_flags(values: Any, arch: Any, dataset: str, model_dir: str, seed: int,
                       jit_compile: bool, prefix: str = "") -> Any:
     """A TrainConfig from the flags (with `prefix` for the search's --train_* flags)."""
-    from tfnas.trainer import TrainConfig
+    from tfnas.train.trainer import TrainConfig
 
     def get(name: str) -> Any:
         return getattr(values, prefix + name)
@@ -65,7 +65,7 @@ def config_from_flags(values: Any, arch: Any, dataset: str, model_dir: str, seed
 
 
 def finished_report(run: Any, model_dir: str) -> dict[str, Any] | None:
-    """The report of the training `run` (a `tfnas.rundir.Run`) holds finished, said in one
+    """The report of the training `run` (a `tfnas.run.rundir.Run`) holds finished, said in one
     line; None when it has not finished."""
     import json
     from pathlib import Path
@@ -79,9 +79,9 @@ def finished_report(run: Any, model_dir: str) -> dict[str, Any] | None:
 
 def train_in(run: Any, config: Any, strategy: Any) -> dict[str, Any]:
     """Trains (or resumes) `config` in its run directory and marks the run finished; a
-    SIGTERM saves and exits with 143 (`tfnas.rundir.exit_when_interrupted`)."""
-    from tfnas import trainer
-    from tfnas.rundir import StopOnSignal, exit_when_interrupted
+    SIGTERM saves and exits with 143 (`tfnas.run.rundir.exit_when_interrupted`)."""
+    from tfnas.train import trainer
+    from tfnas.run.rundir import StopOnSignal, exit_when_interrupted
 
     with exit_when_interrupted():
         report = trainer.train(config, strategy, StopOnSignal())
@@ -96,7 +96,8 @@ def summary(report: dict[str, Any], model_dir: str) -> str:
 
 
 def main(argv: list[str]) -> None:
-    from tfnas import data, distribute, rundir
+    from tfnas import data
+    from tfnas.run import distribute, rundir
     from tfnas.space import Architecture
 
     arch = Architecture.load(FLAGS.arch)
@@ -119,18 +120,19 @@ def main(argv: list[str]) -> None:
     print(summary(report, FLAGS.model_dir))
 
 
-if __name__ == "__main__":
-    flags.DEFINE_string("arch", None, "The architecture to train (arch.json from a search, or "
+def define_command_flags() -> None:
+    """Every flag of `python -m tfnas.train`: the training flags and the run's own."""
+    define = cli.Definer(None, __name__)
+    define.DEFINE_string("arch", None, "The architecture to train (arch.json from a search, or "
                         "tools/make_arch.py).")
-    flags.DEFINE_string("model_dir", None, "Output and checkpoint directory.")
+    define.DEFINE_string("model_dir", None, "Output and checkpoint directory.")
     define_flags()
-    flags.DEFINE_string("tpu", None, "TPU name or address: runs under TPUStrategy.")
-    flags.DEFINE_enum("precision", "auto", ["auto", "float32", "mixed_bfloat16"],
+    define.DEFINE_string("tpu", None, "TPU name or address: runs under TPUStrategy.")
+    define.DEFINE_enum("precision", "auto", ["auto", "float32", "mixed_bfloat16"],
                       "Compute dtype (auto: mixed_bfloat16 with --tpu, else float32).")
-    flags.DEFINE_bool("jit_compile", False, "Compile the train step with XLA (on for TPUs).")
-    flags.DEFINE_bool("deterministic", True, "Deterministic TensorFlow ops.")
-    flags.DEFINE_bool("overwrite", False, "Start afresh in a --model_dir that holds a training "
+    define.DEFINE_bool("jit_compile", False, "Compile the train step with XLA (on for TPUs).")
+    define.DEFINE_bool("deterministic", True, "Deterministic TensorFlow ops.")
+    define.DEFINE_bool("overwrite", False, "Start afresh in a --model_dir that holds a training "
                       "made with other flags or another network (the old run is moved to "
                       "MODEL_DIR.old-TIMESTAMP).")
     flags.mark_flags_as_required(["arch", "model_dir"])
-    cli.run(main, tensorflow=False)

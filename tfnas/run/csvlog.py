@@ -1,6 +1,6 @@
 """CSV logs that a resumed run continues without a duplicated or torn row: rows are appended
 with a newline each, a torn last line (a process killed mid-write) is ignored, and a log is cut
-back to a checkpoint's position by rewriting it whole (`tfnas.rundir.write_text`)."""
+back to a checkpoint's position by rewriting it whole (`tfnas.run.files.write_text`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import io
 from pathlib import Path
 from typing import Any, Callable
 
-from tfnas.rundir import write_text
+from tfnas.run.files import write_text
 
 
 def cut(path: Path, fields: Any, keep: Callable[[dict[str, Any]], bool]

@@ -1,6 +1,7 @@
-"""What the supernet and the search ask of a searchable layer: the one interface of the
-Single-Path superkernel (`tfnas.layers.superkernel`) and the multi-path mixed op
-(`tfnas.layers.mixed`). A new kind of searchable layer implements it and nothing else changes.
+"""What the supernet and the search ask of a searchable layer: the one interface of the Single-Path
+superkernel (`tfnas.search.layers.superkernel`) and the multi-path mixed op
+(`tfnas.search.layers.mixed`). A new kind of searchable layer implements it and nothing else
+changes.
 
 Probabilities and costs are read through one of four views, each with one meaning:
 

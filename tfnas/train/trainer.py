@@ -1,12 +1,12 @@
 """Train a derived Architecture from scratch: the standalone network of `tfnas.nets`.
 
 The recipe of the MnasNet / Single-Path NAS papers, scaled to any dataset: label smoothing
-(0.1), dropout before the classifier, a cosine learning rate with linear warm-up, weight
-decay; batch-norm statistics are re-estimated on training images before the evaluation. Keras `fit` runs it, so TPUStrategy, MirroredStrategy, bfloat16 and XLA
-(`jit_compile`) work as in the search. Resumable at epoch granularity: the model and
-optimizer are checkpointed after every epoch, a SIGTERM stops at the next step, and running
-again continues after the last finished epoch, with the same data order (epoch e always sees
-`Data.train(e)`).
+(0.1), dropout before the classifier, a cosine learning rate with linear warm-up, weight decay;
+batch-norm statistics are re-estimated on training images before the evaluation. Keras `fit`
+runs it, so TPUStrategy, MirroredStrategy, bfloat16 and XLA (`jit_compile`) work as in the
+search. Resumable at epoch granularity: the model and optimizer are checkpointed after every
+epoch, a SIGTERM stops at the next step, and running again continues after the last finished
+epoch, with the same data order (epoch e always sees `Data.train(e)`).
 
 Outputs in `model_dir`: model.keras (the trained network) and its arch.json,
 train_report.json (top1, top5, epochs, seconds, params, flops, arch), train_log.csv (per
@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tfnas.errors import TfnasError
-from tfnas.rundir import Interrupted, Stopwatch, write_text
+from tfnas.run.files import write_text
+from tfnas.run.rundir import Interrupted, Stopwatch
 from tfnas.space import Architecture
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -31,7 +32,7 @@ LOG_FIELDS = ("epoch", "loss", "top1", "top5")  # train_log.csv
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """A training run, as plain values (flags live in `tfnas/train.py`)."""
+    """A training run, as plain values (flags live in `tfnas/train/command.py`)."""
 
     arch: Architecture
     dataset: str
@@ -76,7 +77,9 @@ def train(config: TrainConfig, strategy: Any = None,
     import keras
     import tensorflow as tf
 
-    from tfnas import checkpoints, csvlog, data, nets
+    from tfnas import data
+    from tfnas.run import checkpoints, csvlog
+    from tfnas import nets
 
     arch, space = config.arch, config.arch.space
     strategy = strategy or tf.distribute.get_strategy()

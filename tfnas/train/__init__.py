@@ -1,0 +1,1 @@
+"""Training a derived network: the trainer and `python -m tfnas.train`."""
