@@ -63,7 +63,8 @@ def search_error(*args: str, model_dir: Path | None = None) -> str:
     from absl import flags
 
     from tfnas.errors import TfnasError
-    from tfnas.search.command import define_flags, request_from_flags
+    from tfnas.search.command import request_from_flags
+    from tfnas.search.flags import define_flags
 
     values = flags.FlagValues()
     define_flags(values)

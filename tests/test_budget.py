@@ -316,7 +316,8 @@ def test_an_energy_table_is_one_more_cost_source(tmp_path, flops_table):
     low, high = budget.cost_range(energy, TINY)
     from absl import flags
 
-    from tfnas.search.command import define_flags, request_from_flags
+    from tfnas.search.command import request_from_flags
+    from tfnas.search.flags import define_flags
 
     values = flags.FlagValues()
     define_flags(values)

@@ -58,7 +58,7 @@ def print_help(program: str) -> None:
               flags.FLAGS.flags_by_module_dict().items()
               if defined and not module.startswith("absl")]
     own = [g for g in groups if g[0] == "__main__" or g[0].endswith(".py")]
-    labels = {"tfnas.sweep": "sweep flags", "tfnas.search.command": "search flags",
+    labels = {"tfnas.sweep": "sweep flags", "tfnas.search.flags": "search flags",
               "tfnas.train.command": "training flags", "tfnas.cli": "shared flags"}
     order = list(labels)  # the command's own flags first, the shared ones last
     rest = sorted((g for g in groups if g not in own),

@@ -34,7 +34,7 @@ SWEEP_FLAGS = ("target_fractions", "targets_ms", "parallel")
 
 
 def _define_flags() -> None:
-    from tfnas.search.command import define_flags
+    from tfnas.search.flags import define_flags
 
     define_flags()
     FLAGS.set_default("model_dir", "runs/sweep")

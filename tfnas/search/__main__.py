@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from tfnas.run.rundir import StopOnSignal, exit_when_interrupted
-from tfnas.search.command import (SearchRequest, config_from_flags, define_flags,
-                                  profile_device, request_from_flags, run_settings,
-                                  train_settings)
+from tfnas.search.command import (SearchRequest, config_from_flags, profile_device,
+                                  request_from_flags)
+from tfnas.search.flags import define_flags, run_settings, train_settings
 from tfnas.search.loop import Search
 from tfnas.space import Architecture
 
