@@ -189,7 +189,8 @@ def test_a_network_that_misses_on_the_device_is_solved_again_for_the_measured_la
     assert kept is first and tried == [first] and timed == []
 
 
-@pytest.mark.parametrize("name", ["single_path", "proxyless_mobile"])
+@pytest.mark.parametrize("name", ["single_path",
+                                  pytest.param("proxyless_mobile", marks=pytest.mark.e2e)])
 def test_the_solver_takes_seconds_on_large_spaces_and_lands_within_tolerance(name):
     import time
 
@@ -332,14 +333,15 @@ def test_an_energy_table_is_one_more_cost_source(tmp_path, flops_table):
     assert config.constraints[1].cost_model.of(arch) == pytest.approx(energy.of(arch))
 
 
-@pytest.mark.e2e
+@pytest.mark.slow  # the solver keeps max budgets of any source; the default run checks the
+# configuration (above) and the latency + params search (below)
 def test_an_energy_budget_holds_after_one_search(tmp_path, flops_table):
     energy = energy_table(tmp_path / "energy.json")
     low, high = budget.cost_range(energy, TINY)
     limit = low + 0.3 * (high - low)
     report, _ = _budget_search(tmp_path, flops_table, "energy",
                                f"--energy_table={tmp_path / 'energy.json'}",
-                               f"--max_mj={limit}")
+                               f"--max_mj={limit}", "--epochs=2")
     arch = Architecture.from_dict(report["arch"])
     assert energy.of(arch) <= limit
     [b] = report["budgets"]

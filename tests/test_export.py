@@ -58,6 +58,7 @@ def test_float32_tflite_agrees_with_keras(cifar_net, cifar_float):
                                      "FULLY_CONNECTED"}
 
 
+@pytest.mark.e2e
 def test_int8_logits_correlate_with_float(cifar_net):
     arch, model = cifar_net
     calibration = export.representative_inputs((32, 32, 3), 100, seed=2)
@@ -73,6 +74,7 @@ def test_int8_logits_correlate_with_float(cifar_net):
     assert interpreter.get_input_details()[0]["dtype"] == np.float32
 
 
+@pytest.mark.e2e
 def test_dynamic_range_model_is_smaller_and_close(cifar_net, cifar_float):
     arch, model = cifar_net
     float_fb = cifar_float
@@ -99,6 +101,7 @@ def test_architecture_metadata_round_trips(tmp_path, cifar_net, cifar_float):
     assert export.read_architecture(path) == other
 
 
+@pytest.mark.e2e
 def test_conversion_output_is_kept_off_the_console(capfd, cifar_net):
     arch, model = cifar_net
     export.to_tflite(model, arch=arch)
