@@ -42,9 +42,10 @@ def table_path(f: Any, space: Any) -> str | None:
     return None
 
 
-def _latency_model(f: Any, space: Any) -> Any:
-    """The latency source the flags name (predictor or table), or None without one (or while
-    a --device table is still to be profiled)."""
+def _latency_model(f: Any, space: Any) -> tuple[Any, str | None]:
+    """The latency source the flags name (predictor or table) and its name for the report
+    ("table PATH", "predictor PATH"); the source is None without one (or while a --device
+    table is still to be profiled)."""
     kind, _, predictor_path = f.latency_model.partition(":")
     if f.latency_model != "table" and not (kind == "predictor" and predictor_path):
         raise TfnasError(f"--latency_model={f.latency_model!r}: expected table or "
@@ -57,11 +58,13 @@ def _latency_model(f: Any, space: Any) -> Any:
             raise TfnasError(f"predictor {predictor_path!r} was trained for space "
                              f"{model.space.name!r} ({model.space.num_layers} layers), "
                              f"not this {space.name!r}")
-        return model
-    if f.device:
-        return None  # the device's table: profiled first (`SearchRequest.device_latency`)
+        return model, f"predictor {predictor_path}"
     path = table_path(f, space)
-    return None if path is None else table_source(space, path, "ms", "--latency_table")
+    if path is None:
+        return None, None
+    if f.device:  # the device's table: profiled first (`SearchRequest.device_latency`)
+        return None, f"table {path}"
+    return table_source(space, path, "ms", "--latency_table"), f"table {path}"
 
 
 def table_source(space: Any, path: str, unit: str, flag: str) -> CostModel:
@@ -82,12 +85,6 @@ def _read_target(f: Any) -> None:
         raise TfnasError(f"--target_ms must be positive, got {f.target_ms}")
     if f.target_fraction is not None and not 0 <= f.target_fraction <= 1:
         raise TfnasError(f"--target_fraction must be in [0, 1], got {f.target_fraction}")
-
-
-def _latency_source(f: Any, space: Any) -> str:
-    """What predicts latency, as the report names it."""
-    kind, _, path = f.latency_model.partition(":")
-    return f"predictor {path}" if kind == "predictor" else f"table {table_path(f, space)}"
 
 
 def _settings(f: Any) -> dict[str, Any]:
@@ -122,7 +119,10 @@ class SearchRequest:
     ceilings: tuple[Constraint, ...]  # the max budgets of other sources (params, FLOPs, mJ)
     sources: dict[str, Any]  # metric → source, for those known before any profiling
     latency: Any  # the latency source, None until profiled or without one
+    latency_name: str | None  # what predicts latency, as the report names it
     settings: dict[str, Any]
+    # the configuration built when the flags were checked (None while a table is pending)
+    checked: SearchConfig | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
     def pending(self) -> bool:
@@ -138,6 +138,8 @@ class SearchRequest:
         source the flags named."""
         from tfnas.search import budget
 
+        if latency is None and self.checked is not None:
+            return self.checked
         f, space = self.flags, self.space
         latency = latency if latency is not None else self.latency
         if latency is None and (self.metric == "latency" or self.cost in ("target", "max")):
@@ -158,7 +160,7 @@ class SearchRequest:
             return SearchConfig(
                 space=space, cost_model=sources[self.metric], objective=objective,
                 constraints=tuple(constraints), **self.settings,
-                latency_source=_latency_source(f, space) if latency is not None else None)
+                latency_source=self.latency_name if latency is not None else None)
         except TfnasError as err:
             raise _named(f, err) from None
 
@@ -171,8 +173,7 @@ class SearchRequest:
             "name": self.metric, "pending": f"profiled on --device={self.flags.device}"},
             "cost": self.cost, "target_ms": self.flags.target_ms,
             "target_fraction": self.flags.target_fraction,
-            "constraints": [{"budget": c.describe(), "kind": c.kind, "flag": c.flag}
-                            for c in self.ceilings], **self.settings}
+            "constraints": [c.summary() for c in self.ceilings], **self.settings}
 
 
 def request_from_flags(flags_values: Any) -> SearchRequest:
@@ -198,7 +199,7 @@ def request_from_flags(flags_values: Any) -> SearchRequest:
     space = cli.space_from_flags(f)
     methods.get(f.method).check_space(space)
     _read_target(f)
-    latency = _latency_model(f, space)
+    latency, latency_name = _latency_model(f, space)
     has_latency = latency is not None or bool(f.device)
     has_target = f.target_ms is not None or f.target_fraction is not None
     sources: dict[str, Any] = {"params": CostModel.params(space),
@@ -249,10 +250,11 @@ def request_from_flags(flags_values: Any) -> SearchRequest:
     except TfnasError as err:
         raise _named(f, err) from None
     request = SearchRequest(f, space, metric, cost, tuple(ceilings), sources, latency,
-                            settings)
-    if not request.pending:
-        request.config()  # the target against the latency source's range
-    return request
+                            latency_name, settings)
+    if request.pending:
+        return request
+    # built once here: the target checked against the latency source's range
+    return dataclasses.replace(request, checked=request.config())
 
 
 def config_from_flags(flags_values: Any) -> SearchConfig:

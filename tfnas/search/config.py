@@ -59,9 +59,7 @@ class SearchConfig:
             elif field.name == "objective":
                 value = None if value is None else {"kind": value.kind, "lam": value.lam}
             elif field.name == "constraints":
-                value = [{"budget": c.describe(), "kind": c.kind, "flag": c.flag,
-                          "lam_init": c.lam_init, "lam_rate": c.lam_rate, "kappa": c.kappa}
-                         for c in value]
+                value = [c.summary() for c in value]
             elif isinstance(value, tuple):
                 value = list(value)
             values[field.name] = value

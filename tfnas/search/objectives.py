@@ -147,3 +147,8 @@ class Constraint:
     def describe(self) -> str:
         sign = "≤" if self.kind == "max" else "="
         return f"{self.name} {sign} {self.target:g} {self.cost_model.unit}"
+
+    def summary(self) -> dict[str, Any]:
+        """The budget as plain JSON values (its cost by name), for reports and --dry_run."""
+        return {"budget": self.describe(), "kind": self.kind, "flag": self.flag,
+                "lam_init": self.lam_init, "lam_rate": self.lam_rate, "kappa": self.kappa}
