@@ -79,8 +79,9 @@ def test_first_step_is_the_same_under_mirrored_strategy():
     assert np.abs(grads).max() > 1e-3  # the comparison is not between zeros
     assert np.abs(grads - np.array(mirrored["grads"])).max() < 1e-4
     # without synchronised batch norm each replica normalises its half-batch: not the same
+    # (off by 3% of the largest gradient on the two-layer space, where synced agree to 1e-8)
     unsynced = np.array(result["mirrored_unsynced"]["grads"])
-    assert np.abs(grads - unsynced).max() > 1e-3
+    assert np.abs(grads - unsynced).max() > 0.01 * np.abs(grads).max()
 
 
 @pytest.mark.e2e

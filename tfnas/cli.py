@@ -90,10 +90,12 @@ def import_tensorflow_quietly() -> None:
         raise failure
 
 
-def run(main: Callable[[list[str]], int | None], *, tensorflow: bool = True) -> None:
+def run(main: Callable[[list[str]], int | None]) -> None:
     """Runs an absl `main(argv)`; user errors become one line and exit code 2.
 
-    `tensorflow=False` for tools that only need the LiteRT runtime (faster start).
+    TensorFlow is not imported here: `main` checks its flags first (a bad one stops in under a
+    second, not after TensorFlow's 6 s start) and calls `import_tensorflow_quietly()` before
+    its work needs it.
     """
 
     def guarded(argv: list[str]) -> int | None:
@@ -102,8 +104,6 @@ def run(main: Callable[[list[str]], int | None], *, tensorflow: bool = True) -> 
         from absl import logging
 
         logging.set_verbosity(logging.WARNING)  # checkpoint savers log every save at INFO
-        if tensorflow:
-            import_tensorflow_quietly()
         try:
             return main(argv)
         except TfnasError as err:

@@ -256,4 +256,4 @@ def _fmt(value: Any, width: int = 10, spec: str = ".4g") -> str:
 
 if __name__ == "__main__":
     _define_flags()
-    cli.run(main, tensorflow=False)  # the searches run in their own processes
+    cli.run(main)  # the searches run in their own processes

@@ -57,6 +57,7 @@ def main(argv: list[str]) -> None:
     if arch is None and (FLAGS.quantize == "qat" or FLAGS.calibration_dataset):
         raise TfnasError(f"no arch.json beside {FLAGS.model}: give --arch=ARCH.json")
 
+    cli.import_tensorflow_quietly()  # after the checks: a bad flag stops in under a second
     import keras
 
     from tfnas.deploy import export

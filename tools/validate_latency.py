@@ -129,4 +129,4 @@ def _plot(rows: list[dict], path: Path, space: str, device: str,
 
 
 if __name__ == "__main__":
-    cli.run(main, tensorflow=False)
+    cli.run(main)

@@ -142,4 +142,4 @@ if __name__ == "__main__":
     from tfnas import cli
 
     define_flags()
-    cli.run(main, tensorflow=False)  # flags are checked before TensorFlow loads
+    cli.run(main)  # flags are checked before TensorFlow loads

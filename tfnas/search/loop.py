@@ -170,11 +170,13 @@ class Search(SearchStep):
 
         images = next(iter(self.data.train(0).unbatch().batch(256)))[0]
         nets.recalibrate_batchnorm(self.model, images)
+        if not hasattr(self, "_correct_fn"):  # compiled once: eager calls cost seconds
+            self._correct_fn = tf.function(lambda images, labels: tf.reduce_sum(tf.cast(
+                tf.equal(tf.argmax(self.model(images, training=False), -1,
+                                   output_type=tf.int32), labels), tf.int32)), autograph=False)
         correct = total = 0
         for images, labels in self.data.val():
-            logits = self.model(images, training=False)
-            correct += int(tf.reduce_sum(tf.cast(
-                tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.int32)))
+            correct += int(self._correct_fn(images, labels))
             total += int(labels.shape[0])
         return correct / max(total, 1)
 
@@ -379,7 +381,7 @@ class Search(SearchStep):
             space = self.config.space
             self._snapshot_fn = tf.function(lambda: (
                 supernet.soft_one_hot(self.model, space, "decided"),
-                supernet.soft_one_hot(self.model, space, "relaxed")))
+                supernet.soft_one_hot(self.model, space, "relaxed")), autograph=False)
         hard, relaxed = self._snapshot_fn()
         return hard.numpy(), relaxed.numpy()
 

@@ -5,4 +5,4 @@ __doc__ = command.__doc__  # `--help` prints the command's usage
 
 if __name__ == "__main__":
     command.define_command_flags()
-    cli.run(command.main, tensorflow=False)  # flags are checked before TensorFlow loads
+    cli.run(command.main)  # flags are checked before TensorFlow loads
