@@ -76,6 +76,7 @@ def quickstart(tmp_path_factory) -> tuple[Path, "nbformat.NotebookNode"]:
     return run, nb
 
 
+@pytest.mark.long
 @pytest.mark.e2e
 def test_quickstart_notebook_searches_to_its_target_and_plots_the_search(quickstart):
     run, nb = quickstart

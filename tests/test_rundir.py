@@ -40,6 +40,7 @@ def flops_table(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.long
 @pytest.mark.e2e
 def test_a_rerun_with_other_flags_stops_and_a_finished_search_is_reported(tmp_path,
                                                                          flops_table):
@@ -79,6 +80,7 @@ def test_a_rerun_with_other_flags_stops_and_a_finished_search_is_reported(tmp_pa
     assert settings["target_fraction"] == 0.2 and not (run / "train").exists()
 
 
+@pytest.mark.long
 @pytest.mark.e2e
 def test_a_second_writer_stops_at_once_and_a_dead_writers_lock_is_taken_over(tmp_path,
                                                                            flops_table):

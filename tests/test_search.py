@@ -84,6 +84,7 @@ def test_first_step_is_the_same_under_mirrored_strategy():
     assert np.abs(grads - unsynced).max() > 0.01 * np.abs(grads).max()
 
 
+@pytest.mark.long
 @pytest.mark.e2e
 def test_search_killed_mid_epoch_resumes_to_the_same_architecture(tmp_path):
     """A latency target on a FLOPs table, so the budget's multiplier and the late window (the

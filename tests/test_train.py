@@ -15,8 +15,13 @@ from conftest import ROOT, error_lines, terminate_after, train_command
 
 
 @pytest.fixture(scope="module")
-def arch_file(trained_tiny):
-    return trained_tiny / "arch.json"
+def arch_file(tmp_path_factory):
+    """The architecture `trained_tiny` trains (the bad-flag checks need no training)."""
+    from tfnas.space import Architecture, Op, get_space
+
+    path = tmp_path_factory.mktemp("arch") / "arch.json"
+    Architecture.uniform(get_space("tiny"), Op(3, 6)).save(path)
+    return path
 
 
 def _train(arch_file, model_dir, *extra):
@@ -24,6 +29,7 @@ def _train(arch_file, model_dir, *extra):
                           text=True, timeout=600, cwd=ROOT)
 
 
+@pytest.mark.long
 @pytest.mark.e2e
 def test_a_killed_training_resumes_to_the_same_network(tmp_path, trained_tiny, arch_file):
     report = json.loads((trained_tiny / "train_report.json").read_text())
