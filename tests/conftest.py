@@ -106,3 +106,24 @@ def trained_tiny(tmp_path_factory) -> Path:
     assert out.returncode == 0, out.stderr[-2000:]
     (folder / "run" / "stdout.txt").write_text(out.stdout)
     return folder / "run"
+
+
+def flops_from_model(model) -> int:
+    """Multiply-adds read off the built Keras layers (independent of tfnas' counting)."""
+    import keras
+
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.DepthwiseConv2D):
+            _, h, w, c = layer.output.shape
+            total += h * w * c * layer.kernel_size[0] * layer.kernel_size[1]
+        elif isinstance(layer, keras.layers.Conv2D):
+            _, h, w, c_out = layer.output.shape
+            c_in = layer.input.shape[-1]
+            total += h * w * c_out * c_in * layer.kernel_size[0] * layer.kernel_size[1]
+        elif isinstance(layer, keras.layers.Dense):
+            total += layer.input.shape[-1] * layer.units
+        elif isinstance(layer, keras.layers.Multiply):  # squeeze-and-excitation's scaling
+            _, h, w, c = layer.output.shape
+            total += h * w * c
+    return total

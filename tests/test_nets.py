@@ -6,29 +6,11 @@ import keras
 import numpy as np
 import pytest
 
+from conftest import flops_from_model
 from tfnas import nets
 from tfnas.blocks.common import BN_MOMENTUM
 from tfnas.errors import TfnasError
 from tfnas.space import PRESET_NAMES, Architecture, get_space
-
-
-def _flops_from_model(model) -> int:
-    """Multiply-adds read off the built Keras layers (independent of tfnas' counting)."""
-    total = 0
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.DepthwiseConv2D):
-            _, h, w, c = layer.output.shape
-            total += h * w * c * layer.kernel_size[0] * layer.kernel_size[1]
-        elif isinstance(layer, keras.layers.Conv2D):
-            _, h, w, c_out = layer.output.shape
-            c_in = layer.input.shape[-1]
-            total += h * w * c_out * c_in * layer.kernel_size[0] * layer.kernel_size[1]
-        elif isinstance(layer, keras.layers.Dense):
-            total += layer.input.shape[-1] * layer.units
-        elif isinstance(layer, keras.layers.Multiply):  # squeeze-and-excitation's scaling
-            _, h, w, c = layer.output.shape
-            total += h * w * c
-    return total
 
 
 @pytest.mark.parametrize("name", PRESET_NAMES)
@@ -38,7 +20,7 @@ def test_params_and_flops_match_the_built_model_exactly(name):
         arch = Architecture.sample(space, seed)
         model = nets.build(arch)
         assert arch.params() == model.count_params()
-        assert arch.flops() == _flops_from_model(model)
+        assert arch.flops() == flops_from_model(model)
         assert model.output.shape[1:] == (space.num_classes,)
 
 
@@ -50,7 +32,7 @@ def test_squeeze_excite_params_and_flops_match_the_built_model_exactly(name):
         arch = Architecture.sample(space, seed)
         model = nets.build(arch)
         assert arch.params() == model.count_params()
-        assert arch.flops() == _flops_from_model(model)
+        assert arch.flops() == flops_from_model(model)
     every = Architecture.uniform(space, "mbconv_k3_e6_se")
     plain = Architecture.uniform(space, "mbconv_k3_e6")
     assert every.params() > plain.params() and every.flops() > plain.flops()

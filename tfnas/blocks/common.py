@@ -36,9 +36,12 @@ def depthwise_initializer(k: ModuleType) -> Any:
     return k.initializers.VarianceScaling(2.0, mode="fan_out", distribution="truncated_normal")
 
 
-def batch_norm(k: ModuleType, name: str, sync_bn: bool = False) -> Any:
-    """BatchNormalization; `sync_bn` synchronises statistics across replicas."""
+def batch_norm(k: ModuleType, name: str, sync_bn: bool = False, affine: bool = True) -> Any:
+    """BatchNormalization; `sync_bn` synchronises statistics across replicas; `affine=False`
+    leaves out the learned scale and offset (DARTS' search network)."""
     extra = {"synchronized": True} if sync_bn else {}
+    if not affine:
+        extra.update(center=False, scale=False)
     return k.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name,
                                        **extra)
 
@@ -50,3 +53,9 @@ def conv_bn(x: Any, k: ModuleType, filters: int, kernel: int, stride: int, name:
                         kernel_initializer="he_normal", name=name)(x)
     x = batch_norm(k, f"{name}_bn", sync_bn)(x)
     return k.layers.ReLU(name=f"{name}_relu")(x) if relu else x
+
+
+def check_dropout(dropout: float) -> None:
+    """A classifier's dropout rate must be in [0, 1)."""
+    if not 0.0 <= dropout < 1.0:
+        raise TfnasError(f"dropout must be in [0, 1), got {dropout}")

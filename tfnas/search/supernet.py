@@ -17,6 +17,7 @@ import keras
 
 from tfnas.search import methods
 from tfnas import nets
+from tfnas.blocks import common
 from tfnas.costs import CostModel
 from tfnas.errors import TfnasError
 from tfnas.latency.predictor import LatencyPredictor
@@ -33,7 +34,7 @@ def build(space: SearchSpace, *, method: str = "superkernel", dropout: float = 0
     `temperature`: initial Gumbel τ; `select`: how mixed ops run one path, see `MixedOp`)."""
     record = methods.get(method)
     record.check_space(space)
-    nets.check_dropout(dropout)
+    common.check_dropout(dropout)
     inputs = nets.image_input(keras, space)
     x = nets.stem(inputs, keras, space, sync_bn)
     for i, spec in enumerate(space.layers):

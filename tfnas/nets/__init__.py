@@ -1,4 +1,5 @@
-"""Standalone networks from an Architecture, built from standard Keras layers only (rule 4).
+"""Standalone networks from an Architecture, built from standard Keras layers only (rule 4);
+networks of DARTS cells (a `CellArchitecture`) are built by `tfnas.nets.cells`.
 
 The same builder runs against Keras 3 (`backend="keras"`) and against `tf_keras`
 (`backend="tf_keras"`, extra `qat`), because tensorflow-model-optimization's `quantize_model`
@@ -12,9 +13,10 @@ from types import ModuleType
 from typing import Any
 
 from tfnas.blocks import family
-from tfnas.blocks.common import conv_bn, keras_module
-from tfnas.errors import TfnasError
+from tfnas.blocks.common import check_dropout, conv_bn, keras_module
+from tfnas.nets import cells
 from tfnas.space import Architecture, LayerSignature, SearchSpace
+from tfnas.space.cells import CellArchitecture
 
 
 def block(x: Any, k: ModuleType, sig: LayerSignature, name: str, sync_bn: bool = False) -> Any:
@@ -43,18 +45,16 @@ def head(x: Any, k: ModuleType, space: SearchSpace, dropout: float,
     return k.layers.Dense(space.num_classes, name="logits")(x)
 
 
-def check_dropout(dropout: float) -> None:
-    if not 0.0 <= dropout < 1.0:
-        raise TfnasError(f"dropout must be in [0, 1), got {dropout}")
-
-
 def image_input(k: ModuleType, space: SearchSpace) -> Any:
     return k.Input((space.input_size, space.input_size, space.input_channels), name="image")
 
 
-def build(arch: Architecture, *, dropout: float = 0.2, backend: str = "keras",
-          name: str | None = None) -> Any:
-    """A functional model taking [B, H, W, C] float images and returning logits."""
+def build(arch: Architecture | CellArchitecture, *, dropout: float = 0.2,
+          backend: str = "keras", name: str | None = None) -> Any:
+    """A functional model taking [B, H, W, C] float images and returning logits (a cell
+    network with the auxiliary head: and the auxiliary logits)."""
+    if isinstance(arch, CellArchitecture):
+        return cells.build(arch, dropout=dropout, backend=backend, name=name)
     check_dropout(dropout)
     k = keras_module(backend)
     space = arch.space

@@ -1,0 +1,134 @@
+"""The DARTS cell space: published genotypes from their text, exact params and FLOPs of the
+built Keras networks, every op through TFLite, bad genotypes as one error each."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import flops_from_model
+from tfnas import nets
+from tfnas.errors import TfnasError
+from tfnas.space.cells import (PUBLISHED, CellArchitecture, Genotype, cell_architecture,
+                               get_network)
+
+SMALL = {"cells": 5, "init_channels": 8}
+# every op; on the reduction cell each one also on an edge from an input (stride 2)
+EVERY_OP = ("Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_5x5', 1), ('dil_conv_3x3', 2), "
+            "('dil_conv_5x5', 1), ('max_pool_3x3', 3), ('avg_pool_3x3', 2), ('skip_connect', 4),"
+            " ('skip_connect', 0)], normal_concat=[2, 3, 4, 5], reduce=[('sep_conv_5x5', 0), "
+            "('dil_conv_3x3', 1), ('dil_conv_5x5', 0), ('skip_connect', 1), ('max_pool_3x3', 0),"
+            " ('avg_pool_3x3', 1), ('sep_conv_3x3', 4), ('avg_pool_3x3', 3)], "
+            "reduce_concat=range(2, 6))")
+
+
+def test_published_genotypes_round_trip_through_their_text_and_json():
+    for name, text in PUBLISHED.items():
+        genotype = Genotype.parse(text)
+        assert Genotype.parse(genotype.to_text()) == genotype, name
+        assert Genotype.from_dict(json.loads(json.dumps(genotype.to_dict()))) == genotype
+        for cell in (genotype.normal, genotype.reduce):
+            assert cell.nodes == 4 and len(cell.edges) == 8 and cell.concat == (2, 3, 4, 5)
+    # as the code bases write them: an assignment, range(2, 6) for the concat
+    assert Genotype.parse("PCDARTS = " + PUBLISHED["pc_darts_cifar"]) == \
+        Genotype.named("pc_darts_cifar")
+    assert Genotype.named("darts_v2").normal.edges[7] == ("dil_conv_3x3", 2)
+
+
+@pytest.mark.parametrize("network,overrides", [
+    pytest.param("darts_search", {}, marks=pytest.mark.e2e),  # 12 s
+    ("darts28", SMALL),
+    ("darts_cifar", {**SMALL, "auxiliary": True}),
+    ("darts_imagenet", {"cells": 3, "init_channels": 8, "auxiliary": True}),
+])
+def test_params_and_flops_match_the_built_model_exactly(network, overrides):
+    for genotype in (*PUBLISHED, Genotype.parse(EVERY_OP)):
+        arch = cell_architecture(network, genotype, **overrides)
+        model = nets.build(arch)
+        assert arch.params() == model.count_params(), (network, genotype)
+        assert arch.flops() == flops_from_model(model), (network, genotype)
+        outputs = model.outputs
+        assert len(outputs) == (2 if arch.network.auxiliary else 1)
+        assert all(tuple(o.shape) == (None, arch.network.num_classes) for o in outputs)
+
+
+def test_the_cell_plan_halves_the_map_and_doubles_the_channels_at_one_and_two_thirds():
+    arch = cell_architecture("darts_cifar", "darts_v2")
+    plans = arch.plan()
+    assert [p.index for p in plans if p.reduction] == [6, 13]
+    assert [p.channels for p in plans][5:8] == [36, 72, 72] and plans[-1].channels == 144
+    assert plans[-1].out_size == 8 and plans[7].reduction_prev and plans[7].size_prev == 16
+    # a reduction cell's edges from its inputs have stride 2, the others stride 1
+    assert [plans[6].edge(i).stride for i in range(8)] == [2, 2, 1, 2, 2, 1, 1, 2]
+    mobile = cell_architecture("darts_imagenet", "darts_v2").plan()
+    assert mobile[0].size_prev_prev == 56 and mobile[0].size_prev == 28
+    assert mobile[0].reduction_prev and mobile[-1].out_size == 7
+
+
+@pytest.mark.e2e
+def test_the_papers_evaluation_networks_have_their_published_params():
+    """Trainable weights without the auxiliary head, as PyTorch counts them: DARTS (second
+    order, the V2 cell) 3.3M and PC-DARTS 3.6M on CIFAR-10 in their papers' tables."""
+    for name, published in (("darts_v2", 3.3), ("pc_darts_cifar", 3.6)):
+        model = nets.build(cell_architecture("darts_cifar", name))
+        trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+        assert round(trainable / 1e6, 1) == published, (name, trainable)
+
+
+@pytest.mark.e2e
+def test_every_op_at_both_strides_exports_to_tflite_and_agrees_with_keras():
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tfnas.deploy import export
+
+    arch = cell_architecture("darts28", Genotype.parse(EVERY_OP), **SMALL)
+    model = nets.build(arch)
+    shape = (28, 28, 1)
+    nets.recalibrate_batchnorm(model, export.representative_inputs(shape, 64, seed=9))
+    flatbuffer = export.to_tflite(model, arch=arch)
+    interpreter = Interpreter(model_content=flatbuffer)
+    interpreter.allocate_tensors()
+    images = export.representative_inputs(shape, 8, seed=1)
+    got = []
+    for image in images:
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], image[None])
+        interpreter.invoke()
+        got.append(interpreter.get_tensor(interpreter.get_output_details()[0]["index"])[0])
+    ref = np.asarray(model(images, training=False))
+    assert ref.std() > 0.05  # meaningful logits
+    assert np.abs(np.stack(got) - ref).max() / np.abs(ref).max() < 1e-5
+    ops = {op["op_name"] for op in interpreter._get_ops_details()}
+    assert {"DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D", "CONCATENATION"} <= ops
+    embedded = export.read_metadata(flatbuffer, export.METADATA_NAME)
+    assert CellArchitecture.from_dict(json.loads(embedded)) == arch
+
+
+@pytest.mark.parametrize("text,message", [
+    (EVERY_OP.replace("'max_pool_3x3', 3", "'conv_9x9', 3"), "unknown op 'conv_9x9'"),
+    (EVERY_OP.replace("('skip_connect', 4)", "('skip_connect', 6)"),
+     "edge 6 into node 5 comes from node 6"),
+    (EVERY_OP.replace(", ('skip_connect', 0)]", "]"), "node 5 of the normal cell has one input"),
+    (EVERY_OP.replace("('sep_conv_5x5', 1)", "('none', 1)"), "keeps no zero op"),
+    (EVERY_OP.replace("normal_concat=[2, 3, 4, 5]", "normal_concat=[2, 7]"),
+     "concatenates nodes [2, 7]"),
+    (EVERY_OP.replace("Genotype(", "Genotype(normal_extra=[], "), "unknown genotype field"),
+    ("Genotype(normal=[('sep_conv_3x3', 0)", "malformed genotype text"),
+    ("{\"normal\": []}", "has 'normal' and 'reduce'"),
+])
+def test_a_bad_genotype_is_one_error(text, message):
+    with pytest.raises(TfnasError) as err:
+        Genotype.parse(text)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_networks_check_their_settings():
+    with pytest.raises(TfnasError, match="at least 3 cells"):
+        get_network("darts_cifar", cells=2)
+    with pytest.raises(TfnasError, match="init_channels must be even"):
+        get_network("darts_cifar", init_channels=15)
+    with pytest.raises(TfnasError, match="turn the auxiliary head off"):
+        cell_architecture("darts_search", "darts_v2", input_size=64, auxiliary=True).params()
+    with pytest.raises(TfnasError, match="unknown genotype 'darts_v3'"):
+        Genotype.load("darts_v3")
