@@ -132,3 +132,16 @@ def test_networks_check_their_settings():
         cell_architecture("darts_search", "darts_v2", input_size=64, auxiliary=True).params()
     with pytest.raises(TfnasError, match="unknown genotype 'darts_v3'"):
         Genotype.load("darts_v3")
+
+
+def test_make_arch_writes_a_published_cell_network_that_loads_back(tmp_path):
+    from conftest import run_tool
+    from tfnas.space import load_architecture
+
+    out = tmp_path / "darts.json"
+    done = run_tool("make_arch.py", "--genotype=pc_darts_cifar", "--space=darts28",
+                    "--cells=5", "--init_channels=8", f"--out={out}")
+    assert done.returncode == 0, done.stderr
+    arch = load_architecture(out)
+    assert arch == cell_architecture("darts28", "pc_darts_cifar", **SMALL)
+    assert f"{arch.params():,} params" in done.stdout and "node 5 = " in done.stdout

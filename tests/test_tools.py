@@ -67,6 +67,11 @@ def test_benchmark_table_compares_models(exported):
     ("make_arch.py", ["--space=huge", "--op=skip"], "unknown search space"),
     ("make_arch.py", ["--space=tiny", "--op=skip"], "not allowed at layer 0"),
     ("make_arch.py", ["--space=tiny", "--op=conv5"], "unknown op"),
+    ("make_arch.py", ["--genotype=darts_v3"], "unknown genotype 'darts_v3'"),
+    ("make_arch.py", ["--genotype={junk}"], "malformed genotype text"),
+    ("make_arch.py", ["--genotype=darts_v2", "--cells=2"], "at least 3 cells"),
+    ("make_arch.py", ["--genotype=darts_v2", "--space=tiny"], "unknown cell network 'tiny'"),
+    ("make_arch.py", ["--genotype=darts_v2", "--sample_seed=1"], "leave out --op"),
     # issue 18: outputs and tables checked before any work (defects 5 and 6)
     ("export_tflite.py", ["--arch={arch}", "--out={folder}"], "is a directory: give a file"),
     ("validate_latency.py", ["--latency_table={table}", "--out={junk}"],

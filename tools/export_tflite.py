@@ -35,7 +35,7 @@ flags.mark_flag_as_required("out")
 
 def main(argv: list[str]) -> None:
     from tfnas.errors import TfnasError
-    from tfnas.space import Architecture
+    from tfnas.space import load_architecture
 
     if not FLAGS.arch and not FLAGS.model:
         raise TfnasError("give --arch=ARCH.json or --model=MODEL.keras")
@@ -51,9 +51,9 @@ def main(argv: list[str]) -> None:
         from tfnas import data
 
         data.check_spec(FLAGS.calibration_dataset)
-    arch = Architecture.load(FLAGS.arch) if FLAGS.arch else None
+    arch = load_architecture(FLAGS.arch) if FLAGS.arch else None
     if arch is None and FLAGS.model and (Path(FLAGS.model).parent / "arch.json").is_file():
-        arch = Architecture.load(Path(FLAGS.model).parent / "arch.json")
+        arch = load_architecture(Path(FLAGS.model).parent / "arch.json")
     if arch is None and (FLAGS.quantize == "qat" or FLAGS.calibration_dataset):
         raise TfnasError(f"no arch.json beside {FLAGS.model}: give --arch=ARCH.json")
 

@@ -1,7 +1,9 @@
-"""Write an architecture JSON: a uniform, listed or random network of a search space.
+"""Write an architecture JSON: a uniform, listed or random network of a search space, or a
+network of DARTS cells from a genotype (published name, or a file of its text or JSON).
 
     python tools/make_arch.py --space=single_path --op=mbconv_k3_e6 --out=mbv2.json
     python tools/make_arch.py --space=tiny --sample_seed=3 --out=random.json
+    python tools/make_arch.py --genotype=darts_v2 --space=darts_cifar --out=darts.json
 """
 
 from __future__ import annotations
@@ -16,6 +18,14 @@ flags.DEFINE_string("op", None, "One op for every layer, e.g. mbconv_k3_e6 (Mobi
 flags.DEFINE_string("ops", None, "Comma-separated op per layer.")
 flags.DEFINE_integer("sample_seed", None, "Sample every layer uniformly with this seed.")
 flags.DEFINE_string("out", None, "Where to write the JSON (default: print it).")
+flags.DEFINE_string("genotype", None, "A DARTS cell genotype: darts_v1, darts_v2, "
+                    "pc_darts_cifar, pc_darts_imagenet, or a file of its text (Genotype(normal="
+                    "[...], ...)) or JSON. --space then names the cell network: darts_search, "
+                    "darts_cifar (default), darts_imagenet, darts28_search, darts28.")
+flags.DEFINE_integer("cells", None, "Cell networks: override the number of cells.")
+flags.DEFINE_integer("init_channels", None, "Cell networks: override the first cells' "
+                     "channels C.")
+flags.DEFINE_bool("auxiliary", None, "Cell networks: with DARTS' auxiliary head.")
 
 
 def main(argv: list[str]) -> None:
@@ -26,22 +36,42 @@ def main(argv: list[str]) -> None:
 
     if FLAGS.out:
         check_output(FLAGS.out, "--out")
-    space = cli.space_from_flags(FLAGS)
     given = [x for x in (FLAGS.op, FLAGS.ops, FLAGS.sample_seed) if x is not None]
-    if len(given) != 1:
-        raise TfnasError("give exactly one of --op, --ops or --sample_seed")
-    if FLAGS.op is not None:
-        arch = Architecture.uniform(space, FLAGS.op)
+    if FLAGS.genotype is not None:
+        arch = _cell_network(given)
+    elif len(given) != 1:
+        raise TfnasError("give exactly one of --op, --ops, --sample_seed or --genotype")
+    elif FLAGS.op is not None:
+        arch = Architecture.uniform(cli.space_from_flags(FLAGS), FLAGS.op)
     elif FLAGS.ops is not None:
-        arch = Architecture(space, tuple(parse_ops(FLAGS.ops)))
+        arch = Architecture(cli.space_from_flags(FLAGS), tuple(parse_ops(FLAGS.ops)))
     else:
-        arch = Architecture.sample(space, FLAGS.sample_seed)
+        arch = Architecture.sample(cli.space_from_flags(FLAGS), FLAGS.sample_seed)
     if FLAGS.out:
         arch.save(FLAGS.out)
         print(arch.table())
         print(f"wrote {FLAGS.out}")
     else:
         print(arch.to_json())
+
+
+def _cell_network(given: list) -> object:
+    """The --genotype's cells in the --space network (default darts_cifar)."""
+    from tfnas.errors import TfnasError
+    from tfnas.space.cells import cell_architecture
+
+    if given:
+        raise TfnasError("--genotype writes a network of cells: leave out --op, --ops and "
+                         "--sample_seed")
+    for name in ("width_multiplier", "squeeze_excite"):
+        if FLAGS[name].value is not None:
+            raise TfnasError(f"--{name} applies to layer spaces, not to cell networks")
+    overrides = {name: FLAGS[name].value for name in ("input_size", "input_channels",
+                                                      "num_classes", "cells", "init_channels",
+                                                      "auxiliary")
+                 if FLAGS[name].value is not None}
+    network = FLAGS.space if FLAGS["space"].present else "darts_cifar"
+    return cell_architecture(network, FLAGS.genotype, **overrides)
 
 
 if __name__ == "__main__":

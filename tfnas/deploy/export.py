@@ -157,10 +157,13 @@ def check_matches(model: Any, arch: Architecture, model_name: str, arch_name: st
                          f"weights against {count:,}): give the arch.json it was trained from")
 
 
-def read_architecture(path: str | Path) -> Architecture | None:
-    """The Architecture embedded in a .tflite file by `to_tflite`, or None."""
+def read_architecture(path: str | Path) -> Any:
+    """The architecture (`Architecture` or `CellArchitecture`) embedded in a .tflite file by
+    `to_tflite`, or None."""
+    from tfnas.space import architecture_from_json
+
     payload = read_metadata(read_model_file(path), METADATA_NAME)
-    return None if payload is None else Architecture.from_json(payload.decode())
+    return None if payload is None else architecture_from_json(payload.decode())
 
 
 def _text(value: bytes | str | None) -> str | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
@@ -18,6 +18,9 @@ from tfnas.errors import TfnasError, missing_file
 from tfnas.run.files import write_text
 from tfnas.space.ops import LayerSignature, Op
 from tfnas.space.spaces import SearchSpace, get_space
+
+if TYPE_CHECKING:
+    from tfnas.space.cells import CellArchitecture
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,3 +157,28 @@ class Architecture:
 
     def __str__(self) -> str:
         return self.table()
+
+
+def architecture_from_json(text: str) -> "Architecture | CellArchitecture":
+    """Either kind of architecture JSON: a layer space's (`space`, `ops`) or a cell network's
+    (`network`, `genotype`; `tfnas.space.cells`)."""
+    from tfnas.space.cells import CellArchitecture
+
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise TfnasError(f"malformed architecture JSON: {err}") from None
+    if isinstance(data, Mapping) and "genotype" in data:
+        return CellArchitecture.from_dict(data)
+    return Architecture.from_dict(data)
+
+
+def load_architecture(path: str | Path) -> "Architecture | CellArchitecture":
+    """An architecture file of either kind (as `tools/make_arch.py` and the search write)."""
+    path = Path(path)
+    if not path.is_file():
+        raise missing_file(path, "architecture file")
+    try:
+        return architecture_from_json(path.read_text())
+    except TfnasError as err:
+        raise TfnasError(f"{path}: {err}") from None

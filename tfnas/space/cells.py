@@ -26,6 +26,7 @@ from typing import Any, Mapping
 
 from tfnas.blocks import CELL_FAMILIES, cell_family, cell_units
 from tfnas.errors import TfnasError
+from tfnas.run.files import write_text
 
 # DARTS' PRIMITIVES, in its order; `none` (the zero op) is searched but never derived
 CELL_OPS = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3",
@@ -470,6 +471,12 @@ class CellArchitecture:
 
     # --- files --------------------------------------------------------------------------
 
+    @property
+    def space(self) -> CellNetwork:
+        """What every consumer of an architecture reads (name, input size and channels,
+        classes), as `Architecture.space` gives it for a layer space."""
+        return self.network
+
     def to_dict(self) -> dict[str, Any]:
         return {"network": self.network.to_dict(), "genotype": self.genotype.to_dict()}
 
@@ -480,10 +487,14 @@ class CellArchitecture:
     def from_dict(cls, data: Mapping[str, Any]) -> "CellArchitecture":
         if not isinstance(data, Mapping) or not {"network", "genotype"} <= set(data):
             raise TfnasError("a cell architecture has 'network' and 'genotype'")
+        if not isinstance(data["network"], Mapping):
+            raise TfnasError("a cell architecture's 'network' is an object of its settings")
         return cls(CellNetwork.from_dict(data["network"]), Genotype.from_dict(data["genotype"]))
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_json() + "\n")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text(path, self.to_json() + "\n")
 
     def table(self) -> str:
         """The cells, readable: one line per node and the network's size."""

@@ -97,10 +97,14 @@ def summary(report: dict[str, Any], model_dir: str) -> str:
 
 def main(argv: list[str]) -> None:
     from tfnas import data
+    from tfnas.errors import TfnasError
     from tfnas.run import distribute, rundir
-    from tfnas.space import Architecture
+    from tfnas.space import load_architecture
 
-    arch = Architecture.load(FLAGS.arch)
+    arch = load_architecture(FLAGS.arch)
+    if getattr(arch.space, "auxiliary", False):
+        raise TfnasError(f"{FLAGS.arch}: training with DARTS' auxiliary head is not supported "
+                         "yet; write the architecture without --auxiliary")
     data.check_spec(FLAGS.dataset, arch.space.num_classes, arch.space.input_channels)
     config = config_from_flags(FLAGS, arch, FLAGS.dataset, FLAGS.model_dir, FLAGS.seed,
                                FLAGS.jit_compile or bool(FLAGS.tpu))
@@ -124,7 +128,7 @@ def define_command_flags() -> None:
     """Every flag of `python -m tfnas.train`: the training flags and the run's own."""
     define = cli.Definer(None, __name__)
     define.DEFINE_string("arch", None, "The architecture to train (arch.json from a search, or "
-                        "tools/make_arch.py).")
+                        "tools/make_arch.py; a layer space's or a DARTS cell network's).")
     define.DEFINE_string("model_dir", None, "Output and checkpoint directory.")
     define_flags()
     define.DEFINE_string("tpu", None, "TPU name or address: runs under TPUStrategy.")
