@@ -359,12 +359,16 @@ class CellPlan:
     def out_channels(self) -> int:
         return len(self.cell.concat) * self.channels
 
-    def edge(self, i: int) -> EdgeSignature:
-        """The signature of edge i (its op on C channels at the cell's input size)."""
-        op, source = self.cell.edges[i]
+    def signature(self, op: str, source: int) -> EdgeSignature:
+        """What `op` computes on an edge from node `source` of this cell: C channels at the
+        cell's input size, stride 2 from the inputs of a reduction cell."""
         stride = 2 if self.reduction and source < INPUT_NODES else 1
         size = self.size_prev if source < INPUT_NODES else self.out_size
         return EdgeSignature(op, self.channels, size, size, stride)
+
+    def edge(self, i: int) -> EdgeSignature:
+        """The signature of edge i."""
+        return self.signature(*self.cell.edges[i])
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,122 @@
+"""The DARTS search network: mixed edges over the eight ops (DARTS), partial channels and edge
+normalisation (PC-DARTS), the derived genotype, DCA-NAS' soft cost."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfnas.search.cell_supernet import CellSupernet, derive_cell
+from tfnas.search.layers.cell import channel_shuffle, edge_count, edge_sources
+from tfnas.space.cells import CELL_OPS, EdgeSignature, Genotype, get_network
+
+NETWORK = get_network("darts28_search", cells=3, init_channels=8, input_size=16)
+
+
+def _images(n=4, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.uniform(-1, 1, (n, 16, 16, 1)).astype("float32"),
+            rng.integers(0, 10, n).astype("int32"))
+
+
+@pytest.fixture(scope="module")
+def darts_net():
+    """Building 3 cells x 14 edges x 8 ops takes about 20 s here: one network per method."""
+    return CellSupernet(NETWORK)
+
+
+@pytest.fixture(scope="module")
+def pc_darts_net():
+    """Two nodes (5 edges per cell): partial channels and β need no more."""
+    return CellSupernet(NETWORK, nodes=2, partial=4, edge_normalization=True)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("method", ["darts", "pc_darts"])
+def test_the_loss_gradient_reaches_every_alpha_and_beta(method, request):
+    net = request.getfixturevalue(f"{method}_net")
+    edge_normalization = method == "pc_darts"
+    images, labels = _images()
+    with tf.GradientTape() as tape:
+        logits = net(images, training=True)
+        loss = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(
+            labels, logits, from_logits=True))
+    assert tuple(logits.shape) == (4, 10)
+    grads = tape.gradient(loss, net.architecture_variables)
+    assert len(grads) == (4 if edge_normalization else 2)
+    for g in grads:
+        assert g is not None and float(tf.reduce_max(tf.abs(g))) > 0
+    # 14 edges of 8 ops per kind of cell with 4 nodes (DARTS), 5 with 2
+    assert tuple(net.alphas["normal"].shape) == (edge_count(net.nodes), len(CELL_OPS))
+    assert edge_count(4) == 14
+
+
+def test_channel_shuffle_interleaves_the_groups():
+    x = tf.reshape(tf.range(8, dtype=tf.float32), (1, 1, 1, 8))
+    assert channel_shuffle(x, 4).numpy().ravel().tolist() == [0, 2, 4, 6, 1, 3, 5, 7]
+
+
+def test_derive_keeps_the_two_strongest_edges_of_each_node_and_never_none():
+    sources = edge_sources(4)
+    weights = np.full((14, 8), 0.01)
+    none, sep3, skip = (CELL_OPS.index(o) for o in ("none", "sep_conv_3x3", "skip_connect"))
+    weights[:, none] = 0.9  # none is everywhere the largest weight: still never kept
+    strong = {(3, 2): sep3, (3, 0): skip, (5, 4): sep3, (5, 1): sep3}
+    for e, edge in enumerate(sources):
+        if edge in strong:
+            weights[e, strong[edge]] = 0.5
+    cell = derive_cell(weights, None, 4)
+    cell.check("normal")
+    assert len(cell.edges) == 8 and all(op != "none" for op, _ in cell.edges)
+    assert cell.edges[2:4] == (("skip_connect", 0), ("sep_conv_3x3", 2))
+    assert cell.edges[6:8] == (("sep_conv_3x3", 1), ("sep_conv_3x3", 4))
+    # PC-DARTS: the edge weights reorder the edges into a node
+    weights[sources.index((3, 1)), CELL_OPS.index("avg_pool_3x3")] = 0.02
+    beta = np.ones(14)
+    beta[sources.index((3, 1))] = 100.0
+    assert derive_cell(weights, beta, 4).edges[2:4] == (("skip_connect", 0),
+                                                        ("avg_pool_3x3", 1))
+
+
+@pytest.mark.e2e
+def test_a_fresh_search_network_derives_a_valid_genotype(pc_darts_net):
+    pc_darts_net(_images()[0])
+    genotype = pc_darts_net.derive()
+    assert isinstance(genotype, Genotype)
+    assert Genotype.parse(genotype.to_text()) == genotype
+
+
+@pytest.mark.e2e
+def test_the_soft_params_move_with_alpha_by_the_ops_exact_params(darts_net):
+    net = darts_net
+    net(_images()[0])
+    none, sep3 = CELL_OPS.index("none"), CELL_OPS.index("sep_conv_3x3")
+
+    def cost_with(op):
+        onehot = np.zeros((14, 8), "float32")
+        onehot[:, op] = 1.0
+        for kind in ("normal", "reduce"):
+            net.alphas[kind].assign(np.log(onehot + 1e-12))
+        return float(net.expected_cost("params"))
+
+    gained = cost_with(sep3) - cost_with(none)
+    # 3 cells of 8 channels at 16x16: one normal (C=8), two reduction cells (C=16, C=32)
+    per_edge = {c: EdgeSignature("sep_conv_3x3", c, 1, 1).params() for c in (8, 16, 32)}
+    assert gained == pytest.approx(14 * sum(per_edge.values()), rel=1e-5)
+    net.alphas["normal"].assign(np.zeros((14, 8), "float32"))
+    with tf.GradientTape() as tape:
+        cost = net.expected_cost("params")
+    grad = tape.gradient(cost, net.alphas["normal"]).numpy()
+    assert grad[0, sep3] > 0 > grad[0, none]  # weight moved to sep_conv costs params
+
+
+def test_the_cell_layers_configs_round_trip():
+    from tfnas.search.layers.cell import CellEdgeOp, SearchCell
+
+    for layer in (CellEdgeOp("dil_conv_5x5", 8, 2, name="e"),
+                  SearchCell(16, True, False, nodes=2, partial=4, name="c")):
+        again = type(layer).from_config(layer.get_config())
+        assert again.get_config() == layer.get_config()
+    config = CellSupernet(NETWORK, nodes=2, partial=2).get_config()
+    assert config["network"] == NETWORK.to_dict() and config["partial"] == 2

@@ -1,0 +1,185 @@
+"""The DARTS search cell: every edge a mixed op over the eight cell ops, weighted by the
+softmax of the architecture parameters α (DARTS, Liu et al. 2019, Eq. 2), optionally with
+PC-DARTS' partial channel connections and edge normalisation (Xu et al. 2020, Eq. 2 and 4).
+
+- `CellEdgeOp`: one op of one edge, built by the op's family module (`tfnas.blocks`) as in the
+  derived network, with DARTS' search-time changes: batch norm without learned scale and
+  offset, and a BN after the pooling ops; `none` is the zero op (zeros of the edge's output
+  shape, DARTS' `Zero`).
+- `SearchCell`: the two inputs preprocessed to C channels, node j = Σ_i Σ_o w_{i,j,o}·o(x_i)
+  over all earlier nodes i (14 edges for 4 nodes), the output the concatenation of the
+  nodes. With `partial` K > 1 only C/K channels of an input enter the edge's ops and the rest
+  bypass them (max-pooled 2x2 on a reduction edge), then the channels are shuffled in K
+  groups (PC-DARTS Eq. 2); the weights of the edges into a node may be scaled by the
+  softmax of their β (edge normalisation, Eq. 4), which the caller passes in.
+
+The α and β are the supernet's (one set for all normal cells, one for all reduction cells)
+and reach each cell as its `call` arguments.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import keras
+from keras import ops
+
+from tfnas.blocks import cell_family, cell_units
+from tfnas.blocks.common import batch_norm
+from tfnas.space.cells import CELL_OPS, INPUT_NODES, EdgeSignature
+
+
+def edge_count(nodes: int) -> int:
+    """Edges of a search cell: node j (from 0) takes one from each of its 2 + j predecessors."""
+    return sum(INPUT_NODES + j for j in range(nodes))
+
+
+def edge_sources(nodes: int) -> list[tuple[int, int]]:
+    """(node, source) of every edge in the order α rows are kept: node 2's edges from 0 and 1,
+    node 3's from 0, 1, 2, ..."""
+    return [(INPUT_NODES + j, i) for j in range(nodes) for i in range(INPUT_NODES + j)]
+
+
+@keras.saving.register_keras_serializable(package="tfnas")
+class CellEdgeOp(keras.layers.Layer):
+    """One candidate op of one search-cell edge (see the module docstring)."""
+
+    def __init__(self, op: str, channels: int, stride: int, sync_bn: bool = False,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if op not in CELL_OPS:
+            raise ValueError(f"unknown cell op {op!r}")
+        self.op, self.channels, self.stride = op, int(channels), int(stride)
+        self.sync_bn = bool(sync_bn)
+
+    def build(self, input_shape: Sequence[int | None]) -> None:
+        if self.op != "none":
+            h, w = input_shape[1], input_shape[2]
+            sig = EdgeSignature(self.op, self.channels, int(h), int(w), self.stride)
+            inputs = keras.Input(tuple(input_shape[1:]))
+            x = cell_family(self.op).build(inputs, keras, sig, "op", self.sync_bn, False)
+            if "pool" in self.op:  # DARTS' search cells normalise the pooled maps
+                x = batch_norm(keras, "op_pool_bn", self.sync_bn, affine=False)(x)
+            self.net = keras.Model(inputs, x)
+        self.built = True
+
+    def call(self, inputs: Any, training: bool | None = None) -> Any:
+        if self.op == "none":
+            return ops.zeros_like(inputs[:, ::self.stride, ::self.stride, :])
+        return self.net(inputs, training=training)
+
+    def compute_output_shape(self, input_shape: Sequence[int | None]) -> tuple:
+        h, w = (None if s is None else -(-s // self.stride) for s in input_shape[1:3])
+        return (input_shape[0], h, w, input_shape[3])
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(op=self.op, channels=self.channels, stride=self.stride,
+                      sync_bn=self.sync_bn)
+        return config
+
+
+def channel_shuffle(x: Any, groups: int) -> Any:
+    """ShuffleNet's channel shuffle (PC-DARTS' `channel_shuffle`, NHWC): channel g·(C/K) + c
+    moves to c·K + g."""
+    if groups == 1:
+        return x
+    _, h, w, c = x.shape
+    x = ops.reshape(x, (-1, h, w, groups, c // groups))
+    x = ops.transpose(x, (0, 1, 2, 4, 3))
+    return ops.reshape(x, (-1, h, w, c))
+
+
+@keras.saving.register_keras_serializable(package="tfnas")
+class SearchCell(keras.layers.Layer):
+    """A DARTS search cell (see the module docstring).
+
+    Args:
+        channels: C, the channels of every node.
+        reduction: a reduction cell (stride 2 on the edges from its inputs).
+        reduction_prev: the first input has twice the second's resolution (factorized reduce).
+        nodes: intermediate nodes (DARTS: 4).
+        partial: K of PC-DARTS (1: DARTS, every channel through every op).
+        sync_bn: cross-replica batch norm.
+    """
+
+    def __init__(self, channels: int, reduction: bool, reduction_prev: bool, nodes: int = 4,
+                 partial: int = 1, sync_bn: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if channels % partial:
+            raise ValueError(f"partial channels: {channels} channels do not split in {partial}")
+        self.channels, self.reduction = int(channels), bool(reduction)
+        self.reduction_prev, self.nodes = bool(reduction_prev), int(nodes)
+        self.partial, self.sync_bn = int(partial), bool(sync_bn)
+        self.edges = edge_sources(self.nodes)
+        self.edge_ops = [
+            [CellEdgeOp(op, self.channels // self.partial,
+                        2 if self.reduction and source < INPUT_NODES else 1, self.sync_bn,
+                        name=f"e{e}_{op}") for op in CELL_OPS]
+            for e, (_, source) in enumerate(self.edges)]
+
+    def build(self, input_shape: Sequence[Sequence[int | None]]) -> None:
+        s0_shape, s1_shape = input_shape
+        c = self.channels
+        for shape, first in ((s0_shape, True), (s1_shape, False)):
+            inputs = keras.Input(tuple(shape[1:]))
+            if first and self.reduction_prev:
+                x = cell_units.factorized_reduce(inputs, keras, c, "pre", self.sync_bn, False)
+            else:
+                x = cell_units.relu_conv_bn(inputs, keras, c, "pre", self.sync_bn, False)
+            setattr(self, "pre0" if first else "pre1", keras.Model(inputs, x))
+        size = s1_shape[1]
+        out = -(-size // 2) if self.reduction else size
+        part = c // self.partial
+        for e, (_, source) in enumerate(self.edges):
+            at = size if source < INPUT_NODES else out
+            for op in self.edge_ops[e]:
+                op.build((None, at, at, part))
+        if self.partial > 1 and self.reduction:
+            self.bypass_pool = keras.layers.MaxPooling2D(2, 2, padding="same")
+        self.built = True
+
+    def _edge(self, x: Any, e: int, weights: Any, training: bool) -> Any:
+        """Σ_o w_o·o(x) on the edge's part of the channels; the rest bypass (PC-DARTS)."""
+        part = self.channels // self.partial
+        mixed = None
+        for o, op in enumerate(self.edge_ops[e]):
+            term = weights[o] * op(x[..., :part], training=training)
+            mixed = term if mixed is None else mixed + term
+        if self.partial == 1:
+            return mixed
+        rest = x[..., part:]
+        if mixed.shape[1] != x.shape[1]:
+            rest = self.bypass_pool(rest)
+        return channel_shuffle(ops.concatenate([mixed, rest], axis=-1), self.partial)
+
+    def call(self, inputs: Sequence[Any], weights: Any, edge_weights: Any = None,
+             training: bool | None = None) -> Any:
+        """`weights`: [edges, ops] op weights (softmax of α); `edge_weights`: [edges] (PC-DARTS'
+        normalised β, or None)."""
+        training = bool(training)
+        states = [self.pre0(inputs[0], training=training),
+                  self.pre1(inputs[1], training=training)]
+        e = 0
+        for j in range(self.nodes):
+            total = None
+            for i in range(INPUT_NODES + j):
+                term = self._edge(states[i], e, weights[e], training)
+                if edge_weights is not None:
+                    term = edge_weights[e] * term
+                total = term if total is None else total + term
+                e += 1
+            states.append(total)
+        return ops.concatenate(states[INPUT_NODES:], axis=-1)
+
+    def compute_output_shape(self, input_shape: Sequence[Sequence[int | None]]) -> tuple:
+        size = input_shape[1][1]
+        out = None if size is None else (-(-size // 2) if self.reduction else size)
+        return (input_shape[1][0], out, out, self.nodes * self.channels)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(channels=self.channels, reduction=self.reduction,
+                      reduction_prev=self.reduction_prev, nodes=self.nodes,
+                      partial=self.partial, sync_bn=self.sync_bn)
+        return config
