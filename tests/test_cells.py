@@ -145,3 +145,18 @@ def test_make_arch_writes_a_published_cell_network_that_loads_back(tmp_path):
     arch = load_architecture(out)
     assert arch == cell_architecture("darts28", "pc_darts_cifar", **SMALL)
     assert f"{arch.params():,} params" in done.stdout and "node 5 = " in done.stdout
+
+
+def test_training_with_the_auxiliary_head_stops_with_one_line(tmp_path):
+    import subprocess
+
+    from conftest import ROOT, error_lines, train_command
+
+    arch = tmp_path / "aux.json"
+    cell_architecture("darts28", "darts_v2", auxiliary=True, **SMALL).save(arch)
+    out = subprocess.run(train_command(arch, tmp_path / "run", "--dataset=digits"),
+                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 2
+    lines = error_lines(out.stderr)
+    assert len(lines) == 1 and "auxiliary head is not supported yet" in lines[0], lines
+    assert not (tmp_path / "run").exists()
