@@ -28,16 +28,12 @@ def stem(inputs: Any, k: ModuleType, arch: CellArchitecture,
     n = arch.network
     c = n.init_channels
     if n.stem == "cifar":
-        x = k.layers.Conv2D(n.stem_multiplier * c, 3, padding="same", use_bias=False,
-                            kernel_initializer="he_normal", name="stem")(inputs)
-        x = batch_norm(k, "stem_bn", sync_bn)(x)
+        x = conv_bn(inputs, k, n.stem_multiplier * c, 3, 1, "stem", relu=False, sync_bn=sync_bn)
         return x, x
     x = conv_bn(inputs, k, c // 2, 3, 2, "stem0a", sync_bn=sync_bn)
     s0 = conv_bn(x, k, c, 3, 2, "stem0b", relu=False, sync_bn=sync_bn)
     x = k.layers.ReLU(name="stem1_relu")(s0)
-    x = k.layers.Conv2D(c, 3, strides=2, padding="same", use_bias=False,
-                        kernel_initializer="he_normal", name="stem1")(x)
-    return s0, batch_norm(k, "stem1_bn", sync_bn)(x)
+    return s0, conv_bn(x, k, c, 3, 2, "stem1", relu=False, sync_bn=sync_bn)
 
 
 def cell(s0: Any, s1: Any, k: ModuleType, plan: CellPlan, name: str,

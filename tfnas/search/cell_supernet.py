@@ -16,6 +16,7 @@ from typing import Any
 import keras
 from keras import ops
 
+from tfnas.blocks.common import batch_norm
 from tfnas.space.cells import (CELL_OPS, INPUT_NODES, Cell, CellArchitecture, CellNetwork,
                                Genotype)
 from tfnas.search.layers.cell import SearchCell, edge_count, edge_sources
@@ -48,7 +49,7 @@ class CellSupernet(keras.Model):
         c0 = n.stem_multiplier * n.init_channels
         self.stem = keras.layers.Conv2D(c0, 3, padding="same", use_bias=False,
                                         kernel_initializer="he_normal", name="stem")
-        self.stem_bn = keras.layers.BatchNormalization(name="stem_bn")
+        self.stem_bn = batch_norm(keras, "stem_bn", self.sync_bn)
         self.cells = []
         c, reduction_prev = n.init_channels, False
         for i in range(n.cells):

@@ -435,7 +435,8 @@ class CellArchitecture:
             s3 = cell_units.half(s2)
             for c_in, c_out, s in ((k, c // 2, s1), (c // 2, c, s2), (c, c, s3)):
                 units.append((9 * c_in * c_out + 4 * c_out, s * s * 9 * c_in * c_out))
-        for plan in self.plan():
+        plans = self.plan()
+        for plan in plans:
             if plan.reduction_prev:
                 units.append((cell_units.factorized_reduce_params(plan.c_prev_prev,
                                                                   plan.channels),
@@ -453,7 +454,7 @@ class CellArchitecture:
             for i in range(len(plan.cell.edges)):
                 sig = plan.edge(i)
                 units.append((sig.params(), sig.flops()))
-        last = self.plan()[-1].out_channels
+        last = plans[-1].out_channels
         units.append((last * n.num_classes + n.num_classes, last * n.num_classes))
         if n.auxiliary:
             c_aux, size = self.aux_input()
