@@ -2,6 +2,14 @@
 
     python bench/search_step_cost.py [--space=cifar] [--batch_size=64] [--steps=10]
         [--methods=superkernel,softmax,gumbel,proxyless]
+    python bench/search_step_cost.py --space=darts28_search --methods=darts,pc_darts
+        [--cells=5 --init_channels=8 --nodes=4]
+
+The DARTS cell space (second form): DARTS' search network (every edge a softmax over the eight
+ops) against PC-DARTS' (a quarter of the channels through the mixed edges), and the largest
+child, the derivable network of the same stacking with the dearest cells (every node's two
+dearest edges, each with its dearest op: sep_conv_5x5 at most places); PC-DARTS' claim
+(Xu et al. 2020, Sec. 3.1) is the memory ratio, about 1/K.
 
 The Single-Path NAS claim (Stamoulis et al. 2019, Sec. 1 and 4): a superkernel search step
 costs about as much as training one network, and far less than a multi-path (softmax / DARTS)
@@ -40,7 +48,12 @@ from tfnas import cli
 from tfnas.search.methods import METHODS
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("space", "cifar", "Search space preset.")
+flags.DEFINE_string("space", "cifar", "Search space preset, or a network of DARTS cells "
+                    "(darts_search, darts28_search, ...).")
+flags.DEFINE_integer("cells", None, "Cell networks: override the number of cells.")
+flags.DEFINE_integer("init_channels", None, "Cell networks: override the first cells' "
+                     "channels C.")
+flags.DEFINE_integer("nodes", 4, "Cell networks: intermediate nodes per cell.")
 flags.DEFINE_integer("batch_size", 64, "Batch size of every step.", lower_bound=1)
 flags.DEFINE_integer("steps", 10, "Timed steps of each kind (after 3 warm-up steps).",
                      lower_bound=1)
@@ -61,17 +74,23 @@ def _step(name: str, folder: str) -> Callable[[], Any]:
     import tensorflow as tf
 
     from tfnas import nets
-    from tfnas.costs import CostModel
     from tfnas.search.objectives import Objective
     from tfnas.search import Search, SearchConfig
     from tfnas.space import Architecture, get_space
 
-    space = get_space(FLAGS.space)
+    from tfnas.costs import exact_sources
+    from tfnas.space.cells import NETWORKS, get_network
+
+    cells = FLAGS.space in NETWORKS
+    space = (get_network(FLAGS.space, **{k: FLAGS[k].value for k in ("cells", "init_channels")
+                                         if FLAGS[k].value is not None})
+             if cells else get_space(FLAGS.space))
+    flops = exact_sources(space, FLAGS.nodes)["flops"]
     search = Search(SearchConfig(
-        space=space, dataset="synthetic", cost_model=CostModel.flops(space),
+        space=space, dataset="synthetic", cost_model=flops,
         objective=Objective("log", 0.02), model_dir=str(Path(folder) / name),
-        method="superkernel" if name == CHILD else name, batch_size=FLAGS.batch_size,
-        verbose=False))
+        method=(FLAGS.methods[0] if cells else "superkernel") if name == CHILD else name,
+        batch_size=FLAGS.batch_size, nodes=FLAGS.nodes, verbose=False))
     search.lam.assign(0.02)
     images, labels = next(iter(search.data.train(0)))
     if name != CHILD:
@@ -79,7 +98,13 @@ def _step(name: str, folder: str) -> Callable[[], Any]:
         batch = (images, labels) + ((images, labels) if search.multi_path else ())
         return lambda: step(*batch)["loss"]
 
-    child = nets.build(Architecture.uniform(space, space.largest_op))
+    if cells:
+        from tfnas.search.cell_budget import extreme
+        from tfnas.space.cells import CellArchitecture
+
+        child = nets.build(CellArchitecture(space, extreme(flops, dearest=True)))
+    else:
+        child = nets.build(Architecture.uniform(space, space.largest_op))
     optimizer = keras.optimizers.Adam(0.01)
     optimizer.build(child.trainable_variables)
 
@@ -130,7 +155,10 @@ def _memory(name: str) -> dict[str, float]:
     """Runs the memory worker of `name` in a fresh process."""
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
     args = [sys.executable, __file__, f"--memory_of={name}", f"--space={FLAGS.space}",
-            f"--batch_size={FLAGS.batch_size}", f"--steps={FLAGS.steps}"]
+            f"--batch_size={FLAGS.batch_size}", f"--steps={FLAGS.steps}",
+            f"--methods={','.join(FLAGS.methods)}", f"--nodes={FLAGS.nodes}"]
+    args += [f"--{k}={FLAGS[k].value}" for k in ("cells", "init_channels")
+             if FLAGS[k].value is not None]
     out = subprocess.run(args, capture_output=True, text=True, env=env)
     if out.returncode != 0:
         raise RuntimeError(f"memory worker of {name} failed:\n{out.stderr[-2000:]}")
@@ -142,8 +170,9 @@ def main(argv: list[str]) -> None:
         _measure_memory(FLAGS.memory_of)
         return
     names = list(FLAGS.methods) + [CHILD]
-    print(f"space {FLAGS.space}, batch {FLAGS.batch_size}, {FLAGS.steps} timed steps each",
-          flush=True)
+    print(f"space {FLAGS.space}, batch {FLAGS.batch_size}, {FLAGS.steps} timed steps each"
+          + "".join(f", {k} {FLAGS[k].value}" for k in ("cells", "init_channels")
+                    if FLAGS[k].value is not None), flush=True)
     with tempfile.TemporaryDirectory() as folder:
         steps = {}
         for name in names:

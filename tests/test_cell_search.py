@@ -8,8 +8,10 @@ import pytest
 import tensorflow as tf
 
 from tfnas.search.cell_supernet import CellSupernet, derive_cell
-from tfnas.search.layers.cell import channel_shuffle, edge_count, edge_sources
-from tfnas.space.cells import CELL_OPS, EdgeSignature, Genotype, get_network
+from tfnas.costs import CellCost
+from tfnas.search.layers.cell import channel_shuffle
+from tfnas.space.cells import (CELL_OPS, EdgeSignature, Genotype, edge_count, edge_sources,
+                               get_network)
 
 NETWORK = get_network("darts28_search", cells=3, init_channels=8, input_size=16)
 
@@ -94,21 +96,22 @@ def test_the_soft_params_move_with_alpha_by_the_ops_exact_params(darts_net):
     none, sep3 = CELL_OPS.index("none"), CELL_OPS.index("sep_conv_3x3")
 
     edges = edge_count(net.nodes)
+    params = CellCost.counting("params", NETWORK, net.nodes)
 
     def cost_with(op):
         onehot = np.zeros((edges, 8), "float32")
         onehot[:, op] = 1.0
         for kind in ("normal", "reduce"):
             net.alphas[kind].assign(np.log(onehot + 1e-12))
-        return float(net.expected_cost("params"))
+        return float(net.expected_cost(params))
 
     gained = cost_with(sep3) - cost_with(none)
     # 3 cells of 8 channels at 16x16: one normal (C=8), two reduction cells (C=16, C=32)
     per_edge = {c: EdgeSignature("sep_conv_3x3", c, 1, 1).params() for c in (8, 16, 32)}
-    assert gained == pytest.approx(edges * sum(per_edge.values()), rel=1e-5)
+    assert gained == pytest.approx(edges * sum(per_edge.values()) / 1e6, rel=1e-5)
     net.alphas["normal"].assign(np.zeros((edges, 8), "float32"))
     with tf.GradientTape() as tape:
-        cost = net.expected_cost("params")
+        cost = net.expected_cost(params)
     grad = tape.gradient(cost, net.alphas["normal"]).numpy()
     assert grad[0, sep3] > 0 > grad[0, none]  # weight moved to sep_conv costs params
 

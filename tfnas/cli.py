@@ -180,6 +180,41 @@ def define_space_flags(default: str = "tiny", values: flags.FlagValues | None = 
                       "(each layer chooses; multi-path methods only).")
 
 
+def define_cell_flags(values: flags.FlagValues | None = None) -> None:
+    """The overrides of a network of DARTS cells (`--space=darts_search`, ...)."""
+    flags = Definer(values, __name__)
+    flags.DEFINE_integer("cells", None, "Cell networks: override the number of cells.")
+    flags.DEFINE_integer("init_channels", None, "Cell networks: override the first cells' "
+                         "channels C.")
+
+
+def cell_network_from_flags(values: flags.FlagValues, name: str | None = None,
+                            **overrides: Any) -> Any:
+    """The cell network `name` (default --space) with the flags' overrides (input size,
+    channels, classes, --cells, --init_channels) and `overrides`; the layer spaces' own
+    overrides are one error."""
+    from tfnas.errors import TfnasError
+    from tfnas.space.cells import get_network
+
+    for flag in ("width_multiplier", "squeeze_excite"):
+        if values[flag].value is not None:
+            raise TfnasError(f"--{flag} applies to layer spaces, not to cell networks")
+    given = {flag: values[flag].value for flag in ("input_size", "input_channels",
+                                                  "num_classes", "cells", "init_channels")
+             if flag in values and values[flag].value is not None}
+    given.update({k: v for k, v in overrides.items() if v is not None})
+    return get_network(name or values.space, **given)
+
+
+def search_space_from_flags(values: flags.FlagValues) -> Any:
+    """--space as a layer space or, for a cell network's name, a `CellNetwork`."""
+    from tfnas.space.cells import NETWORKS
+
+    if values.space in NETWORKS:
+        return cell_network_from_flags(values)
+    return space_from_flags(values)
+
+
 def space_from_flags(values: flags.FlagValues) -> "SearchSpace":
     from tfnas.space import get_space
 

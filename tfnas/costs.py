@@ -17,7 +17,7 @@ Searchable layers turn an additive source into a differentiable expected cost
 from __future__ import annotations
 
 import dataclasses
-from typing import Protocol
+from typing import Any, Protocol
 
 from tfnas.errors import TfnasError
 from tfnas.latency.table import LatencyTable
@@ -85,3 +85,62 @@ class CostModel:
         layers = tuple({op: space.signature(i, op).flops() / 1e6 for op in space.candidates(i)}
                        for i in range(space.num_layers))
         return cls("flops", "MFLOPs", space.fixed_flops() / 1e6, layers)
+
+
+@dataclasses.dataclass(frozen=True)
+class CellCost:
+    """Params (M) or FLOPs (M multiply-adds) of a network of DARTS cells
+    (`tfnas.space.cells`). `of(arch)` is exact for a derived network; for the search, `fixed`
+    is what no op changes (stem, preprocessing, classifier) and `tables[k][e][o]` the cost of op
+    o on edge e summed over the cells of kind k (`CELL_KINDS`; α is shared by the cells of a
+    kind, so the search's cost is Σ_k Σ_e Σ_o weight·table: DCA-NAS' k_s(α), its Eq. 3)."""
+
+    name: str
+    unit: str
+    network: Any  # CellNetwork: the network the derived cells are built in
+    nodes: int
+    fixed: float
+    tables: tuple[tuple[tuple[float, ...], ...], ...]  # per kind, [edges][ops]
+
+    @property
+    def timed(self) -> bool:
+        return False
+
+    def of(self, arch: Any) -> float:
+        return (arch.params() if self.name == "params" else arch.flops()) / 1e6
+
+    @classmethod
+    def counting(cls, what: str, network: Any, nodes: int = 4) -> "CellCost":
+        """The `what` (params or flops) source of `network` with cells of `nodes` nodes."""
+        from tfnas.space.cells import (CELL_OPS, CellArchitecture, edge_sources,
+                                       placeholder_genotype)
+
+        def of(thing: Any) -> float:
+            return (thing.params() if what == "params" else thing.flops()) / 1e6
+
+        arch = CellArchitecture(network, placeholder_genotype(nodes))
+        fixed = of(arch)
+        sources = edge_sources(nodes)
+        tables = {kind: [[0.0] * len(CELL_OPS) for _ in sources] for kind in CELL_KINDS}
+        for plan in arch.plan():
+            fixed -= sum(of(plan.edge(e)) for e in range(len(plan.cell.edges)))
+            rows = tables["reduce" if plan.reduction else "normal"]
+            for e, (_, source) in enumerate(sources):
+                for o, op in enumerate(CELL_OPS):
+                    if op != "none":
+                        rows[e][o] += of(plan.signature(op, source))
+        return cls(what, "M" if what == "params" else "MFLOPs", network, nodes, fixed,
+                   tuple(tuple(tuple(row) for row in tables[kind]) for kind in CELL_KINDS))
+
+
+CELL_KINDS = ("normal", "reduce")  # a genotype's two cells, in the order of `CellCost.tables`
+
+
+def exact_sources(space: Any, nodes: int = 4) -> dict[str, Any]:
+    """The params and FLOPs sources of a space: a layer space, or a network of cells of
+    `nodes` nodes."""
+    from tfnas.space.cells import CellNetwork
+
+    if isinstance(space, CellNetwork):
+        return {what: CellCost.counting(what, space, nodes) for what in ("params", "flops")}
+    return {"params": CostModel.params(space), "flops": CostModel.flops(space)}

@@ -22,9 +22,7 @@ flags.DEFINE_string("genotype", None, "A DARTS cell genotype: darts_v1, darts_v2
                     "pc_darts_cifar, pc_darts_imagenet, or a file of its text (Genotype(normal="
                     "[...], ...)) or JSON. --space then names the cell network: darts_search, "
                     "darts_cifar (default), darts_imagenet, darts28_search, darts28.")
-flags.DEFINE_integer("cells", None, "Cell networks: override the number of cells.")
-flags.DEFINE_integer("init_channels", None, "Cell networks: override the first cells' "
-                     "channels C.")
+cli.define_cell_flags()
 flags.DEFINE_bool("auxiliary", None, "Cell networks: with DARTS' auxiliary head.")
 
 
@@ -63,15 +61,10 @@ def _cell_network(given: list) -> object:
     if given:
         raise TfnasError("--genotype writes a network of cells: leave out --op, --ops and "
                          "--sample_seed")
-    for name in ("width_multiplier", "squeeze_excite"):
-        if FLAGS[name].value is not None:
-            raise TfnasError(f"--{name} applies to layer spaces, not to cell networks")
-    overrides = {name: FLAGS[name].value for name in ("input_size", "input_channels",
-                                                      "num_classes", "cells", "init_channels",
-                                                      "auxiliary")
-                 if FLAGS[name].value is not None}
-    network = FLAGS.space if FLAGS["space"].present else "darts_cifar"
-    return cell_architecture(network, FLAGS.genotype, **overrides)
+    network = cli.cell_network_from_flags(
+        FLAGS, FLAGS.space if FLAGS["space"].present else "darts_cifar",
+        auxiliary=FLAGS.auxiliary)
+    return cell_architecture(network, FLAGS.genotype)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from tfnas.search.command import (SearchRequest, config_from_flags, profile_devi
                                   request_from_flags)
 from tfnas.search.flags import define_flags, run_settings, train_settings
 from tfnas.search.loop import Search
-from tfnas.space import Architecture
+from tfnas.space import architecture_from_dict
 
 __all__ = ["config_from_flags", "define_flags", "main", "request_from_flags"]
 
@@ -52,7 +52,7 @@ def main(argv: list[str]) -> None:
         finally:
             if train_run is not None:
                 train_run.release()
-    arch = Architecture.from_dict(report["arch"])
+    arch = architecture_from_dict(report["arch"])
     print(arch.table())
     print(_summary(report, f.model_dir))
 
@@ -88,7 +88,7 @@ def _search_and_train(f: Any, request: SearchRequest, precision: str, run: Any,
     if train_run is not None:
         from tfnas.train import command as train
 
-        arch = Architecture.from_dict(report["arch"])
+        arch = architecture_from_dict(report["arch"])
         model_dir = str(Path(f.model_dir) / "train")
         train_config = train.config_from_flags(f, arch, f.dataset, model_dir, f.seed,
                                                request.settings["jit_compile"],
@@ -118,9 +118,9 @@ def _summary(report: dict[str, Any], model_dir: str) -> str:
                      f"latency, {len(tried) - 1} more network(s) measured ("
                      + ", ".join(f"{t['measured']:.4g}" for t in tried[1:]) + " ms)")
     if report.get("repaired"):
-        moves = [f"layer {m['layer']} {m['before']}→{m['after']}"
+        moves = [f"{m.get('where') or 'layer %d' % m['layer']} {m['before']}→{m['after']}"
                  for m in report["repaired"]["moves"]]
-        lines.append(f"solver: {len(moves)} layer(s) changed to meet the budgets "
+        lines.append(f"solver: {len(moves)} layer(s) or node(s) changed to meet the budgets "
                      f"({', '.join(moves)}); the search's own network was "
                      + ", ".join(f"{b['error_before_repair'] * 100:+.1f}% off its {b['name']} "
                                  "budget" for b in report["budgets"]))

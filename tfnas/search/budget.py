@@ -33,7 +33,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from tfnas.costs import CellCost
 from tfnas.errors import TfnasError
+from tfnas.search import knapsack
+from tfnas.search.knapsack import Move
 from tfnas.search.objectives import Constraint
 from tfnas.space import Architecture, Op, SearchSpace
 
@@ -59,7 +62,12 @@ def _extreme(cost_model: Any, space: SearchSpace, cheapest: bool) -> Architectur
 
 
 def cost_range(cost_model: Any, space: SearchSpace) -> tuple[float, float]:
-    """(cost of the cheapest network, cost of the dearest network) of the space."""
+    """(cost of the cheapest network, cost of the dearest network) of the space (of a
+    network of cells: of the cells it can derive, `cell_budget.cost_range`)."""
+    if isinstance(cost_model, CellCost):
+        from tfnas.search import cell_budget
+
+        return cell_budget.cost_range(cost_model)
     return (cost_model.of(_extreme(cost_model, space, True)),
             cost_model.of(_extreme(cost_model, space, False)))
 
@@ -75,20 +83,6 @@ def check_feasible(constraint: Constraint, space: SearchSpace) -> None:
     if constraint.target > high:
         raise TfnasError(f"{flag}={constraint.target:g} is above the dearest network "
                          f"(nothing to search for): {span}")
-
-
-@dataclasses.dataclass(frozen=True)
-class Move:
-    """One layer the solver changed in the derived network."""
-
-    layer: int
-    before: str
-    after: str
-    weight_lost: float | None  # log-probability given up (None: the op had probability 0)
-    changed: dict[str, float]  # cost change of this layer alone, per budget name
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 EXACT_STATES = 200_000  # keep every distinct partial cost up to this many states
@@ -114,79 +108,17 @@ def _rows(cost_model: Any, space: SearchSpace, around: Architecture
     return base - chosen, rows
 
 
-def _dp(space: SearchSpace, scores: Sequence[dict[Op, float]],
-        fixed: Sequence[float], rows: Sequence[Sequence[dict[Op, float]]],
-        limits: Sequence[float], steps: Sequence[float], pareto: int | None
-        ) -> tuple[np.ndarray, np.ndarray, Any]:
-    """Every reachable (cost vector, best weight) of whole networks: states are partial
-    networks layer by layer, pruned where a max budget is already exceeded (`limits`, +inf for
-    targets) and merged by their costs, each cost in bins of `steps` (0: exact values). The
-    cost `pareto` (a max budget, where less is never worse) is kept out of the bins: of the
-    states that share the other costs' bins, only those no cheaper state outweighs survive.
-    Returns the final costs [S, C], their weights [S] and a function giving the ops of final
-    state s."""
-    n_layers, n_costs = space.num_layers, len(fixed)
-    candidates = [space.candidates(i) for i in range(n_layers)]
-    table = [np.array([[rows[c][i][op] for c in range(n_costs)] for op in candidates[i]])
-             for i in range(n_layers)]
-    weight = [np.array([max(scores[i].get(op, -1e9), -1e9) for op in candidates[i]])
-              for i in range(n_layers)]
-    # the least each budget's remaining layers can add, for pruning against max budgets
-    rest = np.zeros((n_layers + 1, n_costs))
-    for i in range(n_layers - 1, -1, -1):
-        rest[i] = rest[i + 1] + table[i].min(axis=0)
-    limits_, steps_ = np.asarray(limits, float), np.asarray(steps, float)
-    binned = [c for c in range(n_costs) if c != pareto]
-    costs = np.asarray(fixed, float)[None, :]
-    weights = np.zeros(1)
-    history: list[tuple[np.ndarray, np.ndarray]] = []
-    for i in range(n_layers):
-        k = len(candidates[i])
-        costs = (costs[:, None, :] + table[i][None, :, :]).reshape(-1, n_costs)
-        weights = (weights[:, None] + weight[i][None, :]).reshape(-1)
-        parent = np.repeat(np.arange(len(weights) // k), k)
-        choice = np.tile(np.arange(k), len(weights) // k)
-        keep = np.all(costs + rest[i + 1] <= limits_ + 1e-12, axis=1)
-        costs, weights, parent, choice = costs[keep], weights[keep], parent[keep], choice[keep]
-        keys = np.stack([np.floor(costs[:, c] / steps_[c]) if steps_[c] > 0 else
-                         np.round(costs[:, c], 12) for c in binned], axis=1) if binned else \
-            np.zeros((len(weights), 1))
-        within = costs[:, pareto] if pareto is not None else np.zeros(len(weights))
-        # by key, then (the Pareto cost, then weight, descending)
-        order = np.lexsort((-weights, within, *keys.T[::-1]))
-        keys, costs, weights = keys[order], costs[order], weights[order]
-        parent, choice, within = parent[order], choice[order], within[order]
-        start = np.ones(len(keys), bool)
-        start[1:] = np.any(keys[1:] != keys[:-1], axis=1)
-        # keep a state if it outweighs every cheaper (or equal) state of its key
-        group = np.cumsum(start) - 1
-        span = weights.max() - weights.min() + 1.0 if len(weights) else 1.0
-        lifted = weights + group * 2.0 * span  # groups do not mix in the running maximum
-        best_before = np.concatenate([[-np.inf], np.maximum.accumulate(lifted)[:-1]])
-        best_before[start] = -np.inf
-        keep = lifted > best_before
-        costs, weights, parent, choice = costs[keep], weights[keep], parent[keep], choice[keep]
-        history.append((parent, choice))
-        if len(weights) == 0:
-            break
-
-    def ops_of(state: int) -> tuple[Op, ...]:
-        picked = []
-        for i in range(len(history) - 1, -1, -1):
-            parent, choice = history[i]
-            picked.append(candidates[i][choice[state]])
-            state = parent[state]
-        return tuple(reversed(picked))
-
-    return costs, weights, ops_of
-
-
 def solve(arch: Architecture, scores: Sequence[dict[Op, float]],
           constraints: Sequence[Constraint], tolerance: float = 0.01
           ) -> tuple[Architecture, list[Move]]:
     """The network of highest architecture weight that meets every budget (see the module
     docstring); `arch` is the search's own network (returned as it is when it already has the
-    highest weight among those that fit). Returns the network and the layers changed."""
+    highest weight among those that fit). Returns the network and the layers changed. A
+    network of cells is solved by `cell_budget.solve`."""
+    if not isinstance(arch, Architecture):
+        from tfnas.search import cell_budget
+
+        return cell_budget.solve(arch, scores, constraints)
     space = arch.space
     total = 1
     for i in range(space.num_layers):
@@ -199,7 +131,8 @@ def solve(arch: Architecture, scores: Sequence[dict[Op, float]],
     around, tried = arch, []
     for _ in range(4):  # non-additive models: re-linearise around the answer until it stays
         parts = [_rows(c.cost_model, space, around) for c in constraints]
-        costs, weights, ops_of = _dp(space, scores, [f for f, _ in parts],
+        candidates = [space.candidates(i) for i in range(space.num_layers)]
+        costs, weights, ops_of = knapsack.dp(candidates, scores, [f for f, _ in parts],
                                      [r for _, r in parts], limits, steps,
                                      maxima[0] if maxima else None)
         if len(weights) == 0:

@@ -14,14 +14,18 @@ from __future__ import annotations
 from typing import Any
 
 import keras
+import numpy as np
 from keras import ops
 
 from tfnas.blocks.common import batch_norm
-from tfnas.space.cells import (CELL_OPS, INPUT_NODES, Cell, CellArchitecture, CellNetwork,
-                               Genotype)
-from tfnas.search.layers.cell import SearchCell, edge_count, edge_sources
+from tfnas.costs import CELL_KINDS as KINDS, CellCost
+from tfnas.space.cells import (CELL_OPS, INPUT_NODES, Cell, CellNetwork, Genotype, edge_count,
+                               edge_sources)
+from tfnas.search.layers.cell import SearchCell
 
-KINDS = ("normal", "reduce")
+# what each view of `tfnas.search.layers.searchable` prices: the softmax-weighted cells, or
+# the cells `derive` returns now (with the relaxation's gradient)
+_SOFT_VIEWS = ("loss", "relaxed")
 
 
 @keras.saving.register_keras_serializable(package="tfnas")
@@ -96,12 +100,33 @@ class CellSupernet(keras.Model):
             cells[kind] = derive_cell(w, b, self.nodes)
         return Genotype(cells["normal"], cells["reduce"])
 
-    def expected_cost(self, cost: str = "params") -> Any:
-        """The evaluation network's params (or FLOPs) with each edge's ops weighted by their
-        softmax (DCA-NAS Eq. 3): the fixed parts plus Σ_edges Σ_ops w·cost(op), summed over
-        the cells of each kind; differentiable in α."""
-        return soft_cost(self.network, {k: self.weights_of(k)[0] for k in KINDS}, cost,
-                         self.nodes)
+    def expected_cost(self, cost: CellCost, view: str = "loss") -> Any:
+        """The cost of the cells under `view`: `loss` (and `relaxed`) DCA-NAS' k_s(α), its
+        Eq. 3: the fixed parts plus Σ_edges Σ_ops softmax(α)·cost(op), summed over the cells of
+        each kind; `decided` (and `sampled`) the exact cost of the cells `derive` returns now,
+        with the gradient of the softmax of the ops it keeps (straight through: the budget
+        prices what the search would return, and still moves α)."""
+        total = ops.convert_to_tensor(cost.fixed, "float32")
+        for k, kind in enumerate(KINDS):
+            weights, edge_weights = self.weights_of(kind)
+            if view not in _SOFT_VIEWS:
+                kept = derived_one_hot(weights, edge_weights, self.nodes)
+                weights = kept + ops.sum(kept, -1, keepdims=True) * (
+                    weights - ops.stop_gradient(weights))
+            total = total + ops.sum(weights * ops.convert_to_tensor(cost.tables[k], "float32"))
+        return total
+
+    def op_scores(self) -> dict[str, Any]:
+        """Per kind, the [edges, ops] log-weights the derivation ranks by: log of the op's
+        softmax weight, times the edge's normalised β (PC-DARTS), as numpy."""
+        scores = {}
+        for kind in KINDS:
+            weights, edge_weights = self.weights_of(kind)
+            w = ops.convert_to_numpy(weights).astype("float64")
+            if edge_weights is not None:
+                w = w * ops.convert_to_numpy(edge_weights)[:, None]
+            scores[kind] = np.log(np.maximum(w, 1e-30))
+        return scores
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
@@ -132,21 +157,21 @@ def derive_cell(weights: Any, edge_weights: Any, nodes: int) -> Cell:
     return Cell(tuple(chosen), tuple(range(INPUT_NODES, INPUT_NODES + nodes)))
 
 
-def soft_cost(network: CellNetwork, weights: dict[str, Any], cost: str, nodes: int) -> Any:
-    """DCA-NAS' k_s(α) for the evaluation `network` (see `CellSupernet.expected_cost`)."""
-    def of(thing: Any) -> int:
-        return thing.params() if cost == "params" else thing.flops()
-
-    # channels and sizes do not depend on the ops: any cell of `nodes` nodes plans them
-    placeholder = Cell(tuple(("skip_connect", i) for _ in range(nodes) for i in (0, 1)),
-                       tuple(range(INPUT_NODES, INPUT_NODES + nodes)))
-    arch = CellArchitecture(network, Genotype(placeholder, placeholder))
-    fixed = of(arch)  # stem, preprocessing, classifier: the parts no op changes
-    total = 0.0
-    for plan in arch.plan():
-        fixed -= sum(of(plan.edge(e)) for e in range(len(plan.cell.edges)))
-        table = [[0.0 if op == "none" else float(of(plan.signature(op, source)))
-                  for op in CELL_OPS] for _, source in edge_sources(nodes)]
-        kind = "reduce" if plan.reduction else "normal"
-        total = total + ops.sum(weights[kind] * ops.convert_to_tensor(table, "float32"))
-    return total + float(fixed)
+def derived_one_hot(weights: Any, edge_weights: Any, nodes: int) -> Any:
+    """[edges, ops] one-hot of `derive_cell`'s choice, as a tensor (in the compiled step): per
+    node the two strongest edges (ties: the earlier source), on each its strongest op other than
+    `none`."""
+    n_ops = len(CELL_OPS)
+    not_none = ops.convert_to_tensor([0.0 if op == "none" else 1.0 for op in CELL_OPS])
+    masked = weights * not_none  # weights are positive: `none` never wins
+    strength = ops.max(masked, axis=-1)
+    if edge_weights is not None:
+        strength = strength * edge_weights
+    best_op = ops.one_hot(ops.argmax(masked, axis=-1), n_ops)
+    kept, start = [], 0
+    for j in range(nodes):
+        end = start + INPUT_NODES + j
+        top = ops.top_k(strength[start:end], 2)[1]
+        kept.append(ops.sum(ops.one_hot(top, end - start), axis=0))
+        start = end
+    return ops.stop_gradient(best_op * ops.concatenate(kept)[:, None])

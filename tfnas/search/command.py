@@ -13,6 +13,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from tfnas import costs
 from tfnas.costs import CostModel
 from tfnas.errors import TfnasError
 from tfnas.search.objectives import Constraint, Objective
@@ -98,7 +99,7 @@ def _settings(f: Any) -> dict[str, Any]:
         arch_learning_rate=f.arch_learning_rate, arch_split=f.arch_split,
         temperature=(f.tau_start, f.tau_end), rl_samples=f.rl_samples,
         rl_baseline_weight=f.rl_baseline_weight, path_select=f.path_select, repair=f.repair,
-        target_tolerance=f.target_tolerance)
+        target_tolerance=f.target_tolerance, nodes=f.nodes)
 
 
 def _named(f: Any, err: TfnasError) -> TfnasError:
@@ -196,14 +197,20 @@ def request_from_flags(flags_values: Any) -> SearchRequest:
                              "--device the table is that device's own: give a JSON path to "
                              "build or complete (default MODEL_DIR/lut.json)")
         check_output(device_table_path(f), "--latency_table")
-    space = cli.space_from_flags(f)
+    space = cli.search_space_from_flags(f)
     methods.get(f.method).check_space(space)
     _read_target(f)
-    latency, latency_name = _latency_model(f, space)
+    settings = _settings(f)
+    derived = space  # the space of the architecture the search returns
+    if not hasattr(space, "layers"):  # a network of DARTS cells
+        derived = _cell_search(f, space)
+        settings["eval_space"] = derived
+        latency, latency_name = None, None
+    else:
+        latency, latency_name = _latency_model(f, space)
     has_latency = latency is not None or bool(f.device)
     has_target = f.target_ms is not None or f.target_fraction is not None
-    sources: dict[str, Any] = {"params": CostModel.params(space),
-                               "flops": CostModel.flops(space)}
+    sources: dict[str, Any] = costs.exact_sources(derived, f.nodes)
     if f.energy_table:
         sources["energy"] = table_source(space, f.energy_table, "mJ", "--energy_table")
     ceilings = []
@@ -216,9 +223,10 @@ def request_from_flags(flags_values: Any) -> SearchRequest:
             raise TfnasError(f"{flag} needs --energy_table (a table in mJ)")
         ceilings.append(Constraint(sources[metric], value, "max", flag=flag,
                                    lam_init=f.lam_init, lam_rate=f.lam_rate, kappa=f.lam_kappa))
-        budget.check_feasible(ceilings[-1], space)  # an unreachable budget stops here
-    # default: a target's budget; with only other budgets, no fixed-λ term beside them
-    cost = f.cost or ("target" if has_target else None if ceilings else "log")
+        budget.check_feasible(ceilings[-1], derived)  # an unreachable budget stops here
+    # default: a target's budget; with only other budgets (or on cells, DARTS), no fixed-λ term
+    cost = f.cost or ("target" if has_target else None if ceilings or derived is not space
+                      else "log")
     if cost in ("target", "max") and not has_target:
         raise TfnasError(f"--cost={cost} needs --target_ms or --target_fraction (for "
                          "params, FLOPs or energy budgets use --max_mparams / --max_mflops / "
@@ -239,12 +247,14 @@ def request_from_flags(flags_values: Any) -> SearchRequest:
     if f.train_after_search:  # the --train_* flags stop here too, not after the search
         from tfnas.train import command as train
         from tfnas.space import Architecture
+        from tfnas.space.cells import CellArchitecture, placeholder_genotype
 
-        some_network = Architecture(space, tuple(space.candidates(i)[0]
-                                                 for i in range(space.num_layers)))
+        some_network = (Architecture(space, tuple(space.candidates(i)[0]
+                                                  for i in range(space.num_layers)))
+                        if derived is space else
+                        CellArchitecture(derived, placeholder_genotype(f.nodes)))
         train.config_from_flags(f, some_network, f.dataset, f.model_dir, f.seed, False,
                                 prefix="train_")
-    settings = _settings(f)
     try:
         SearchConfig.check_settings(settings)
     except TfnasError as err:
@@ -255,6 +265,32 @@ def request_from_flags(flags_values: Any) -> SearchRequest:
         return request
     # built once here: the target checked against the latency source's range
     return dataclasses.replace(request, checked=request.config())
+
+
+# flags a cell search has no use for yet (its latency model is the LA-DARTS issue's work)
+_LATENCY_FLAGS = ("latency_table", "device", "energy_table", "max_mj", "target_ms",
+                  "target_fraction")
+
+
+def _cell_search(f: Any, space: Any) -> Any:
+    """The checks of a search of DARTS cells; returns the evaluation network (--eval_network,
+    with --space's input and classes)."""
+    from tfnas import cli
+    from tfnas.space.cells import EVALUATED_IN
+
+    given = [name for name in _LATENCY_FLAGS if getattr(f, name) is not None]
+    given += ["latency_model"] if f.latency_model != "table" else []
+    given += ["cost_metric"] if f.cost_metric in ("latency", "energy") else []
+    if given:
+        raise TfnasError(f"{', '.join('--' + n for n in given)}: a search of DARTS cells "
+                         "has params and FLOPs budgets (--max_mparams, --max_mflops) but no "
+                         "latency or energy model yet")
+    if f.cost in ("target", "max"):
+        raise TfnasError(f"--cost={f.cost} is a latency budget: a search of DARTS cells takes "
+                         "--max_mparams / --max_mflops")
+    name = f.eval_network or EVALUATED_IN.get(f.space, f.space)
+    return cli.cell_network_from_flags(f, name, cells=f.eval_cells,
+                                       init_channels=f.eval_init_channels)
 
 
 def config_from_flags(flags_values: Any) -> SearchConfig:

@@ -14,9 +14,12 @@ from tfnas.space import SearchSpace
 class SearchConfig:
     """A search: the space and data, the cost it is reported in (`cost_model`), a fixed-λ
     term on that cost (`objective`, or None) and budgets with learned multipliers
-    (`constraints`: latency target, params / FLOPs maxima)."""
+    (`constraints`: latency target, params / FLOPs maxima). A cell search (`space` a
+    `CellNetwork`, the search network) derives cells of `nodes` nodes for `eval_space`, the
+    network they are built in (DARTS: searched with 8 cells, evaluated with 20), which the
+    costs and budgets price."""
 
-    space: SearchSpace
+    space: Any  # SearchSpace | CellNetwork
     dataset: str
     cost_model: Any  # CostModel | LatencyPredictor: the cost the search reports and logs
     objective: Objective | None
@@ -44,6 +47,8 @@ class SearchConfig:
     repair: bool = True  # return the best-weighted network that meets every budget (budget.solve)
     target_tolerance: float = 0.01  # a target budget holds within ±1%
     latency_source: str | None = None  # what predicts latency, for the report
+    nodes: int = 4  # cell searches: intermediate nodes per cell
+    eval_space: Any = None  # cell searches: the CellNetwork of the derived cells (default space)
     # (the latency target, like every budget, is a Constraint's target)
     verbose: bool = True
 
@@ -52,8 +57,8 @@ class SearchConfig:
         values: dict[str, Any] = {}
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if field.name == "space":
-                value = value.to_dict()
+            if field.name in ("space", "eval_space"):
+                value = None if value is None else value.to_dict()
             elif field.name == "cost_model":
                 value = {"name": value.name, "unit": value.unit}
             elif field.name == "objective":
@@ -64,6 +69,16 @@ class SearchConfig:
                 value = list(value)
             values[field.name] = value
         return values
+
+    @property
+    def cells(self) -> bool:
+        """A search of DARTS cells (`space` a CellNetwork), not of one op per layer."""
+        return not isinstance(self.space, SearchSpace)
+
+    @property
+    def derived_space(self) -> Any:
+        """The space of the architecture the search returns (`eval_space` of a cell search)."""
+        return self.eval_space if self.eval_space is not None else self.space
 
     @property
     def timed(self) -> Constraint | None:
@@ -109,6 +124,8 @@ class SearchConfig:
         if s["path_select"] not in ("auto", "switch", "mask"):
             problems.append("path_select must be auto, switch or mask, got "
                             f"{s['path_select']!r}")
+        if not 1 <= s["nodes"] <= 8:
+            problems.append(f"nodes must be in [1, 8], got {s['nodes']}")
         if not 0 < s["target_tolerance"] < 1:
             problems.append("target_tolerance must be in (0, 1)")
         if problems:

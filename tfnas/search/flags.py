@@ -20,6 +20,16 @@ def define_flags(values: Any = None) -> None:
 
     flags = cli.Definer(values, __name__)
     cli.define_space_flags(default="single_path", values=values)
+    cli.define_cell_flags(values)
+    flags.DEFINE_integer("nodes", 4, "Cell searches: intermediate nodes per cell (DARTS: 4).")
+    flags.DEFINE_string("eval_network", None, "Cell searches: the network the derived cells "
+                        "are built in, which arch.json holds and the budgets price (default: "
+                        "darts_cifar for darts_search, darts28 for darts28_search, else "
+                        "--space itself), with --space's input size, channels and classes.")
+    flags.DEFINE_integer("eval_cells", None, "Cell searches: override the evaluation network's "
+                         "number of cells.")
+    flags.DEFINE_integer("eval_init_channels", None, "Cell searches: override the evaluation "
+                         "network's first cells' channels C.")
     flags.DEFINE_string("dataset", "tfds:imagenet2012", f"Dataset: {', '.join(data.KINDS)}.")
     flags.DEFINE_enum("method", "superkernel", list(methods.METHODS),
                       f"Search method: {methods.describe()}.")

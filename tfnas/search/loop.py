@@ -81,7 +81,7 @@ class Search(SearchStep):
                                         dropout=config.dropout,
                                         sync_bn=config.sync_bn and replicas > 1,
                                         temperature=config.temperature[0],
-                                        select=self.path_select)
+                                        select=self.path_select, nodes=config.nodes)
             self.architecture_variables = supernet.architecture_variables(self.model)
             arch_ids = {id(v) for v in self.architecture_variables}
             # one-level (superkernel): one optimizer trains weights and thresholds together
@@ -254,13 +254,13 @@ class Search(SearchStep):
                                       f" in {model_dir}: run the same command to resume")
                 if (i + 1) % config.checkpoint_every == 0:
                     save()
-            arch = supernet.derive(self.model, config.space)
+            arch = supernet.derive(self.model, config.derived_space)
             means = step_log.epoch_means(epoch)  # every step of the epoch, over resumes
             row = {"epoch": epoch, "ce": means["ce"], "accuracy": means["accuracy"],
                    "val_accuracy": self.validate(),
                    "cost": float(supernet.expected_cost(self.model, config.cost_model)),
                    "lam": float(self.lam), "seconds": time.time() - epoch_start,
-                   "arch": " ".join(op.name for op in arch.ops)}
+                   "arch": arch.brief()}
             records.append_log(log_path, row)
             with writer.as_default(step=epoch):
                 for key in ("ce", "accuracy", "val_accuracy", "cost", "lam"):
@@ -285,7 +285,7 @@ class Search(SearchStep):
         from tfnas.search import budget, supernet
 
         config = self.config
-        arch = supernet.derive(self.model, config.space)
+        arch = supernet.derive(self.model, config.derived_space)
         window = self._window()
         if window is not None and window.steps:  # what the search held while it settled
             arch, scores = window.choose(config.constraints, config.target_tolerance), \
@@ -314,6 +314,7 @@ class Search(SearchStep):
             timed.cost_model if timed else None)
         report = {
             "method": config.method, "space": config.space.name, "dataset": config.dataset,
+            **({"eval_space": config.eval_space.name} if config.eval_space else {}),
             "cost": config.objective.kind if config.objective else None,
             "lam": config.objective.lam if config.objective else None,
             "cost_metric": config.cost_model.name, "cost_unit": config.cost_model.unit,
@@ -365,8 +366,8 @@ class Search(SearchStep):
     def _window(self, position: tuple[int, int] | None = None) -> late.LateWindow | None:
         """The late window's record (budgeted searches only) at `position` (epoch, step): as
         the checkpoint there left it; default, the last one saved."""
-        if not self.config.constraints:
-            return None
+        if not self.config.constraints or self.config.cells:
+            return None  # (the late window holds networks of layers, not cells)
         return late.LateWindow(Path(self.config.model_dir) / late.FILE, self.config.space,
                                position)
 

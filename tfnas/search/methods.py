@@ -25,16 +25,28 @@ class Method:
 
     name: str
     summary: str  # for --help
-    layer: str = "mixed"  # superkernel | mixed
+    layer: str = "mixed"  # superkernel | mixed | cell (the DARTS cell space)
     mode: str | None = None  # the MixedOp mode: softmax | gumbel | proxyless
     hard: bool = False  # gumbel: one-hot forward, straight-through gradient (LightNAS)
     arch_update: str = "gradient"  # gradient | reinforce (bi-level methods)
     arch_beta_1: float = 0.5  # Adam β1 of α; ProxylessNAS: 0, unsampled paths' α stay put
     rescale_alpha: bool = False  # ProxylessNAS: keep unsampled paths' probabilities
+    partial: int = 1  # cells: 1/K of the channels through the mixed edges (PC-DARTS)
+    edge_normalization: bool = False  # cells: edge weights β (PC-DARTS)
+    # what a budget's multiplier prices (`tfnas.search.layers.searchable` views): the network
+    # `derive` returns now (tfnas, LightNAS), or the relaxation's expected cost (DCA-NAS Eq. 3)
+    budget_view: str = "decided"
 
     def check_space(self, space: Any) -> None:
-        """Raises TfnasError when this method cannot search `space`: the superkernel nests
-        kernels and expansions only, so squeeze-and-excitation needs a multi-path method."""
+        """Raises TfnasError when this method cannot search `space`: cell methods search
+        networks of DARTS cells and only they do; the superkernel nests kernels and expansions
+        only, so squeeze-and-excitation needs a multi-path method."""
+        cells = not hasattr(space, "layers")  # a CellNetwork (kept free of imports)
+        if cells != (self.layer == "cell"):
+            wanted = [m.name for m in _ALL if (m.layer == "cell") == cells]
+            raise TfnasError(f"--method={self.name} does not search "
+                             f"{'networks of DARTS cells' if cells else 'layer spaces'} "
+                             f"(--space={space.name}): choose {', '.join(wanted)}")
         if self.layer == "superkernel" and True in space.squeeze_excite:
             raise TfnasError(f"--method={self.name} searches kernel sizes, expansions and skip "
                              "only; a space with squeeze-and-excitation needs a multi-path "
@@ -42,8 +54,8 @@ class Method:
 
     @property
     def bi_level(self) -> bool:
-        """Multi-path methods learn α on held-out data after each weight step."""
-        return self.layer == "mixed"
+        """Multi-path and cell methods learn α on held-out data after each weight step."""
+        return self.layer in ("mixed", "cell")
 
 
 _ALL = (
@@ -56,6 +68,13 @@ _ALL = (
            rescale_alpha=True),
     Method("proxyless_reinforce", "ProxylessNAS with REINFORCE on α, Eq. 8", mode="proxyless",
            arch_update="reinforce", arch_beta_1=0.0, rescale_alpha=True),
+    # the DARTS cell space (Adam β1 0.5 on α: DARTS and PC-DARTS)
+    Method("darts", "DARTS cells, first order", layer="cell", mode="softmax"),
+    Method("pc_darts", "PC-DARTS: partial channels K=4, edge normalisation", layer="cell",
+           mode="softmax", partial=4, edge_normalization=True),
+    Method("dca_nas", "DCA-NAS: PC-DARTS with budgets on the softmax-weighted cost",
+           layer="cell", mode="softmax", partial=4, edge_normalization=True,
+           budget_view="loss"),
 )
 METHODS = tuple(m.name for m in _ALL)
 _BY_NAME = {m.name: m for m in _ALL}

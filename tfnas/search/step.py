@@ -22,6 +22,7 @@ class SearchStep:
     """The step of a search (see the module docstring)."""
 
     config: Any
+    method: Any
     strategy: Any
     model: Any
     _steps: dict[bool, Callable[..., dict[str, Any]]]
@@ -48,9 +49,9 @@ class SearchStep:
             penalty = self.lam * config.objective.penalty(cost)
         terms = {"ce": ce, "cost": cost / replicas}
         for c, lam in zip(config.constraints, self.multipliers):
-            value = tf.cast(supernet.expected_cost(self.model, c.cost_model,
-                                                   "sampled" if sampled else "decided"),
-                            tf.float32)
+            value = tf.cast(supernet.expected_cost(
+                self.model, c.cost_model, "sampled" if sampled else self.method.budget_view),
+                tf.float32)
             penalty = penalty + self.arch_on * c.penalty(lam, value)
             terms[f"cost_{c.name}"] = value / replicas
         correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
@@ -131,7 +132,8 @@ class SearchStep:
             terms = {}
             replicas = self.strategy.num_replicas_in_sync
             for c in self.config.constraints:
-                value = supernet.expected_cost(self.model, c.cost_model, "decided")
+                value = supernet.expected_cost(self.model, c.cost_model,
+                                               self.method.budget_view)
                 terms[f"cost_{c.name}"] = tf.cast(value, tf.float32) / replicas
             return terms
 

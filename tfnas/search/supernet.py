@@ -7,6 +7,10 @@ LightNAS), `gumbel_soft` (FBNet), `proxyless`; `tfnas.search.layers.mixed`).
 `expected_cost(model, cost_model)` = fixed + Σ layer.expected_cost(rows) is differentiable in
 the architecture parameters and independent of the batch (docs/design.md, rule 3); call it under
 the same GradientTape as the forward pass. `derive(model, space)` reads each layer's decision.
+
+Cell methods (`darts`, `pc_darts`, `dca_nas`) build the DARTS search network instead
+(`tfnas.search.cell_supernet.CellSupernet`, α shared by the cells of a kind); the functions
+here answer for it too, so the search loop does not ask which kind of network it trains.
 """
 
 from __future__ import annotations
@@ -21,20 +25,29 @@ from tfnas.blocks import common
 from tfnas.costs import CostModel
 from tfnas.errors import TfnasError
 from tfnas.latency.predictor import LatencyPredictor
+from tfnas.search.cell_supernet import CellSupernet
 from tfnas.search.layers.mixed import MixedOp
 from tfnas.search.layers.searchable import SearchableLayer
 from tfnas.search.layers.superkernel import SuperkernelMBConv
-from tfnas.space import SKIP, Architecture, Op, SearchSpace
+from tfnas.space import SKIP, Architecture, SearchSpace
 
 
 def build(space: SearchSpace, *, method: str = "superkernel", dropout: float = 0.2,
           drop_rate: float = 0.0, threshold_init: float = 0.0, seed: int | None = None,
-          sync_bn: bool = False, temperature: float = 5.0, select: str = "switch") -> Any:
+          sync_bn: bool = False, temperature: float = 5.0, select: str = "switch", nodes: int = 4) -> Any:
     """The supernet of `space` for a search method (`sync_bn`: cross-replica batch norm;
-    `temperature`: initial Gumbel τ; `select`: how mixed ops run one path, see `MixedOp`)."""
+    `temperature`: initial Gumbel τ; `select`: how mixed ops run one path, see `MixedOp`;
+    `nodes`: intermediate nodes per cell, cell methods)."""
     record = methods.get(method)
     record.check_space(space)
     common.check_dropout(dropout)
+    if record.layer == "cell":  # DARTS' search network has no dropout
+        model = CellSupernet(space, nodes=nodes, partial=record.partial,
+                             edge_normalization=record.edge_normalization, sync_bn=sync_bn,
+                             seed=seed or 0, name=f"supernet_{space.name}")
+        model(keras.ops.zeros((1, space.input_size, space.input_size, space.input_channels)),
+              training=False)  # (a subclassed model's variables exist once it is called)
+        return model
     inputs = nets.image_input(keras, space)
     x = nets.stem(inputs, keras, space, sync_bn)
     for i, spec in enumerate(space.layers):
@@ -78,6 +91,8 @@ def expected_cost(model: Any, cost_model: CostModel | LatencyPredictor,
     (`tfnas.search.layers.searchable`: `loss` what the method prices, `decided` the network
     `derive` returns now with the relaxation's gradient, `sampled` the network the last
     forward pass ran)."""
+    if isinstance(model, CellSupernet):
+        return model.expected_cost(cost_model, view)
     if isinstance(cost_model, LatencyPredictor):
         return cost_model.soft_cost(soft_one_hot(model, cost_model.space, view))
     layers = searchable_layers(model)
@@ -90,8 +105,11 @@ def expected_cost(model: Any, cost_model: CostModel | LatencyPredictor,
     return total
 
 
-def op_scores(model: Any) -> list[dict[Op, float]]:
-    """Per searchable layer, log P(op) under the search's relaxation (for `budget.solve`)."""
+def op_scores(model: Any) -> Any:
+    """Per searchable layer, log P(op) under the search's relaxation (for `budget.solve`); of
+    a cell network, per kind the [edges, ops] log-weights its derivation ranks by."""
+    if isinstance(model, CellSupernet):
+        return model.op_scores()
     return [layer.op_scores() for layer in searchable_layers(model)]
 
 
@@ -109,7 +127,10 @@ def sampled_log_probability(model: Any) -> Any:
 
 
 def architecture_variables(model: Any) -> list[Any]:
-    """The thresholds (Single-Path's architecture parameters) or the α of mixed ops."""
+    """The thresholds (Single-Path's architecture parameters) or the α of mixed ops (the α
+    and β of a cell network)."""
+    if isinstance(model, CellSupernet):
+        return list(model.architecture_variables)
     return [v for layer in searchable_layers(model) for v in layer.architecture_variables]
 
 
@@ -120,6 +141,11 @@ def anneal(model: Any, temperature: float, drop_rate: float) -> None:
         layer.anneal(temperature, drop_rate)
 
 
-def derive(model: Any, space: SearchSpace) -> Architecture:
-    """The architecture the supernet's hard decisions currently select."""
+def derive(model: Any, space: Any) -> Any:
+    """The architecture the supernet's hard decisions currently select (of a cell network:
+    its genotype in `space`, the network the derived cells are built in)."""
+    if isinstance(model, CellSupernet):
+        from tfnas.space.cells import CellArchitecture
+
+        return CellArchitecture(space, model.derive())
     return Architecture(space, tuple(layer.decisions() for layer in searchable_layers(model)))

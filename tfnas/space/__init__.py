@@ -7,10 +7,11 @@
 - `cells`: the DARTS cell space: `Genotype`, `CellNetwork`, `CellArchitecture`.
 """
 
-from tfnas.space.architecture import Architecture, architecture_from_json, load_architecture
+from tfnas.space.architecture import (Architecture, architecture_from_dict,
+                                      architecture_from_json, load_architecture)
 from tfnas.space.ops import SKIP, LayerSignature, Op, parse_ops
 from tfnas.space.spaces import (PRESET_NAMES, LayerSpec, SearchSpace, Stage, get_space,
                                 make_divisible)
 
-__all__ = ["Architecture", "architecture_from_json", "load_architecture", "LayerSignature", "LayerSpec", "Op", "PRESET_NAMES", "SKIP",
+__all__ = ["Architecture", "architecture_from_dict", "architecture_from_json", "load_architecture", "LayerSignature", "LayerSpec", "Op", "PRESET_NAMES", "SKIP",
            "SearchSpace", "Stage", "get_space", "make_divisible", "parse_ops"]

@@ -121,6 +121,10 @@ class Architecture:
         except TfnasError as err:
             raise TfnasError(f"{path}: {err}") from None
 
+    def brief(self) -> str:
+        """One line: the ops, layer by layer (the search log's `arch` column)."""
+        return " ".join(op.name for op in self.ops)
+
     @property
     def op_names(self) -> tuple[str, ...]:
         """The op of every layer by name (how tables and datasets list architectures)."""
@@ -162,12 +166,17 @@ class Architecture:
 def architecture_from_json(text: str) -> "Architecture | CellArchitecture":
     """Either kind of architecture JSON: a layer space's (`space`, `ops`) or a cell network's
     (`network`, `genotype`; `tfnas.space.cells`)."""
-    from tfnas.space.cells import CellArchitecture
-
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         raise TfnasError(f"malformed architecture JSON: {err}") from None
+    return architecture_from_dict(data)
+
+
+def architecture_from_dict(data: Any) -> "Architecture | CellArchitecture":
+    """Either kind of architecture, from its JSON object (`to_dict`)."""
+    from tfnas.space.cells import CellArchitecture
+
     if isinstance(data, Mapping) and "genotype" in data:
         return CellArchitecture.from_dict(data)
     return Architecture.from_dict(data)

@@ -35,6 +35,17 @@ INPUT_NODES = 2
 AUX_CHANNELS = (128, 768)  # the auxiliary head's two convolutions (DARTS)
 
 
+def edge_count(nodes: int) -> int:
+    """Edges of a search cell: node j (from 0) takes one from each of its 2 + j predecessors."""
+    return sum(INPUT_NODES + j for j in range(nodes))
+
+
+def edge_sources(nodes: int) -> list[tuple[int, int]]:
+    """(node, source) of every edge in the order α rows are kept: node 2's edges from 0 and 1,
+    node 3's from 0, 1, 2, ..."""
+    return [(INPUT_NODES + j, i) for j in range(nodes) for i in range(INPUT_NODES + j)]
+
+
 @dataclasses.dataclass(frozen=True)
 class EdgeSignature:
     """What one edge computes: its op on `channels` channels of a height x width map, with
@@ -330,6 +341,19 @@ NETWORKS = {
 }
 
 
+# the network a search network's cells are evaluated in (DARTS Sec. 3: searched with 8 cells
+# of 16 channels, trained with 20 of 36); the others are their own
+EVALUATED_IN = {"darts_search": "darts_cifar", "darts28_search": "darts28"}
+
+
+def placeholder_genotype(nodes: int = 4) -> Genotype:
+    """Cells of `nodes` nodes, each fed by both inputs through skip_connect: what plans a
+    network's channels and sizes, which do not depend on the ops."""
+    cell = Cell(tuple(("skip_connect", i) for _ in range(nodes) for i in (0, 1)),
+                tuple(range(INPUT_NODES, INPUT_NODES + nodes)))
+    return Genotype(cell, cell)
+
+
 def get_network(name: str, **overrides: Any) -> CellNetwork:
     if name not in NETWORKS:
         raise TfnasError(f"unknown cell network {name!r}: choose one of {', '.join(NETWORKS)}")
@@ -500,6 +524,12 @@ class CellArchitecture:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text(path, self.to_json() + "\n")
+
+    def brief(self) -> str:
+        """One line: each cell's edges as op/source (the search log's `arch` column)."""
+        return " | ".join(f"{what} " + " ".join(f"{op}/{source}" for op, source in cell.edges)
+                          for what, cell in (("normal", self.genotype.normal),
+                                             ("reduce", self.genotype.reduce)))
 
     def table(self) -> str:
         """The cells, readable: one line per node and the network's size."""

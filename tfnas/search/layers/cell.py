@@ -26,18 +26,7 @@ from keras import ops
 
 from tfnas.blocks import cell_family, cell_units
 from tfnas.blocks.common import batch_norm
-from tfnas.space.cells import CELL_OPS, INPUT_NODES, EdgeSignature
-
-
-def edge_count(nodes: int) -> int:
-    """Edges of a search cell: node j (from 0) takes one from each of its 2 + j predecessors."""
-    return sum(INPUT_NODES + j for j in range(nodes))
-
-
-def edge_sources(nodes: int) -> list[tuple[int, int]]:
-    """(node, source) of every edge in the order α rows are kept: node 2's edges from 0 and 1,
-    node 3's from 0, 1, 2, ..."""
-    return [(INPUT_NODES + j, i) for j in range(nodes) for i in range(INPUT_NODES + j)]
+from tfnas.space.cells import CELL_OPS, INPUT_NODES, EdgeSignature, edge_sources
 
 
 @keras.saving.register_keras_serializable(package="tfnas")

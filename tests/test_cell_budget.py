@@ -1,0 +1,168 @@
+"""Budgets of a DARTS cell search: the exact cost range of the derivable networks, the soft
+(DCA-NAS Eq. 3) and derived costs in the search step, the solver that meets max budgets, and
+the cell-search command's flags."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from conftest import search_error
+from tfnas.costs import CELL_KINDS, CellCost
+from tfnas.errors import TfnasError
+from tfnas.search import cell_budget
+from tfnas.search.cell_supernet import derive_cell, derived_one_hot
+from tfnas.search.objectives import Constraint
+from tfnas.space.cells import (CELL_OPS, Cell, CellArchitecture, Genotype, edge_count,
+                               get_network)
+
+# the evaluation network of a two-node search: small enough to enumerate every derivable cell
+NETWORK = get_network("darts28", cells=3, init_channels=8, input_size=16)
+NODES = 2
+
+
+def _every_genotype(nodes=NODES):
+    """Every derivable genotype with two nodes (node 2 from 0 and 1; node 3 two of 0, 1, 2)."""
+    ops = [op for op in CELL_OPS if op != "none"]
+    cells = []
+    for a, b in itertools.product(ops, repeat=2):
+        for pair in itertools.combinations(range(3), 2):
+            for c, d in itertools.product(ops, repeat=2):
+                cells.append(Cell(((a, 0), (b, 1), (c, pair[0]), (d, pair[1])), (2, 3)))
+    return cells
+
+
+def test_the_cost_range_is_the_cheapest_and_dearest_derivable_network():
+    cost = CellCost.counting("params", NETWORK, NODES)
+    cells = _every_genotype()
+    # the normal and reduction cells are priced apart: extremes of each, combined
+    lows, highs = [], []
+    for kind in CELL_KINDS:
+        values = [cost.of(CellArchitecture(NETWORK, Genotype(
+            *((cell, cells[0]) if kind == "normal" else (cells[0], cell))))) for cell in cells]
+        lows.append(min(values))
+        highs.append(max(values))
+    base = cost.of(CellArchitecture(NETWORK, Genotype(cells[0], cells[0])))
+    low, high = cell_budget.cost_range(cost)
+    assert low == pytest.approx(lows[0] + lows[1] - base, rel=1e-9)
+    assert high == pytest.approx(highs[0] + highs[1] - base, rel=1e-9)
+
+
+def _weights(seed):
+    rng = np.random.default_rng(seed)
+    w = rng.dirichlet(np.ones(len(CELL_OPS)), size=edge_count(NODES))
+    return {kind: w if kind == "normal" else w[::-1].copy() for kind in CELL_KINDS}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_compiled_derivation_is_derive_cell_and_prices_the_derived_network(seed):
+    import tensorflow as tf
+
+    weights = _weights(seed)
+    beta = np.random.default_rng(seed + 10).uniform(0.1, 1, edge_count(NODES))
+    for kind in CELL_KINDS:
+        for b in (None, beta):
+            cell = derive_cell(weights[kind], b, NODES)
+            hot = derived_one_hot(tf.constant(weights[kind], tf.float32),
+                                  None if b is None else tf.constant(b, tf.float32), NODES)
+            picked = [(CELL_OPS[o], e) for e, o in zip(*np.nonzero(hot.numpy()))]
+            sources = [s for _, s in [(n, s) for n in (2, 3) for s in range(n)]]
+            assert [(op, sources[e]) for op, e in picked] == list(cell.edges)
+
+
+def test_the_solver_returns_the_heaviest_network_within_the_budget_exactly():
+    params = CellCost.counting("params", NETWORK, NODES)
+    scores = {kind: np.log(w) for kind, w in _weights(3).items()}
+    derived = CellArchitecture(NETWORK, Genotype(derive_cell(np.exp(scores["normal"]), None, 2),
+                                                 derive_cell(np.exp(scores["reduce"]), None, 2)))
+    low, _ = cell_budget.cost_range(params)
+    budget = low + 0.3 * (params.of(derived) - low)  # below the search's own network
+    constraint = Constraint(params, budget, "max")
+    answer, moves = cell_budget.solve(derived, scores, [constraint])
+    assert params.of(answer) <= budget and moves
+
+    def weight(arch):
+        total = 0.0
+        for kind in CELL_KINDS:
+            cell = getattr(arch.genotype, kind)
+            rows = [0, 0, 2, 2]  # α row of each kept edge's node's first edge
+            total += sum(scores[kind][rows[i] + s][CELL_OPS.index(op)]
+                         for i, (op, s) in enumerate(cell.edges))
+        return total
+
+    # brute force over the normal cells with the reduction cell fixed to the answer's
+    best = max((CellArchitecture(NETWORK, Genotype(cell, answer.genotype.reduce))
+                for cell in _every_genotype()),
+               key=lambda a: weight(a) if params.of(a) <= budget else -np.inf)
+    assert weight(answer) == pytest.approx(weight(best), abs=1e-9)
+    # within budget already: the search's own network comes back unchanged
+    same, none = cell_budget.solve(derived, scores, [Constraint(params, 1e3, "max")])
+    assert same == derived and none == []
+    with pytest.raises(TfnasError, match="no network of cells meets"):
+        cell_budget.solve(derived, scores, [Constraint(params, low * 0.99, "max")])
+
+
+CELL_SEARCH = ("--space=darts_search", "--method=darts", "--cells=3", "--init_channels=4",
+               "--nodes=2", "--eval_cells=5", "--eval_init_channels=8")
+
+
+@pytest.mark.parametrize("args, expected", [
+    (("--max_mparams=0.001",), "--max_mparams=0.001 is below the cheapest network: the "
+                               "darts_cifar space spans"),
+    (("--target_ms=5",), "--target_ms: a search of DARTS cells has params and FLOPs budgets"),
+    (("--width_multiplier=0.5",), "--width_multiplier applies to layer spaces"),
+    (("--method=superkernel",), "--method=superkernel does not search networks of DARTS "
+                                "cells (--space=darts_search): choose darts, pc_darts, dca_nas"),
+    (("--nodes=0",), "--nodes must be in [1, 8], got 0"),
+    (("--eval_network=nope",), "unknown cell network 'nope'"),
+])
+def test_bad_cell_search_flags_are_one_line(args, expected):
+    message = search_error(*CELL_SEARCH, *args)
+    assert expected in message and "\n" not in message
+
+
+def test_a_layer_space_refuses_a_cell_method():
+    message = search_error("--method=pc_darts")
+    assert "--method=pc_darts does not search layer spaces (--space=tiny)" in message
+
+
+@pytest.mark.long
+@pytest.mark.e2e
+def test_a_pc_darts_search_under_a_params_budget_ends_to_end_and_trains(tmp_path):
+    """`python -m tfnas.search` on the cell space: PC-DARTS (partial channels, edge weights) on
+    digits with a params budget between the cheapest and the search's unconstrained network;
+    the evaluation network of the derived cells holds it, and trains."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    from tfnas.space import load_architecture
+
+    params = CellCost.counting("params", get_network("darts_cifar", cells=5, init_channels=8,
+                                                     input_size=8, input_channels=1), NODES)
+    low, high = cell_budget.cost_range(params)
+    budget = low + 0.25 * (high - low)
+    out = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "-m", "tfnas.search", *CELL_SEARCH, "--method=pc_darts",
+         "--init_channels=8", "--dataset=digits", "--input_size=8", "--input_channels=1",
+         "--epochs=1", "--warmup_epochs=0", "--batch_size=64", f"--max_mparams={budget}",
+         f"--model_dir={out}", "--train_after_search", "--train_epochs=1",
+         "--train_warmup_epochs=0"],
+        capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    arch = load_architecture(out / "arch.json")
+    assert isinstance(arch, CellArchitecture) and arch.network.name == "darts_cifar"
+    for cell in (arch.genotype.normal, arch.genotype.reduce):
+        cell.check("derived")
+        assert len(cell.edges) == 2 * NODES and all(op != "none" for op, _ in cell.edges)
+    report = json.loads((out / "report.json").read_text())
+    assert report["method"] == "pc_darts" and report["eval_space"] == "darts_cifar"
+    (b,) = report["budgets"]
+    assert b["holds"] and arch.params() / 1e6 <= budget
+    assert b["predicted"] == pytest.approx(arch.params() / 1e6)
+    assert report["train"]["top1"] > 0.1  # one epoch on digits: above chance
+    assert "params: target ≤" in done.stdout
