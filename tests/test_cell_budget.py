@@ -166,3 +166,65 @@ def test_a_pc_darts_search_under_a_params_budget_ends_to_end_and_trains(tmp_path
     assert b["predicted"] == pytest.approx(arch.params() / 1e6)
     assert report["train"]["top1"] > 0.1  # one epoch on digits: above chance
     assert "params: target ≤" in done.stdout
+
+
+def _cell_config(*args):
+    from absl import flags
+
+    from conftest import TINY_SEARCH
+    from tfnas.search.command import config_from_flags
+    from tfnas.search.flags import define_flags
+
+    values = flags.FlagValues()
+    define_flags(values)
+    values(["tfnas.search", *TINY_SEARCH, *args])
+    return config_from_flags(values)
+
+
+def test_cells_flags_size_the_search_network_and_eval_flags_the_evaluation_network():
+    config = _cell_config("--space=darts_search", "--method=darts", "--cells=5",
+                          "--init_channels=8", "--input_size=8", "--input_channels=1")
+    assert (config.space.cells, config.space.init_channels) == (5, 8)
+    assert config.eval_space == get_network("darts_cifar", input_size=8, input_channels=1)
+    assert config.objective is None and config.cost_model.name == "flops"  # plain DARTS
+    config = _cell_config("--space=darts28_search", "--method=dca_nas", "--eval_cells=6",
+                          "--eval_init_channels=12", "--max_mflops=20")
+    assert config.eval_space == get_network("darts28", cells=6, init_channels=12)
+    (budget,) = config.constraints
+    assert budget.cost_model.network == config.eval_space and budget.target == 20
+
+
+def test_the_lookup_graph_finds_the_search_budget_whose_derived_network_meets_the_device():
+    from tfnas.search.lug import LookupGraph
+
+    graph = LookupGraph("params", ((1.0, 1.4), (2.0, 2.2), (1.5, 1.6)))
+    assert graph.search_budget(1.6) == pytest.approx(1.5)
+    assert graph.search_budget(1.9) == pytest.approx(1.5 + 0.3 / 0.6 * 0.5)  # between points
+    assert graph.search_budget(9.0) == 2.0  # above every point: the largest search
+    with pytest.raises(TfnasError, match="cheapest derived network has 1.4 M params"):
+        graph.search_budget(1.0)
+    again = LookupGraph.from_dict(graph.to_dict())
+    assert again.search_budget(1.9) == graph.search_budget(1.9)
+    with pytest.raises(TfnasError, match="at least two searches"):
+        LookupGraph("params", ((1.0, 1.2),))
+
+
+def test_a_search_with_a_lookup_graph_searches_at_its_budget_without_the_solver(tmp_path):
+    from tfnas.search.lug import LookupGraph
+
+    path = tmp_path / "lug.json"
+    LookupGraph("params", ((2.0, 2.4), (3.0, 3.4))).save(path)
+    config = _cell_config("--space=darts_search", "--method=dca_nas", f"--lug={path}",
+                          "--max_mparams=2.9")
+    (budget,) = config.constraints
+    assert budget.target == pytest.approx(2.5) and not config.repair
+    assert config.lug == {"path": str(path), "metric": "params", "device_budget": 2.9,
+                          "search_budget": pytest.approx(2.5)}
+    common = ("--space=darts_search", "--method=dca_nas", f"--lug={path}")
+    for args, expected in (((), f"--lug={path} looks up params budgets: give --max_mparams"),
+                           (("--max_mparams=2.9", "--repair"), "--lug replaces the solver"),
+                           (("--max_mparams=2.2",), "cheapest derived network has 2.4 M")):
+        message = search_error(*common, *args)
+        assert expected in message and "\n" not in message
+    assert "no such file" in search_error("--space=darts_search", "--method=dca_nas",
+                                          f"--lug={tmp_path / 'none.json'}", "--max_mparams=2")

@@ -314,3 +314,45 @@ def test_a_target_beyond_the_pixel1_space_names_its_range(tmp_path):
     lines = error_lines(out.stderr)
     assert lines == ["error: --target_ms=200 is above the dearest network (nothing to search "
                      "for): the single_path space spans 30.63 to 131.5 ms of latency"], lines
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("method", ["superkernel", "softmax", "proxyless", "darts", "dca_nas"])
+def test_a_search_checkpoint_restores_every_weight_and_optimizer_slot(tmp_path, method):
+    """Keras 3 keeps the layers a list holds (a mixed op's paths, a search cell's edges, the
+    cells of the cell network) out of TensorFlow's checkpoint unless they are tracked there:
+    every variable of the supernet and of both optimizers must come back on resume."""
+    import numpy as np
+
+    from tfnas.costs import exact_sources
+    from tfnas.search import Search, SearchConfig
+    from tfnas.space.cells import get_network
+
+    cells = method in ("darts", "dca_nas")
+    space = (get_network("darts_search", cells=3, init_channels=4, input_size=8,
+                         input_channels=1) if cells else small_space())
+
+    def search(seed, where):
+        return Search(SearchConfig(
+            space=space, dataset="digits" if cells else "synthetic",
+            cost_model=exact_sources(space, 2)["flops"], objective=None, model_dir=str(where),
+            method=method, batch_size=16, seed=seed, nodes=2, verbose=False))
+
+    first = search(0, tmp_path / "a")
+    rng = np.random.default_rng(0)
+    owned = [first.model.variables, first.optimizer.variables,
+             first.arch_optimizer.variables if first.arch_optimizer else []]
+    for group in owned:
+        for v in group:
+            v.assign(rng.normal(size=v.shape).astype(v.dtype) if v.dtype != "int64" else
+                     np.full(v.shape, 7, "int64"))
+    path = first.checkpoint.save(str(tmp_path / "a" / "ckpt"))
+    second = search(1, tmp_path / "b")
+    second.checkpoint.restore(path).assert_existing_objects_matched()
+    again = [second.model.variables, second.optimizer.variables,
+             second.arch_optimizer.variables if second.arch_optimizer else []]
+    for group, restored in zip(owned, again):
+        assert len(group) == len(restored)
+        lost = [v.path for v, w in zip(group, restored)
+                if not np.array_equal(v.numpy(), w.numpy())]
+        assert not lost, f"{len(lost)} of {len(group)} not restored, e.g. {lost[:3]}"

@@ -60,7 +60,7 @@ def test_a_two_target_sweep_stops_on_sigterm_and_resumes_to_its_pareto_table(tmp
 
 
 @pytest.mark.parametrize("args,message", [
-    ([], "give the targets with --target_fractions or --targets_ms"),
+    ([], "give the targets with one of --target_fractions, --targets_ms, --budgets_mparams"),
     (["--target_fractions=0.2", "--targets_ms=3"], "give the targets with"),
     (["--target_fractions=0.2,1.5"], "--target_fractions: 1.5 is outside [0, 1]"),
     (["--targets_ms=fast"], "--targets_ms: 'fast' is not a number"),
@@ -68,6 +68,8 @@ def test_a_two_target_sweep_stops_on_sigterm_and_resumes_to_its_pareto_table(tmp
     # a target the space cannot reach: the search's own check, named by its target
     (["--targets_ms=1000", "--latency_table=pixel1", "--space=single_path", "--device="],
      "target_1000ms: --target_ms=1000 is above the dearest network"),
+    (["--space=darts_search", "--method=darts", "--budgets_mparams=2,0.0001", "--device="],
+     "mparams_0.0001: --max_mparams=0.0001 is below the cheapest network"),
 ])
 def test_bad_target_lists_are_one_line(tmp_path, args, message):
     out = subprocess.run(_sweep(tmp_path / "sweep", *args), cwd=ROOT, capture_output=True,

@@ -191,8 +191,8 @@ def define_cell_flags(values: flags.FlagValues | None = None) -> None:
 def cell_network_from_flags(values: flags.FlagValues, name: str | None = None,
                             **overrides: Any) -> Any:
     """The cell network `name` (default --space) with the flags' overrides (input size,
-    channels, classes, --cells, --init_channels) and `overrides`; the layer spaces' own
-    overrides are one error."""
+    channels, classes; --cells and --init_channels unless `overrides` names them, None for
+    the preset's) and `overrides`; the layer spaces' own overrides are one error."""
     from tfnas.errors import TfnasError
     from tfnas.space.cells import get_network
 
@@ -201,7 +201,7 @@ def cell_network_from_flags(values: flags.FlagValues, name: str | None = None,
             raise TfnasError(f"--{flag} applies to layer spaces, not to cell networks")
     given = {flag: values[flag].value for flag in ("input_size", "input_channels",
                                                   "num_classes", "cells", "init_channels")
-             if flag in values and values[flag].value is not None}
+             if flag in values and values[flag].value is not None and flag not in overrides}
     given.update({k: v for k, v in overrides.items() if v is not None})
     return get_network(name or values.space, **given)
 

@@ -1,9 +1,16 @@
 """`python -m tfnas.sweep`: one search per latency target on one table, each derived network
 trained, exported and timed on the device, and the Pareto table and plot of accuracy against
-measured latency.
+measured latency; or one search per params / FLOPs budget, and DCA-NAS' lookup graph.
 
     python -m tfnas.sweep --flagfile=flags/quickstart.flags --target_fractions=0.2,0.5,0.8 \
         --model_dir=runs/sweep [--parallel=2]
+    python -m tfnas.sweep --space=darts_search --method=dca_nas --norepair \
+        --notrain_after_search --budgets_mparams=1,1.5,2,2.5 --model_dir=runs/lug
+
+With `--budgets_mparams` (or `--budgets_mflops`) each search has one of those budgets
+(`MODEL_DIR/mparams_B`), and MODEL_DIR/lug.json records each budget against the cost of the
+network its search derived (before the solver): the lookup graph `--lug` reads
+(`tfnas.search.lug`; with `--norepair`, DCA-NAS' own pipeline).
 
 Every flag of `python -m tfnas.search` is accepted and passed on to each target's search
 (`MODEL_DIR/fraction_F` or `MODEL_DIR/target_Tms`), with `--train_after_search` on; the
@@ -30,7 +37,13 @@ from tfnas import cli
 from absl import flags
 
 FLAGS = flags.FLAGS
-SWEEP_FLAGS = ("target_fractions", "targets_ms", "parallel")
+SWEEP_FLAGS = ("target_fractions", "targets_ms", "budgets_mparams", "budgets_mflops",
+               "parallel")
+# list flag → (the search flag each value sets, its folder prefix, the lowest value allowed)
+_LISTS = {"target_fractions": ("target_fraction", "fraction_", None),
+          "targets_ms": ("target_ms", "target_", 0.0),
+          "budgets_mparams": ("max_mparams", "mparams_", 0.0),
+          "budgets_mflops": ("max_mflops", "mflops_", 0.0)}
 
 
 def _define_flags() -> None:
@@ -42,6 +55,10 @@ def _define_flags() -> None:
     flags.DEFINE_list("target_fractions", None, "Latency targets as fractions of the space's "
                       "range (see --target_fraction), e.g. 0.2,0.5,0.8.")
     flags.DEFINE_list("targets_ms", None, "Latency targets in ms, e.g. 40,60,80.")
+    flags.DEFINE_list("budgets_mparams", None, "Params budgets (M), one search each; writes "
+                      "the lookup graph MODEL_DIR/lug.json (DCA-NAS).")
+    flags.DEFINE_list("budgets_mflops", None, "FLOPs budgets (M multiply-adds), one search "
+                      "each; writes the lookup graph MODEL_DIR/lug.json.")
     flags.DEFINE_integer("parallel", 1, "Searches run at the same time (each uses the host's "
                          "cores: more than one helps only with cores to spare; latency "
                          "measured during a search then shares the host with the others, the "
@@ -49,34 +66,34 @@ def _define_flags() -> None:
 
 
 def _targets() -> list[tuple[str, str]]:
-    """(folder name, search flag) per target; one clear error for bad lists."""
+    """(folder name, search flag) per target or budget; one clear error for bad lists."""
     from tfnas.errors import TfnasError
 
-    if (FLAGS.target_fractions is None) == (FLAGS.targets_ms is None):
-        raise TfnasError("give the targets with --target_fractions or --targets_ms (one of them)")
-    fractions = FLAGS.target_fractions is not None
-    name = "--target_fractions" if fractions else "--targets_ms"
+    given = [name for name in _LISTS if FLAGS[name].value is not None]
+    if len(given) != 1:
+        raise TfnasError("give the targets with one of " + ", ".join(f"--{n}" for n in _LISTS))
+    (name,) = given
+    flag, prefix, low = _LISTS[name]
     targets = []
-    for text in FLAGS.target_fractions or FLAGS.targets_ms:
+    for text in FLAGS[name].value:
         try:
             value = float(text)
         except ValueError:
-            raise TfnasError(f"{name}: {text!r} is not a number") from None
-        if (fractions and not 0 <= value <= 1) or (not fractions and value <= 0):
-            raise TfnasError(f"{name}: {text} is outside " + ("[0, 1]" if fractions else
-                                                              "(0, inf)"))
-        folder = f"fraction_{value:g}" if fractions else f"target_{value:g}ms"
-        flag = f"--target_fraction={value:g}" if fractions else f"--target_ms={value:g}"
+            raise TfnasError(f"--{name}: {text!r} is not a number") from None
+        if (low is None and not 0 <= value <= 1) or (low is not None and value <= low):
+            raise TfnasError(f"--{name}: {text} is outside " + ("[0, 1]" if low is None else
+                                                                 "(0, inf)"))
+        folder = f"{prefix}{value:g}" + ("ms" if name == "targets_ms" else "")
         if any(folder == f for f, _ in targets):
-            raise TfnasError(f"{name}: {text} is given twice")
-        targets.append((folder, flag))
+            raise TfnasError(f"--{name}: {text} is given twice")
+        targets.append((folder, f"--{flag}={value:g}"))
     return targets
 
 
 def _passed_on(model_dir: Path) -> list[str]:
     """The search flags set on the command line (or in a flag file), for every target."""
-    own = set(SWEEP_FLAGS) | {"model_dir", "target_ms", "target_fraction", "dry_run",
-                              "flagfile", "train_after_search"}
+    own = set(SWEEP_FLAGS) | {"model_dir", "dry_run", "flagfile", "train_after_search"} | {
+        flag for name, (flag, _, _) in _LISTS.items() if FLAGS[name].value is not None}
     args = []
     for name in list(FLAGS):
         flag = FLAGS[name]
@@ -163,6 +180,9 @@ def _summary(folder: Path) -> str:
         parts.append(f"target {b['target']:.4g} ms, predicted {b['predicted']:.4g}")
         if b.get("measured") is not None:
             parts.append(f"measured {b['measured']:.4g}")
+    parts += [f"{b['name']} {b['predicted']:.4g} {b['unit']} (budget ≤ {b['target']:g}, the "
+              f"search's own network {b['before_repair']:.4g})"
+              for b in report["budgets"] if not b.get("timed")]
     if report.get("train"):
         parts.append(f"top-1 {report['train']['top1']:.4f}")
     return ", ".join(parts)
@@ -175,20 +195,20 @@ def _export_and_time(model_dir: Path, targets: list[tuple[str, str]], meter: Any
     import keras
 
     from tfnas.deploy import export
-    from tfnas.space import Architecture
+    from tfnas.space import Architecture, architecture_from_dict
 
     rows, models = [], []
     for name, _ in targets:
         folder = model_dir / name
         report = json.loads((folder / "report.json").read_text())
-        arch = Architecture.from_dict(report["arch"])
+        arch = architecture_from_dict(report["arch"])
         tflite = folder / "model.tflite"
         if report.get("train"):
             if not tflite.exists():
                 model = keras.models.load_model(folder / "train" / "model.keras")
                 tflite.write_bytes(export.to_tflite(model, arch=arch))
             models.append(tflite.read_bytes())
-        else:  # not trained: time the architecture (fresh weights: the same graph)
+        elif meter is not None:  # not trained: time the architecture (fresh weights)
             from tfnas.latency import timing_models
 
             models.append(timing_models.network(arch))
@@ -197,7 +217,9 @@ def _export_and_time(model_dir: Path, targets: list[tuple[str, str]], meter: Any
                      "predicted_ms": report.get("predicted_ms"),
                      "top1": report["train"]["top1"] if report.get("train") else None,
                      "params": report["params"], "mflops": report["flops"] / 1e6,
-                     "method": report["method"], "ops": list(arch.op_names)})
+                     "method": report["method"],
+                     "ops": list(arch.op_names) if isinstance(arch, Architecture)
+                     else arch.brief()})
     if meter is None:
         return rows
     print(f"timing {len(models)} exported network(s) together on {FLAGS.device}", flush=True)
@@ -214,17 +236,21 @@ def main(argv: list[str]) -> None:
     targets = _targets()
     model_dir = Path(FLAGS.model_dir)
     args = _passed_on(model_dir)
+    replaced = ["target_ms", "target_fraction"] + [flag for flag, _, _ in _LISTS.values()
+                                                   if flag.startswith("max_")]
     for name, flag in targets:  # every target's own search checked, before any work
         key, value = flag.removeprefix("--").split("=")
-        saved = FLAGS.target_ms, FLAGS.target_fraction, FLAGS.model_dir
-        FLAGS.target_ms, FLAGS.target_fraction = None, None
+        saved = {k: FLAGS[k].value for k in (*replaced, "model_dir")}
+        if key in ("target_ms", "target_fraction"):
+            FLAGS.target_ms, FLAGS.target_fraction = None, None
         FLAGS[key].value, FLAGS.model_dir = float(value), str(model_dir / name)
         try:
             request_from_flags(FLAGS)
         except TfnasError as err:
             raise TfnasError(f"{name}: {err}") from None
         finally:
-            FLAGS.target_ms, FLAGS.target_fraction, FLAGS.model_dir = saved
+            for k, v in saved.items():
+                FLAGS[k].value = v
     model_dir.mkdir(parents=True, exist_ok=True)
     cli.import_tensorflow_quietly()  # after the checks: bad flags stop in a second
     meter = None
@@ -234,6 +260,8 @@ def main(argv: list[str]) -> None:
         meter = profile_device(FLAGS, cli.space_from_flags(FLAGS))
     began = time.time()
     _run_searches(model_dir, targets, args)
+    if FLAGS.budgets_mparams or FLAGS.budgets_mflops:
+        _write_lug(model_dir, targets)
     rows = _export_and_time(model_dir, targets, meter)
     timed = [r for r in rows if r.get("measured_ms") is not None and r["top1"] is not None]
     if timed:
@@ -248,6 +276,22 @@ def main(argv: list[str]) -> None:
     where = (f"wrote {model_dir}/pareto.csv, pareto.json and pareto.png" if timed else
              "no device to time on (--device) or nothing trained: no Pareto table")
     print(f"sweep of {len(targets)} target(s) took {time.time() - began:.0f} s; {where}")
+
+
+def _write_lug(model_dir: Path, targets: list[tuple[str, str]]) -> None:
+    """MODEL_DIR/lug.json: each search's budget against its derived network's cost."""
+    from tfnas.search.lug import LookupGraph
+
+    metric = "params" if FLAGS.budgets_mparams else "flops"
+    points = []
+    for name, _ in targets:
+        report = json.loads((model_dir / name / "report.json").read_text())
+        (budget,) = [b for b in report["budgets"] if b["name"] == metric]
+        points.append((budget["target"], budget["before_repair"]))
+    LookupGraph(metric, tuple(points)).save(model_dir / "lug.json")
+    print(f"lookup graph ({metric}: search budget → derived network): "
+          + ", ".join(f"{k:g} → {d:.4g}" for k, d in sorted(points))
+          + f"; wrote {model_dir}/lug.json", flush=True)
 
 
 def _fmt(value: Any, width: int = 10, spec: str = ".4g") -> str:

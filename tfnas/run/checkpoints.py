@@ -21,6 +21,30 @@ from tfnas.run.files import write_text
 PREFIX = "ckpt"
 
 
+def track_children(owner: Any, name: str, children: Any) -> None:
+    """Makes the layers or variables in `children` (a list, a list of lists or a dict) part of
+    `owner`'s TensorFlow checkpoint, as `name_KEY`. Keras 3 tracks the lists and dicts a layer
+    holds for its own bookkeeping (weights, saving to .keras) but TensorFlow's object graph
+    does not see through them: without this, `tf.train.Checkpoint` silently leaves out every
+    layer a list holds (a mixed op's paths, a search cell's edges) and a resumed search would
+    go on with freshly initialised weights. A child listed twice (a shared op) is tracked once."""
+    import keras
+
+    items = children.items() if isinstance(children, dict) else enumerate(children)
+    seen = getattr(owner, "_tfnas_tracked_ids", set())
+    for key, child in items:
+        if isinstance(child, (list, tuple)):
+            track_children(owner, f"{name}_{key}", child)
+            continue
+        if id(child) in seen:
+            continue
+        seen.add(id(child))
+        if isinstance(child, keras.Variable):  # (TensorFlow tracks the tf.Variable inside)
+            child = child.value
+        owner._track_trackable(child, name=f"{name}_{key}", overwrite=True)
+    object.__setattr__(owner, "_tfnas_tracked_ids", seen)
+
+
 def rng_states(model: Any) -> list[Any]:
     """The model's random-generator states (dropout, kernel-subset dropout). Keras keeps them
     out of the model's checkpoint: a run adds them to its own, or a resumed run would draw

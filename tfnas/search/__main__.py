@@ -111,6 +111,12 @@ def _summary(report: dict[str, Any], model_dir: str) -> str:
         if b.get("measured") is not None:
             line += f", measured {b['measured']:.4g} ({b['measured_error'] * 100:+.1f}%)"
         lines.append(line + ("" if b["holds"] else "  (missed)"))
+    lug = report.get("lug")
+    if lug:
+        lines.append(f"lookup graph {lug['path']}: device budget ≤ {lug['device_budget']:g}, "
+                     f"searched at {lug['search_budget']:.4g}; the derived network has "
+                     f"{lug['derived']:.4g} M {lug['metric']}"
+                     + ("" if lug["holds"] else "  (missed)"))
     if report.get("measured_networks"):
         tried = report["measured_networks"]
         lines.append(f"measured: the first network was {tried[0]['measured']:.4g} ms against "

@@ -18,6 +18,7 @@ import numpy as np
 from keras import ops
 
 from tfnas.blocks.common import batch_norm
+from tfnas.run import checkpoints
 from tfnas.costs import CELL_KINDS as KINDS, CellCost
 from tfnas.space.cells import (CELL_OPS, INPUT_NODES, Cell, CellNetwork, Genotype, edge_count,
                                edge_sources)
@@ -31,17 +32,18 @@ _SOFT_VIEWS = ("loss", "relaxed")
 @keras.saving.register_keras_serializable(package="tfnas")
 class CellSupernet(keras.Model):
     """The search network of `network` (e.g. `darts_search`): stem, cells, pooling, linear
-    classifier; `partial` is PC-DARTS' K (1: DARTS) and `edge_normalization` its β."""
+    classifier; `partial` is PC-DARTS' K (1: DARTS) and `edge_normalization` its β;
+    `share_weights`: DCA-NAS' ops shared by the edges leaving a node (`SearchCell`)."""
 
     def __init__(self, network: CellNetwork | dict, nodes: int = 4, partial: int = 1,
                  edge_normalization: bool = False, sync_bn: bool = False,
-                 seed: int = 0, **kwargs: Any) -> None:
+                 seed: int = 0, share_weights: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.network = (network if isinstance(network, CellNetwork)
                         else CellNetwork.from_dict(network))
         self.nodes, self.partial = int(nodes), int(partial)
         self.edge_normalization, self.sync_bn = bool(edge_normalization), bool(sync_bn)
-        self.seed = int(seed)
+        self.seed, self.share_weights = int(seed), bool(share_weights)
         n = self.network
         edges = edge_count(self.nodes)
         init = keras.initializers.RandomNormal(stddev=1e-3, seed=self.seed)  # DARTS: 1e-3·N(0,1)
@@ -60,8 +62,11 @@ class CellSupernet(keras.Model):
             reduction = i in n.reduction_cells
             c = 2 * c if reduction else c
             self.cells.append(SearchCell(c, reduction, reduction_prev, self.nodes, self.partial,
-                                         self.sync_bn, name=f"cell{i:02d}"))
+                                         self.sync_bn, self.share_weights, name=f"cell{i:02d}"))
             reduction_prev = reduction
+        checkpoints.track_children(self, "cells", self.cells)
+        checkpoints.track_children(self, "arch", {f"alpha_{k}": v for k, v in self.alphas.items()})
+        checkpoints.track_children(self, "arch", {f"beta_{k}": v for k, v in self.betas.items()})
         self.pool = keras.layers.GlobalAveragePooling2D(name="pool")
         self.classifier = keras.layers.Dense(n.num_classes, name="logits")
 
@@ -132,7 +137,7 @@ class CellSupernet(keras.Model):
         config = super().get_config()
         config.update(network=self.network.to_dict(), nodes=self.nodes, partial=self.partial,
                       edge_normalization=self.edge_normalization, sync_bn=self.sync_bn,
-                      seed=self.seed)
+                      seed=self.seed, share_weights=self.share_weights)
         return config
 
 

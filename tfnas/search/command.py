@@ -213,6 +213,9 @@ def request_from_flags(flags_values: Any) -> SearchRequest:
     sources: dict[str, Any] = costs.exact_sources(derived, f.nodes)
     if f.energy_table:
         sources["energy"] = table_source(space, f.energy_table, "mJ", "--energy_table")
+    lug = _lookup_graph(f)
+    if lug is not None:
+        settings["repair"] = False
     ceilings = []
     for value, metric, flag in ((f.max_mparams, "params", "--max_mparams"),
                                 (f.max_mflops, "flops", "--max_mflops"),
@@ -224,6 +227,11 @@ def request_from_flags(flags_values: Any) -> SearchRequest:
         ceilings.append(Constraint(sources[metric], value, "max", flag=flag,
                                    lam_init=f.lam_init, lam_rate=f.lam_rate, kappa=f.lam_kappa))
         budget.check_feasible(ceilings[-1], derived)  # an unreachable budget stops here
+        if lug is not None and lug.metric == metric:  # DCA-NAS: search at the looked-up K_d'
+            looked_up = lug.search_budget(value)
+            settings["lug"] = {"path": f.lug, "metric": metric, "device_budget": value,
+                               "search_budget": looked_up}
+            ceilings[-1] = dataclasses.replace(ceilings[-1], target=looked_up)
     # default: a target's budget; with only other budgets (or on cells, DARTS), no fixed-λ term
     cost = f.cost or ("target" if has_target else None if ceilings or derived is not space
                       else "log")
@@ -267,6 +275,23 @@ def request_from_flags(flags_values: Any) -> SearchRequest:
     return dataclasses.replace(request, checked=request.config())
 
 
+def _lookup_graph(f: Any) -> Any:
+    """--lug's graph, checked against the flags: it replaces its cost's max budget's target
+    and the solver."""
+    if not f.lug:
+        return None
+    from tfnas.search.lug import LookupGraph
+
+    graph = LookupGraph.load(f.lug)
+    flag = {"params": "max_mparams", "flops": "max_mflops"}[graph.metric]
+    if getattr(f, flag) is None:
+        raise TfnasError(f"--lug={f.lug} looks up {graph.metric} budgets: give --{flag}")
+    if f["repair"].present and f.repair:
+        raise TfnasError("--lug replaces the solver (DCA-NAS derives without one): leave out "
+                         "--repair")
+    return graph
+
+
 # flags a cell search has no use for yet (its latency model is the LA-DARTS issue's work)
 _LATENCY_FLAGS = ("latency_table", "device", "energy_table", "max_mj", "target_ms",
                   "target_fraction")
@@ -278,7 +303,7 @@ def _cell_search(f: Any, space: Any) -> Any:
     from tfnas import cli
     from tfnas.space.cells import EVALUATED_IN
 
-    given = [name for name in _LATENCY_FLAGS if getattr(f, name) is not None]
+    given = [name for name in _LATENCY_FLAGS if getattr(f, name) not in (None, "")]
     given += ["latency_model"] if f.latency_model != "table" else []
     given += ["cost_metric"] if f.cost_metric in ("latency", "energy") else []
     if given:

@@ -49,6 +49,8 @@ class SearchConfig:
     latency_source: str | None = None  # what predicts latency, for the report
     nodes: int = 4  # cell searches: intermediate nodes per cell
     eval_space: Any = None  # cell searches: the CellNetwork of the derived cells (default space)
+    # DCA-NAS' lookup graph: {path, metric, device_budget, search_budget} (`tfnas.search.lug`)
+    lug: Any = None
     # (the latency target, like every budget, is a Constraint's target)
     verbose: bool = True
 

@@ -70,6 +70,10 @@ def define_flags(values: Any = None) -> None:
     flags.DEFINE_float("max_mparams", None, "Budget: at most this many million parameters "
                        "(a learned multiplier; combines with the others).")
     flags.DEFINE_float("max_mflops", None, "Budget: at most this many million multiply-adds.")
+    flags.DEFINE_string("lug", None, "DCA-NAS' lookup graph (lug.json from python -m "
+                        "tfnas.sweep --budgets_mparams=...): search with the budget whose "
+                        "derived network met --max_mparams (or --max_mflops) there, instead of "
+                        "that budget, and without the solver (--norepair).")
     flags.DEFINE_string("energy_table", None, "Energy table JSON: rows per layer signature "
                         "in mJ, as a latency table holds ms (\"unit\": \"mJ\"); for --max_mj "
                         "or --cost_metric=energy.")

@@ -329,11 +329,21 @@ class Search(SearchStep):
                 for c in config.constraints],
             "repaired": ({"moves": [m.to_dict() for m in moves],
                           "derived_ops": list(derived.op_names)} if moves else None),
-            "late_window": answer["late_window"],
+            "late_window": answer["late_window"], "lug": self._lug_outcome(arch),
             "search_seconds": round(answer["seconds"], 2), "epochs": config.epochs,
             **(extra or {}), "arch": arch.to_dict()}
         write_text(model_dir / "report.json", json.dumps(report, indent=1) + "\n")
         return report
+
+    def _lug_outcome(self, arch: Any) -> dict[str, Any] | None:
+        """With a lookup graph: the device budget, the budget searched, and whether the
+        returned network meets the device budget."""
+        lug = self.config.lug
+        if lug is None:
+            return None
+        (c,) = [c for c in self.config.constraints if c.name == lug["metric"]]
+        cost = c.cost_model.of(arch)
+        return {**lug, "derived": cost, "holds": cost <= lug["device_budget"]}
 
     def match_measured(self, report: dict[str, Any],
                        measure: Callable[[Architecture], float]) -> dict[str, Any]:

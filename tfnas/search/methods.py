@@ -33,6 +33,7 @@ class Method:
     rescale_alpha: bool = False  # ProxylessNAS: keep unsampled paths' probabilities
     partial: int = 1  # cells: 1/K of the channels through the mixed edges (PC-DARTS)
     edge_normalization: bool = False  # cells: edge weights β (PC-DARTS)
+    share_weights: bool = False  # cells: the edges leaving a node share their ops (DCA-NAS)
     # what a budget's multiplier prices (`tfnas.search.layers.searchable` views): the network
     # `derive` returns now (tfnas, LightNAS), or the relaxation's expected cost (DCA-NAS Eq. 3)
     budget_view: str = "decided"
@@ -72,9 +73,9 @@ _ALL = (
     Method("darts", "DARTS cells, first order", layer="cell", mode="softmax"),
     Method("pc_darts", "PC-DARTS: partial channels K=4, edge normalisation", layer="cell",
            mode="softmax", partial=4, edge_normalization=True),
-    Method("dca_nas", "DCA-NAS: PC-DARTS with budgets on the softmax-weighted cost",
-           layer="cell", mode="softmax", partial=4, edge_normalization=True,
-           budget_view="loss"),
+    Method("dca_nas", "DCA-NAS: PC-DARTS with budgets on the softmax-weighted cost and ops "
+           "shared by the edges leaving a node", layer="cell", mode="softmax", partial=4,
+           edge_normalization=True, budget_view="loss", share_weights=True),
 )
 METHODS = tuple(m.name for m in _ALL)
 _BY_NAME = {m.name: m for m in _ALL}

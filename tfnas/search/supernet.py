@@ -43,7 +43,8 @@ def build(space: SearchSpace, *, method: str = "superkernel", dropout: float = 0
     common.check_dropout(dropout)
     if record.layer == "cell":  # DARTS' search network has no dropout
         model = CellSupernet(space, nodes=nodes, partial=record.partial,
-                             edge_normalization=record.edge_normalization, sync_bn=sync_bn,
+                             edge_normalization=record.edge_normalization,
+                             share_weights=record.share_weights, sync_bn=sync_bn,
                              seed=seed or 0, name=f"supernet_{space.name}")
         model(keras.ops.zeros((1, space.input_size, space.input_size, space.input_channels)),
               training=False)  # (a subclassed model's variables exist once it is called)

@@ -11,7 +11,9 @@ PC-DARTS' partial channel connections and edge normalisation (Xu et al. 2020, Eq
   nodes. With `partial` K > 1 only C/K channels of an input enter the edge's ops and the rest
   bypass them (max-pooled 2x2 on a reduction edge), then the channels are shuffled in K
   groups (PC-DARTS Eq. 2); the weights of the edges into a node may be scaled by the
-  softmax of their β (edge normalisation, Eq. 4), which the caller passes in.
+  softmax of their β (edge normalisation, Eq. 4), which the caller passes in. With `share`
+  (DCA-NAS, Dutta et al. 2022), the edges leaving one node share their ops (weights and
+  outputs): 5 op sets per cell of 4 nodes instead of 14.
 
 The α and β are the supernet's (one set for all normal cells, one for all reduction cells)
 and reach each cell as its `call` arguments.
@@ -26,6 +28,7 @@ from keras import ops
 
 from tfnas.blocks import cell_family, cell_units
 from tfnas.blocks.common import batch_norm
+from tfnas.run import checkpoints
 from tfnas.space.cells import CELL_OPS, INPUT_NODES, EdgeSignature, edge_sources
 
 
@@ -90,22 +93,32 @@ class SearchCell(keras.layers.Layer):
         nodes: intermediate nodes (DARTS: 4).
         partial: K of PC-DARTS (1: DARTS, every channel through every op).
         sync_bn: cross-replica batch norm.
+        share: DCA-NAS' weight sharing (Sec. 3.4): the edges leaving one node share each
+            op's weights, so each op runs once per source node (the edges keep their own α).
     """
 
     def __init__(self, channels: int, reduction: bool, reduction_prev: bool, nodes: int = 4,
-                 partial: int = 1, sync_bn: bool = False, **kwargs: Any) -> None:
+                 partial: int = 1, sync_bn: bool = False, share: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if channels % partial:
             raise ValueError(f"partial channels: {channels} channels do not split in {partial}")
         self.channels, self.reduction = int(channels), bool(reduction)
         self.reduction_prev, self.nodes = bool(reduction_prev), int(nodes)
-        self.partial, self.sync_bn = int(partial), bool(sync_bn)
+        self.partial, self.sync_bn, self.share = int(partial), bool(sync_bn), bool(share)
         self.edges = edge_sources(self.nodes)
-        self.edge_ops = [
-            [CellEdgeOp(op, self.channels // self.partial,
-                        2 if self.reduction and source < INPUT_NODES else 1, self.sync_bn,
-                        name=f"e{e}_{op}") for op in CELL_OPS]
-            for e, (_, source) in enumerate(self.edges)]
+
+        def op_layers(source: int, name: str) -> list[CellEdgeOp]:
+            stride = 2 if self.reduction and source < INPUT_NODES else 1
+            return [CellEdgeOp(op, self.channels // self.partial, stride, self.sync_bn,
+                               name=f"{name}_{op}") for op in CELL_OPS]
+
+        # DCA-NAS (`share`): the edges from one node share each op's weights (and output)
+        shared = {source: op_layers(source, f"s{source}")
+                  for source in sorted({s for _, s in self.edges})} if self.share else {}
+        self.edge_ops = [shared[source] if self.share else op_layers(source, f"e{e}")
+                         for e, (_, source) in enumerate(self.edges)]
+        checkpoints.track_children(self, "edge_ops", self.edge_ops)
 
     def build(self, input_shape: Sequence[Sequence[int | None]]) -> None:
         s0_shape, s1_shape = input_shape
@@ -123,17 +136,23 @@ class SearchCell(keras.layers.Layer):
         for e, (_, source) in enumerate(self.edges):
             at = size if source < INPUT_NODES else out
             for op in self.edge_ops[e]:
-                op.build((None, at, at, part))
+                if not op.built:  # (shared ops: once)
+                    op.build((None, at, at, part))
         if self.partial > 1 and self.reduction:
             self.bypass_pool = keras.layers.MaxPooling2D(2, 2, padding="same")
         self.built = True
 
-    def _edge(self, x: Any, e: int, weights: Any, training: bool) -> Any:
-        """Σ_o w_o·o(x) on the edge's part of the channels; the rest bypass (PC-DARTS)."""
+    def _edge(self, x: Any, e: int, weights: Any, training: bool,
+              outputs: dict[int, list[Any]]) -> Any:
+        """Σ_o w_o·o(x) on the edge's part of the channels; the rest bypass (PC-DARTS).
+        `outputs`: the ops' outputs computed so far, by op layers (shared ones run once)."""
         part = self.channels // self.partial
+        key = id(self.edge_ops[e])
+        if key not in outputs:
+            outputs[key] = [op(x[..., :part], training=training) for op in self.edge_ops[e]]
         mixed = None
-        for o, op in enumerate(self.edge_ops[e]):
-            term = weights[o] * op(x[..., :part], training=training)
+        for o, y in enumerate(outputs[key]):
+            term = weights[o] * y
             mixed = term if mixed is None else mixed + term
         if self.partial == 1:
             return mixed
@@ -149,11 +168,11 @@ class SearchCell(keras.layers.Layer):
         training = bool(training)
         states = [self.pre0(inputs[0], training=training),
                   self.pre1(inputs[1], training=training)]
-        e = 0
+        e, outputs = 0, {}
         for j in range(self.nodes):
             total = None
             for i in range(INPUT_NODES + j):
-                term = self._edge(states[i], e, weights[e], training)
+                term = self._edge(states[i], e, weights[e], training, outputs)
                 if edge_weights is not None:
                     term = edge_weights[e] * term
                 total = term if total is None else total + term
@@ -170,5 +189,5 @@ class SearchCell(keras.layers.Layer):
         config = super().get_config()
         config.update(channels=self.channels, reduction=self.reduction,
                       reduction_prev=self.reduction_prev, nodes=self.nodes,
-                      partial=self.partial, sync_bn=self.sync_bn)
+                      partial=self.partial, sync_bn=self.sync_bn, share=self.share)
         return config

@@ -36,6 +36,7 @@ import numpy as np
 from keras import ops
 
 from tfnas.blocks import family
+from tfnas.run import checkpoints
 from tfnas.search.layers.searchable import check_view
 from tfnas.space import LayerSignature, Op
 
@@ -128,6 +129,7 @@ class MixedOp(keras.layers.Layer):
         for op in self.candidates:
             self._path_of.append(-1 if op.is_skip else n)
             n += 0 if op.is_skip else 1
+        checkpoints.track_children(self, "paths", self.paths)
         for path in self.paths:
             path.build(input_shape)
         self.alpha = self.add_weight(name="alpha", shape=(len(self.candidates),),
