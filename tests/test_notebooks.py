@@ -58,7 +58,8 @@ def test_sh_streams_the_output_and_stops_on_failure(capsys):
 
 def test_every_notebook_has_parameters_and_no_outputs_in_git():
     assert set(NOTEBOOKS) == {"quickstart.ipynb", "latency_table.ipynb",
-                              "export_and_benchmark.ipynb", "imagenet_pixel1_tpu.ipynb"}
+                              "export_and_benchmark.ipynb", "imagenet_pixel1_tpu.ipynb",
+                              "darts_cells.ipynb"}
     for name in NOTEBOOKS:
         nb = nbformat.read(ROOT / "colab" / name, as_version=4)
         nbformat.validate(nb)
@@ -86,6 +87,21 @@ def test_quickstart_notebook_searches_to_its_target_and_plots_the_search(quickst
     assert report["measured_ms"] > 0 and report["train"]["top1"] > 0.5
     shown = text(nb)
     assert "predicted" in shown and "measured" in shown and "top-1" in shown
+    assert images(nb) == 1
+
+
+@pytest.mark.long
+@pytest.mark.e2e
+def test_cells_notebook_prints_the_published_cells_and_searches_under_its_budget(tmp_path):
+    # one node per cell: its evaluation networks span 0.36 to 1.32 M params
+    nb = execute("darts_cells.ipynb", RUN_DIR=str(tmp_path), SEARCH_EPOCHS=2, TRAIN_EPOCHS=1,
+                 SEARCH_NETWORK="--cells=3 --init_channels=4 --nodes=1", BUDGET_MPARAMS=0.6)
+    report = json.loads((tmp_path / "report.json").read_text())
+    (budget,) = report["budgets"]
+    assert budget["holds"] and budget["predicted"] <= 0.6
+    shown = text(nb)
+    assert "darts_v2" in shown and "3.349" in shown  # DARTS V2: 3.349 M against 3.3 M
+    assert "top-1" in shown and "node 2 =" in shown
     assert images(nb) == 1
 
 
