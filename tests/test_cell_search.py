@@ -125,3 +125,30 @@ def test_the_cell_layers_configs_round_trip():
         assert again.get_config() == layer.get_config()
     config = CellSupernet(NETWORK, nodes=2, partial=2).get_config()
     assert config["network"] == NETWORK.to_dict() and config["partial"] == 2
+
+
+@pytest.mark.e2e
+def test_the_second_order_step_restores_the_weights_and_changes_only_alpha(tmp_path):
+    """DARTS' second-order α step (Eq. 7-8) perturbs the weights to w', w+ and w−: afterwards
+    the weights are exactly those of the first-order step (the same weight step), α differs."""
+    from tfnas.costs import exact_sources
+    from tfnas.search import Search, SearchConfig
+
+    network = get_network("darts_search", cells=3, init_channels=4, input_size=8,
+                          input_channels=1)
+    runs = {}
+    for method in ("darts", "darts_2nd"):
+        search = Search(SearchConfig(
+            space=network, dataset="digits", cost_model=exact_sources(network, 1)["flops"],
+            objective=None, model_dir=str(tmp_path / method), method=method, batch_size=16,
+            nodes=1, verbose=False))  # (one node: the four passes of the step trace faster)
+        images, labels = next(iter(search.weight_data.train(0)))
+        arch_images, arch_labels = next(iter(search.arch_data.train(0)))
+        search.train_step(images, labels, arch_images, arch_labels)
+        runs[method] = search
+    first, second = runs["darts"], runs["darts_2nd"]
+    for a, b in zip(first.weight_variables, second.weight_variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=1e-6, err_msg=a.path)
+    moved = [float(np.abs(a.numpy() - b.numpy()).max())
+             for a, b in zip(first.architecture_variables, second.architecture_variables)]
+    assert max(moved) > 1e-4  # the second-order term changed α's step

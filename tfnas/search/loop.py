@@ -62,6 +62,9 @@ class Search(SearchStep):
                              "space or set --num_classes")
         self.method = methods.get(config.method)
         self.multi_path = self.method.bi_level
+        if self.method.arch_update == "second_order" and replicas > 1:
+            raise TfnasError(f"--method={config.method} unrolls the weights in place: it runs "
+                             "on one device (use darts, first order, across replicas)")
         # bi-level (multi-path): weights on one part of the training set, α on the rest
         self.weight_data, self.arch_data = (self.data.hold_out(config.arch_split)
                                             if self.multi_path else (self.data, None))

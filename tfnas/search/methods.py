@@ -28,7 +28,8 @@ class Method:
     layer: str = "mixed"  # superkernel | mixed | cell (the DARTS cell space)
     mode: str | None = None  # the MixedOp mode: softmax | gumbel | proxyless
     hard: bool = False  # gumbel: one-hot forward, straight-through gradient (LightNAS)
-    arch_update: str = "gradient"  # gradient | reinforce (bi-level methods)
+    # gradient | reinforce (bi-level methods) | second_order (DARTS Eq. 7-8, cells)
+    arch_update: str = "gradient"
     arch_beta_1: float = 0.5  # Adam β1 of α; ProxylessNAS: 0, unsampled paths' α stay put
     rescale_alpha: bool = False  # ProxylessNAS: keep unsampled paths' probabilities
     partial: int = 1  # cells: 1/K of the channels through the mixed edges (PC-DARTS)
@@ -71,6 +72,8 @@ _ALL = (
            arch_update="reinforce", arch_beta_1=0.0, rescale_alpha=True),
     # the DARTS cell space (Adam β1 0.5 on α: DARTS and PC-DARTS)
     Method("darts", "DARTS cells, first order", layer="cell", mode="softmax"),
+    Method("darts_2nd", "DARTS cells, second order (unrolled weights, Eq. 7-8)",
+           layer="cell", mode="softmax", arch_update="second_order"),
     Method("pc_darts", "PC-DARTS: partial channels K=4, edge normalisation", layer="cell",
            mode="softmax", partial=4, edge_normalization=True),
     Method("dca_nas", "DCA-NAS: PC-DARTS with budgets on the softmax-weighted cost and ops "

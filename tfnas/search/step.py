@@ -90,7 +90,8 @@ class SearchStep:
 
         method = self.method
 
-        def gradient_arch_step(arch_images: Any, arch_labels: Any) -> dict[str, Any]:
+        def gradient_arch_step(images: Any, labels: Any, arch_images: Any,
+                               arch_labels: Any) -> dict[str, Any]:
             """α by gradient on the full loss (DARTS, FBNet, LightNAS; ProxylessNAS Eq. 4 on
             two sampled paths, then the rescaling of Sec. 3.2.1)."""
             alphas = self.architecture_variables
@@ -104,7 +105,8 @@ class SearchStep:
                 supernet.rescale_proxyless_alpha(self.model, old)
             return arch_terms
 
-        def reinforce_arch_step(arch_images: Any, arch_labels: Any) -> dict[str, Any]:
+        def reinforce_arch_step(images: Any, labels: Any, arch_images: Any,
+                                arch_labels: Any) -> dict[str, Any]:
             """α by REINFORCE (ProxylessNAS Eq. 8): sample `rl_samples` networks (one path per
             layer, drawn from p), reward each with −(CE + cost terms) of the sampled network
             on the held-out batch (the log of ProxylessNAS' ACC·(LAT/T)^−w, with CE for log
@@ -137,8 +139,44 @@ class SearchStep:
                 terms[f"cost_{c.name}"] = tf.cast(value, tf.float32) / replicas
             return terms
 
-        arch_step = (reinforce_arch_step if method.arch_update == "reinforce"
-                     else gradient_arch_step)
+        def second_order_arch_step(images: Any, labels: Any, arch_images: Any,
+                                   arch_labels: Any) -> dict[str, Any]:
+            """α by DARTS' second-order approximation (Eq. 7-8): the gradient of the held-out
+            loss at the unrolled weights w' = w − ξ∇_w L_train(w, α), minus
+            ξ·(∇_α L_train(w⁺, α) − ∇_α L_train(w⁻, α)) / 2ε with w± = w ± ε∇_w' L_val(w', α)
+            and ε = 0.01 / ‖∇_w' L_val‖; ξ is the weights' current learning rate (DARTS
+            unrolls its SGD step; tfnas's weights learn with Adam, the unrolled step is plain
+            gradient descent). The weights are restored afterwards."""
+            weights, alphas = self.weight_variables, self.architecture_variables
+            xi = tf.cast(self.optimizer.learning_rate, tf.float32)
+            saved = [tf.identity(w.value) for w in weights]
+            with tf.GradientTape() as tape:
+                train_ce = self.loss_terms(images, labels)["ce"]
+            for w, g in zip(weights, tape.gradient(train_ce, weights)):
+                if g is not None:
+                    w.assign_sub(xi * g)
+            with tf.GradientTape() as tape:
+                arch_terms = self.loss_terms(arch_images, arch_labels)
+            grads = tape.gradient(arch_terms["loss"], [*alphas, *weights])
+            d_alpha, d_w = grads[:len(alphas)], grads[len(alphas):]
+            eps = 0.01 / (tf.linalg.global_norm([g for g in d_w if g is not None]) + 1e-12)
+
+            def train_alpha_gradient(sign: float) -> list[Any]:
+                for w, w0, g in zip(weights, saved, d_w):
+                    w.assign(w0 + sign * eps * g if g is not None else w0)
+                with tf.GradientTape() as tape:
+                    ce = self.loss_terms(images, labels)["ce"]
+                return tape.gradient(ce, alphas)
+
+            plus, minus = train_alpha_gradient(1.0), train_alpha_gradient(-1.0)
+            for w, w0 in zip(weights, saved):
+                w.assign(w0)
+            grads = [a - xi * (p - m) / (2.0 * eps) for a, p, m in zip(d_alpha, plus, minus)]
+            self.arch_optimizer.apply(grads, alphas)
+            return arch_terms
+
+        arch_step = {"reinforce": reinforce_arch_step, "second_order": second_order_arch_step
+                     }.get(method.arch_update, gradient_arch_step)
 
         def bi_level(images: Any, labels: Any, arch_images: Any,
                      arch_labels: Any) -> dict[str, Any]:
@@ -147,7 +185,7 @@ class SearchStep:
             grads = tape.gradient(terms["ce"], self.weight_variables)
             self.optimizer.apply(grads, self.weight_variables)
             if train_arch:
-                arch_terms = arch_step(arch_images, arch_labels)
+                arch_terms = arch_step(images, labels, arch_images, arch_labels)
                 self._update_multipliers(arch_terms)
                 terms.update({k: v for k, v in arch_terms.items() if k.startswith("cost")})
             return terms
