@@ -114,7 +114,8 @@ CELL_SEARCH = ("--space=darts_search", "--method=darts", "--cells=3", "--init_ch
     (("--target_ms=5",), "--target_ms: a search of DARTS cells has params and FLOPs budgets"),
     (("--width_multiplier=0.5",), "--width_multiplier applies to layer spaces"),
     (("--method=superkernel",), "--method=superkernel does not search networks of DARTS "
-                                "cells (--space=darts_search): choose darts, pc_darts, dca_nas"),
+                                "cells (--space=darts_search): choose darts, darts_2nd, pc_darts, "
+                                "dca_nas"),
     (("--nodes=0",), "--nodes must be in [1, 8], got 0"),
     (("--eval_network=nope",), "unknown cell network 'nope'"),
 ])

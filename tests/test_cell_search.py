@@ -127,7 +127,7 @@ def test_the_cell_layers_configs_round_trip():
     assert config["network"] == NETWORK.to_dict() and config["partial"] == 2
 
 
-@pytest.mark.e2e
+@pytest.mark.slow  # 1.5 to 2.5 min: two searches' steps traced, one of them four passes long
 def test_the_second_order_step_restores_the_weights_and_changes_only_alpha(tmp_path):
     """DARTS' second-order α step (Eq. 7-8) perturbs the weights to w', w+ and w−: afterwards
     the weights are exactly those of the first-order step (the same weight step), α differs."""
