@@ -180,11 +180,14 @@ def define_space_flags(default: str = "tiny", values: flags.FlagValues | None = 
                       "(each layer chooses; multi-path methods only).")
 
 
-def define_cell_flags(values: flags.FlagValues | None = None) -> None:
-    """The overrides of a network of DARTS cells (`--space=darts_search`, ...)."""
-    flags = Definer(values, __name__)
-    flags.DEFINE_integer("cells", None, "Cell networks: override the number of cells.")
-    flags.DEFINE_integer("init_channels", None, "Cell networks: override the first cells' "
+def define_cell_flags(values: flags.FlagValues | None = None, prefix: str = "",
+                      what: str = "Cell networks", module: str = __name__) -> None:
+    """The overrides of a network of DARTS cells (`--space=darts_search`, ...): --cells and
+    --init_channels, or with `prefix` those of another network (`eval_`: the evaluation
+    network of a cell search), defined for `module`."""
+    flags = Definer(values, module)
+    flags.DEFINE_integer(f"{prefix}cells", None, f"{what}: override the number of cells.")
+    flags.DEFINE_integer(f"{prefix}init_channels", None, f"{what}: override the first cells' "
                          "channels C.")
 
 

@@ -107,7 +107,7 @@ class CellCost:
         return False
 
     def of(self, arch: Any) -> float:
-        return (arch.params() if self.name == "params" else arch.flops()) / 1e6
+        return _millions(self.name, arch)
 
     @classmethod
     def counting(cls, what: str, network: Any, nodes: int = 4) -> "CellCost":
@@ -116,7 +116,7 @@ class CellCost:
                                        placeholder_genotype)
 
         def of(thing: Any) -> float:
-            return (thing.params() if what == "params" else thing.flops()) / 1e6
+            return _millions(what, thing)
 
         arch = CellArchitecture(network, placeholder_genotype(nodes))
         fixed = of(arch)
@@ -133,14 +133,19 @@ class CellCost:
                    tuple(tuple(tuple(row) for row in tables[kind]) for kind in CELL_KINDS))
 
 
+def _millions(what: str, thing: Any) -> float:
+    """Params or FLOPs (`what`) of a network or an edge, in millions."""
+    return (thing.params() if what == "params" else thing.flops()) / 1e6
+
+
 CELL_KINDS = ("normal", "reduce")  # a genotype's two cells, in the order of `CellCost.tables`
 
 
 def exact_sources(space: Any, nodes: int = 4) -> dict[str, Any]:
     """The params and FLOPs sources of a space: a layer space, or a network of cells of
     `nodes` nodes."""
-    from tfnas.space.cells import CellNetwork
+    from tfnas.space.cells import is_cell_network
 
-    if isinstance(space, CellNetwork):
+    if is_cell_network(space):
         return {what: CellCost.counting(what, space, nodes) for what in ("params", "flops")}
     return {"params": CostModel.params(space), "flops": CostModel.flops(space)}

@@ -236,8 +236,7 @@ def main(argv: list[str]) -> None:
     targets = _targets()
     model_dir = Path(FLAGS.model_dir)
     args = _passed_on(model_dir)
-    replaced = ["target_ms", "target_fraction"] + [flag for flag, _, _ in _LISTS.values()
-                                                   if flag.startswith("max_")]
+    replaced = [flag for flag, _, _ in _LISTS.values()]
     for name, flag in targets:  # every target's own search checked, before any work
         key, value = flag.removeprefix("--").split("=")
         saved = {k: FLAGS[k].value for k in (*replaced, "model_dir")}

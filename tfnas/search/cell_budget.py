@@ -31,18 +31,10 @@ from tfnas.costs import CELL_KINDS, CellCost
 from tfnas.errors import TfnasError
 from tfnas.search import knapsack
 from tfnas.search.objectives import Constraint
-from tfnas.space.cells import CELL_OPS, INPUT_NODES, Cell, CellArchitecture, Genotype
+from tfnas.space.cells import (CELL_OPS, INPUT_NODES, Cell, CellArchitecture, Genotype,
+                               edge_count, edge_sources, node_edges)
 
 _OPS = [o for o, op in enumerate(CELL_OPS) if op != "none"]  # what a derived edge can hold
-
-
-def _node_edges(nodes: int) -> list[list[int]]:
-    """The α rows of the edges into each intermediate node."""
-    out, start = [], 0
-    for j in range(nodes):
-        out.append(list(range(start, start + INPUT_NODES + j)))
-        start += INPUT_NODES + j
-    return out
 
 
 def extreme(cost: CellCost, dearest: bool) -> Genotype:
@@ -51,7 +43,7 @@ def extreme(cost: CellCost, dearest: bool) -> Genotype:
     sign = -1.0 if dearest else 1.0
     choices = []
     for table in cost.tables:
-        for edges in _node_edges(cost.nodes):
+        for edges in node_edges(cost.nodes):
             best = sorted((sign * table[e][o], e, o) for e in edges for o in _OPS)
             picked: dict[int, int] = {}
             for _, e, o in best:  # each edge's best op, the two best edges
@@ -100,7 +92,7 @@ def solve(arch: CellArchitecture, scores: dict[str, Any], constraints: Sequence[
               for k in range(len(CELL_KINDS))]
     groups, candidates, weights, rows = [], [], [], [[] for _ in constraints]
     for k, kind in enumerate(CELL_KINDS):
-        for j, edges in enumerate(_node_edges(nodes)):
+        for j, edges in enumerate(node_edges(nodes)):
             picks, weight, costs = _choices(tables[k], np.asarray(scores[kind]), edges, True)
             groups.append((kind, j))
             candidates.append(picks)
@@ -120,8 +112,7 @@ def solve(arch: CellArchitecture, scores: dict[str, Any], constraints: Sequence[
 
 
 def _genotype(choices: Sequence[tuple[int, int, int, int]], nodes: int) -> Genotype:
-    sources = [(e, i) for edges in _node_edges(nodes) for i, e in enumerate(edges)]
-    source = dict(sources)
+    source = [s for _, s in edge_sources(nodes)]  # α row → the node its edge comes from
     concat = tuple(range(INPUT_NODES, INPUT_NODES + nodes))
     cells = []
     for k in range(len(CELL_KINDS)):
@@ -141,8 +132,9 @@ def _moves(before: CellArchitecture, after: CellArchitecture, groups: list[tuple
         return cell.edges[2 * j:2 * j + 2]
 
     def weight(edges: tuple[tuple[str, int], ...], kind: str, j: int) -> float:
-        first = sum(INPUT_NODES + i for i in range(j))  # α row of the node's first edge
-        return sum(float(scores[kind][first + src][CELL_OPS.index(op)]) for op, src in edges)
+        # (the α row of the edge from `src` into node j: `node_edges`' numbering)
+        return sum(float(scores[kind][edge_count(j) + src][CELL_OPS.index(op)])
+                   for op, src in edges)
 
     moves = []
     for g, (kind, j) in enumerate(groups):

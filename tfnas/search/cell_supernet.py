@@ -21,7 +21,7 @@ from tfnas.blocks.common import batch_norm
 from tfnas.run import checkpoints
 from tfnas.costs import CELL_KINDS as KINDS, CellCost
 from tfnas.space.cells import (CELL_OPS, INPUT_NODES, Cell, CellNetwork, Genotype, edge_count,
-                               edge_sources)
+                               edge_sources, node_edges)
 from tfnas.search.layers.cell import SearchCell
 
 # what each view of `tfnas.search.layers.searchable` prices: the softmax-weighted cells, or
@@ -75,12 +75,9 @@ class CellSupernet(keras.Model):
         weights = ops.softmax(self.alphas[kind], axis=-1)
         if not self.edge_normalization:
             return weights, None
-        parts, start = [], 0
-        for j in range(self.nodes):  # β normalised over the edges into each node (Eq. 4)
-            end = start + INPUT_NODES + j
-            parts.append(ops.softmax(self.betas[kind][start:end]))
-            start = end
-        return weights, ops.concatenate(parts)
+        # β normalised over the edges into each node (Eq. 4)
+        return weights, ops.concatenate([ops.softmax(self.betas[kind][rows.start:rows.stop])
+                                         for rows in node_edges(self.nodes)])
 
     def call(self, images: Any, training: bool | None = None) -> Any:
         x = self.stem_bn(self.stem(images), training=training)
@@ -146,9 +143,7 @@ def derive_cell(weights: Any, edge_weights: Any, nodes: int) -> Cell:
     none = CELL_OPS.index("none")
     chosen: list[tuple[str, int]] = []
     sources = edge_sources(nodes)
-    for j in range(nodes):
-        node = INPUT_NODES + j
-        rows = [e for e, (n, _) in enumerate(sources) if n == node]
+    for rows in node_edges(nodes):
         best = []
         for e in rows:
             strengths = [(float(weights[e][o]), o) for o in range(len(CELL_OPS)) if o != none]
@@ -173,10 +168,8 @@ def derived_one_hot(weights: Any, edge_weights: Any, nodes: int) -> Any:
     if edge_weights is not None:
         strength = strength * edge_weights
     best_op = ops.one_hot(ops.argmax(masked, axis=-1), n_ops)
-    kept, start = [], 0
-    for j in range(nodes):
-        end = start + INPUT_NODES + j
-        top = ops.top_k(strength[start:end], 2)[1]
-        kept.append(ops.sum(ops.one_hot(top, end - start), axis=0))
-        start = end
+    kept = []
+    for rows in node_edges(nodes):
+        top = ops.top_k(strength[rows.start:rows.stop], 2)[1]
+        kept.append(ops.sum(ops.one_hot(top, len(rows)), axis=0))
     return ops.stop_gradient(best_op * ops.concatenate(kept)[:, None])

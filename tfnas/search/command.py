@@ -184,6 +184,7 @@ def request_from_flags(flags_values: Any) -> SearchRequest:
     checked by `SearchRequest.config` once the table is profiled."""
     from tfnas import cli, data
     from tfnas.search import budget, methods
+    from tfnas.space.cells import is_cell_network
 
     f = flags_values
     if f.device:
@@ -201,8 +202,9 @@ def request_from_flags(flags_values: Any) -> SearchRequest:
     methods.get(f.method).check_space(space)
     _read_target(f)
     settings = _settings(f)
+    cells = is_cell_network(space)
     derived = space  # the space of the architecture the search returns
-    if not hasattr(space, "layers"):  # a network of DARTS cells
+    if cells:
         derived = _cell_search(f, space)
         settings["eval_space"] = derived
         latency, latency_name = None, None
@@ -233,8 +235,7 @@ def request_from_flags(flags_values: Any) -> SearchRequest:
                                "search_budget": looked_up}
             ceilings[-1] = dataclasses.replace(ceilings[-1], target=looked_up)
     # default: a target's budget; with only other budgets (or on cells, DARTS), no fixed-λ term
-    cost = f.cost or ("target" if has_target else None if ceilings or derived is not space
-                      else "log")
+    cost = f.cost or ("target" if has_target else None if ceilings or cells else "log")
     if cost in ("target", "max") and not has_target:
         raise TfnasError(f"--cost={cost} needs --target_ms or --target_fraction (for "
                          "params, FLOPs or energy budgets use --max_mparams / --max_mflops / "
@@ -257,10 +258,9 @@ def request_from_flags(flags_values: Any) -> SearchRequest:
         from tfnas.space import Architecture
         from tfnas.space.cells import CellArchitecture, placeholder_genotype
 
-        some_network = (Architecture(space, tuple(space.candidates(i)[0]
-                                                  for i in range(space.num_layers)))
-                        if derived is space else
-                        CellArchitecture(derived, placeholder_genotype(f.nodes)))
+        some_network = (CellArchitecture(derived, placeholder_genotype(f.nodes)) if cells else
+                        Architecture(space, tuple(space.candidates(i)[0]
+                                                  for i in range(space.num_layers))))
         train.config_from_flags(f, some_network, f.dataset, f.model_dir, f.seed, False,
                                 prefix="train_")
     try:

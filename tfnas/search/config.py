@@ -7,7 +7,7 @@ from typing import Any
 
 from tfnas.errors import TfnasError
 from tfnas.search.objectives import Constraint, Objective
-from tfnas.space import SearchSpace
+from tfnas.space.cells import is_cell_network
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +75,7 @@ class SearchConfig:
     @property
     def cells(self) -> bool:
         """A search of DARTS cells (`space` a CellNetwork), not of one op per layer."""
-        return not isinstance(self.space, SearchSpace)
+        return is_cell_network(self.space)
 
     @property
     def derived_space(self) -> Any:

@@ -26,10 +26,8 @@ def define_flags(values: Any = None) -> None:
                         "are built in, which arch.json holds and the budgets price (default: "
                         "darts_cifar for darts_search, darts28 for darts28_search, else "
                         "--space itself), with --space's input size, channels and classes.")
-    flags.DEFINE_integer("eval_cells", None, "Cell searches: override the evaluation network's "
-                         "number of cells.")
-    flags.DEFINE_integer("eval_init_channels", None, "Cell searches: override the evaluation "
-                         "network's first cells' channels C.")
+    cli.define_cell_flags(values, prefix="eval_", what="Cell searches, the evaluation network",
+                          module=__name__)
     flags.DEFINE_string("dataset", "tfds:imagenet2012", f"Dataset: {', '.join(data.KINDS)}.")
     flags.DEFINE_enum("method", "superkernel", list(methods.METHODS),
                       f"Search method: {methods.describe()}.")

@@ -43,7 +43,9 @@ class Method:
         """Raises TfnasError when this method cannot search `space`: cell methods search
         networks of DARTS cells and only they do; the superkernel nests kernels and expansions
         only, so squeeze-and-excitation needs a multi-path method."""
-        cells = not hasattr(space, "layers")  # a CellNetwork (kept free of imports)
+        from tfnas.space.cells import is_cell_network  # (no TensorFlow behind it)
+
+        cells = is_cell_network(space)
         if cells != (self.layer == "cell"):
             wanted = [m.name for m in _ALL if (m.layer == "cell") == cells]
             raise TfnasError(f"--method={self.name} does not search "

@@ -34,7 +34,8 @@ from tfnas.space import SKIP, Architecture, SearchSpace
 
 def build(space: SearchSpace, *, method: str = "superkernel", dropout: float = 0.2,
           drop_rate: float = 0.0, threshold_init: float = 0.0, seed: int | None = None,
-          sync_bn: bool = False, temperature: float = 5.0, select: str = "switch", nodes: int = 4) -> Any:
+          sync_bn: bool = False, temperature: float = 5.0, select: str = "switch",
+          nodes: int = 4) -> Any:
     """The supernet of `space` for a search method (`sync_bn`: cross-replica batch norm;
     `temperature`: initial Gumbel τ; `select`: how mixed ops run one path, see `MixedOp`;
     `nodes`: intermediate nodes per cell, cell methods)."""

@@ -46,6 +46,12 @@ def edge_sources(nodes: int) -> list[tuple[int, int]]:
     return [(INPUT_NODES + j, i) for j in range(nodes) for i in range(INPUT_NODES + j)]
 
 
+def node_edges(nodes: int) -> list[range]:
+    """The α rows (in `edge_sources` order) of the edges into each intermediate node; row
+    `node_edges(n)[j][i]` is the edge from node i."""
+    return [range(edge_count(j), edge_count(j + 1)) for j in range(nodes)]
+
+
 @dataclasses.dataclass(frozen=True)
 class EdgeSignature:
     """What one edge computes: its op on `channels` channels of a height x width map, with
@@ -324,6 +330,11 @@ class CellNetwork:
 
     def replace(self, **changes: Any) -> "CellNetwork":
         return dataclasses.replace(self, **changes)
+
+
+def is_cell_network(space: Any) -> bool:
+    """A network of DARTS cells (a `CellNetwork`), not a layer space."""
+    return isinstance(space, CellNetwork)
 
 
 NETWORKS = {
