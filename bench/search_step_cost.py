@@ -4,12 +4,17 @@
         [--methods=superkernel,softmax,gumbel,proxyless]
     python bench/search_step_cost.py --space=darts28_search --methods=darts,pc_darts
         [--cells=5 --init_channels=8 --nodes=4]
+    python bench/search_step_cost.py --space=darts_search \
+        --methods=dca_nas:b=1:derived=0,dca_nas:b=2:derived=0,dca_nas:b=1:derived=1,dca_nas
 
 The DARTS cell space (second form): DARTS' search network (every edge a softmax over the eight
 ops) against PC-DARTS' (a quarter of the channels through the mixed edges), and the largest
 child, the derivable network of the same stacking with the dearest cells (every node's two
 dearest edges, each with its dearest op: sep_conv_5x5 at most places); PC-DARTS' claim
-(Xu et al. 2020, Sec. 3.1) is the memory ratio, about 1/K.
+(Xu et al. 2020, Sec. 3.1) is the memory ratio, about 1/K. A cell method may carry DCA-NAS'
+search-time reductions as overrides, `METHOD:b=B:derived=0|1` (its channel bottleneck b and
+derived cells, `--cell_bottleneck` and `--derived_cells` of the search; dca_nas alone is b=2
+with derived cells): the third form measures what each saves against dca_nas without them.
 
 The Single-Path NAS claim (Stamoulis et al. 2019, Sec. 1 and 4): a superkernel search step
 costs about as much as training one network, and far less than a multi-path (softmax / DARTS)
@@ -62,8 +67,32 @@ flags.DEFINE_list("methods", ["superkernel", "softmax", "gumbel", "proxyless"],
                   "reference of the ratios.")
 flags.DEFINE_string("memory_of", None, "(internal) measure the peak memory of this method's "
                     "step (or `child`) and print it as JSON.")
-flags.register_validator("methods", lambda names: bool(names) and set(names) <= set(METHODS),
-                         f"--methods takes names among {', '.join(METHODS)}")
+
+
+def _variant(name: str) -> tuple[str, dict[str, Any]]:
+    """`METHOD[:b=B][:derived=0|1]` → (method, SearchConfig overrides); ValueError if bad."""
+    method, *parts = name.split(":")
+    keys = {"b": ("cell_bottleneck", int), "derived": ("derived_cells", lambda v: bool(int(v)))}
+    overrides = {}
+    for part in parts:
+        key, _, value = part.partition("=")
+        field, parse = keys[key]  # (KeyError: a bad override)
+        overrides[field] = parse(value)
+    if method not in METHODS:
+        raise ValueError(method)
+    return method, overrides
+
+
+def _valid_methods(names: list[str]) -> bool:
+    try:
+        return bool(names) and all(_variant(n) for n in names)
+    except (KeyError, ValueError):
+        return False
+
+
+flags.register_validator("methods", _valid_methods,
+                         f"--methods takes names among {', '.join(METHODS)}, cell methods with "
+                         "optional :b=B:derived=0|1")
 
 CHILD = "child"
 
@@ -86,11 +115,13 @@ def _step(name: str, folder: str) -> Callable[[], Any]:
                                          if FLAGS[k].value is not None})
              if cells else get_space(FLAGS.space))
     flops = exact_sources(space, FLAGS.nodes)["flops"]
+    method, overrides = _variant((FLAGS.methods[0] if cells else "superkernel")
+                                 if name == CHILD else name)
     search = Search(SearchConfig(
         space=space, dataset="synthetic", cost_model=flops,
-        objective=Objective("log", 0.02), model_dir=str(Path(folder) / name),
-        method=(FLAGS.methods[0] if cells else "superkernel") if name == CHILD else name,
-        batch_size=FLAGS.batch_size, nodes=FLAGS.nodes, verbose=False))
+        objective=Objective("log", 0.02), model_dir=str(Path(folder) / name.replace(":", "_")),
+        method=method, batch_size=FLAGS.batch_size, nodes=FLAGS.nodes, verbose=False,
+        **overrides))
     search.lam.assign(0.02)
     images, labels = next(iter(search.data.train(0)))
     if name != CHILD:
@@ -190,12 +221,12 @@ def main(argv: list[str]) -> None:
     print("  measuring memory, one process per method", flush=True)
     memory = {name: _memory(name) for name in names}
     ref = names[0]
-    print(f"\n{'step':<24}{'median ms':>10}{'x ' + ref:>16}{'step MiB':>10}"
+    print(f"\n{'step':<34}{'median ms':>10}{'x ' + ref:>16}{'step MiB':>10}"
           f"{'x ' + ref:>16}")
     for name in names:
         label = "largest child (train)" if name == CHILD else f"{name} (search)"
         mib = memory[name]["step_mib"]
-        print(f"{label:<24}{medians[name]:>10.1f}{medians[name] / medians[ref]:>16.2f}"
+        print(f"{label:<34}{medians[name]:>10.1f}{medians[name] / medians[ref]:>16.2f}"
               f"{mib:>10.1f}{mib / max(memory[ref]['step_mib'], 1e-9):>16.2f}")
 
 

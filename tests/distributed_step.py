@@ -2,7 +2,8 @@
 gradients under the default strategy and under MirroredStrategy on two logical CPU devices
 (which must be configured before TensorFlow starts, hence the separate process).
 
-Prints one JSON object: {"default": {...}, "mirrored": {...}, "mirrored_unsynced": {...}}.
+Prints one JSON object: {"default": {...}, "mirrored": {...}, "mirrored_unsynced": {...},
+"mirrored_gumbel": {...}}.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import tempfile
 import numpy as np
 
 
-def first_step(strategy, sync_bn: bool, folder: str) -> dict:
+def first_step(strategy, sync_bn: bool, folder: str, method: str = "superkernel") -> dict:
     import tensorflow as tf
 
     from tfnas.costs import CostModel
@@ -26,7 +27,7 @@ def first_step(strategy, sync_bn: bool, folder: str) -> dict:
     space = small_space()  # two searchable layers: three first steps compile in seconds
     config = SearchConfig(space=space, dataset="digits", cost_model=CostModel.flops(space),
                           objective=Objective("log", 0.5), model_dir=folder, batch_size=32,
-                          seed=3, sync_bn=sync_bn, dropout=0.0, verbose=False)
+                          seed=3, sync_bn=sync_bn, dropout=0.0, verbose=False, method=method)
     search = Search(config, strategy)
     search.lam.assign(config.objective.lam)
     images, labels = next(iter(search.data.train(0)))
@@ -49,7 +50,7 @@ def first_step(strategy, sync_bn: bool, folder: str) -> dict:
     dist = search.strategy.experimental_distribute_dataset(
         tf.data.Dataset.from_tensors((images, labels)))
     terms, grads = run(*next(iter(dist)))
-    return {"replicas": search.strategy.num_replicas_in_sync,
+    return {"replicas": search.strategy.num_replicas_in_sync, "path_select": search.path_select,
             "loss": float(terms["loss"]), "ce": float(terms["ce"]),
             "cost": float(terms["cost"]),
             "grads": np.concatenate([np.ravel(g) for g in grads]).tolist()}
@@ -68,6 +69,8 @@ def main() -> None:
         assert isinstance(mirrored, tf.distribute.MirroredStrategy), mirrored
         results["mirrored"] = first_step(mirrored, True, folder + "/b")
         results["mirrored_unsynced"] = first_step(mirrored, False, folder + "/c")
+        # one path per step (hard Gumbel): batch norm inside a switch cannot sync replicas
+        results["mirrored_gumbel"] = first_step(mirrored, True, folder + "/d", "gumbel")
     print(json.dumps(results))
 
 

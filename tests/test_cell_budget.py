@@ -118,6 +118,11 @@ CELL_SEARCH = ("--space=darts_search", "--method=darts", "--cells=3", "--init_ch
                                 "dca_nas"),
     (("--nodes=0",), "--nodes must be in [1, 8], got 0"),
     (("--eval_network=nope",), "unknown cell network 'nope'"),
+    # dca_nas: a 2x bottleneck, then 4 partial-channel groups: C=4 has not 8 channels
+    (("--method=dca_nas",), "--init_channels=4: --method=dca_nas with a channel bottleneck of "
+                            "2 needs the cells' channels (C, 2C, 4C) to split by 2 and then "
+                            "in 4 partial-channel groups"),
+    (("--method=darts", "--cell_bottleneck=0"), "--cell_bottleneck must be at least 1, got 0"),
 ])
 def test_bad_cell_search_flags_are_one_line(args, expected):
     message = search_error(*CELL_SEARCH, *args)
@@ -127,6 +132,9 @@ def test_bad_cell_search_flags_are_one_line(args, expected):
 def test_a_layer_space_refuses_a_cell_method():
     message = search_error("--method=pc_darts")
     assert "--method=pc_darts does not search layer spaces (--space=tiny)" in message
+    message = search_error("--method=softmax", "--derived_cells", "--cell_bottleneck=2")
+    assert message == ("--cell_bottleneck, --derived_cells: for searches of DARTS cells "
+                       "(--space=darts_search, ...), not --space=tiny")
 
 
 @pytest.mark.long

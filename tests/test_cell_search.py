@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfnas.search.cell_supernet import CellSupernet, derive_cell
+from tfnas.search.cell_supernet import CellSupernet, derive_cell, derived_one_hot
 from tfnas.costs import CellCost
 from tfnas.search.layers.cell import channel_shuffle
 from tfnas.space.cells import (CELL_OPS, EdgeSignature, Genotype, edge_count, edge_sources,
@@ -120,11 +120,16 @@ def test_the_cell_layers_configs_round_trip():
     from tfnas.search.layers.cell import CellEdgeOp, SearchCell
 
     for layer in (CellEdgeOp("dil_conv_5x5", 8, 2, name="e"),
-                  SearchCell(16, True, False, nodes=2, partial=4, name="c")):
+                  SearchCell(16, True, False, nodes=2, partial=4, name="c"),
+                  SearchCell(16, True, False, nodes=2, partial=2, bottleneck=2, select="mask",
+                             share=True, name="d")):
         again = type(layer).from_config(layer.get_config())
         assert again.get_config() == layer.get_config()
-    config = CellSupernet(NETWORK, nodes=2, partial=2).get_config()
+    config = CellSupernet(NETWORK, nodes=2, partial=2, bottleneck=2,
+                          derived_cells=True).get_config()
     assert config["network"] == NETWORK.to_dict() and config["partial"] == 2
+    assert config["bottleneck"] == 2 and config["derived_cells"]
+    assert CellSupernet.from_config(config).get_config() == config
 
 
 @pytest.mark.slow  # 1.5 to 2.5 min: two searches' steps traced, one of them four passes long
@@ -152,3 +157,78 @@ def test_the_second_order_step_restores_the_weights_and_changes_only_alpha(tmp_p
     moved = [float(np.abs(a.numpy() - b.numpy()).max())
              for a, b in zip(first.architecture_variables, second.architecture_variables)]
     assert max(moved) > 1e-4  # the second-order term changed α's step
+
+
+def _cell_inputs(size=8, channels=8, seed=1):
+    rng = np.random.default_rng(seed)
+    return [tf.constant(rng.normal(size=(2, size, size, channels)).astype("float32"))
+            for _ in range(2)]
+
+
+def test_the_channel_bottleneck_keeps_the_cells_shape_and_narrows_its_ops():
+    """DCA-NAS' bottleneck b: the nodes (and every op) at C/b channels, the output expanded
+    back to nodes·C, so the next cell sees the same shape; the ops' weights shrink."""
+    from tfnas.search.layers.cell import SearchCell
+
+    inputs = _cell_inputs()
+    cells = {b: SearchCell(16, False, False, nodes=2, bottleneck=b, name=f"b{b}") for b in (1, 4)}
+    outputs = {b: cell(inputs, tf.fill((5, 8), 1 / 8)) for b, cell in cells.items()}
+    assert outputs[1].shape == outputs[4].shape == (2, 8, 8, 32)
+    sep = {b: [op for op in cell.edge_ops[0] if op.op == "sep_conv_3x3"][0]
+           for b, cell in cells.items()}
+    assert (sep[1].channels, sep[4].channels) == (16, 4)
+    assert sep[4].count_params() < sep[1].count_params() / 3
+    with pytest.raises(ValueError, match="do not split by the channel bottleneck"):
+        SearchCell(16, False, False, nodes=2, partial=4, bottleneck=8)
+
+
+@pytest.mark.parametrize("select", ["switch", "mask"])
+def test_a_derived_cell_runs_the_chosen_op_of_each_kept_edge_alone(select):
+    """Given the derived cell's one-hot, a search cell is that cell: the same output as the
+    mixed cell under those weights (the other ops weighed zero), edge weights ignored."""
+    from tfnas.search.layers.cell import SearchCell
+
+    inputs = _cell_inputs()
+    cell = SearchCell(8, False, False, nodes=2, partial=2, bottleneck=2, select=select,
+                      name="c")
+    rng = np.random.default_rng(3)
+    weights = tf.constant(rng.dirichlet(np.ones(8), 5).astype("float32"))
+    chosen = derived_one_hot(weights, None, 2)
+    kept = chosen.numpy()
+    assert kept.sum() == 4 and set(kept.sum(1)) == {0.0, 1.0}  # node 2 keeps 2 of 3 edges
+    mixed = cell(inputs, chosen, training=False)
+    derived = cell(inputs, weights, tf.fill((5,), 7.0), chosen, training=False)
+    np.testing.assert_allclose(derived.numpy(), mixed.numpy(), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(cell(inputs, weights, training=False).numpy(), mixed.numpy())
+
+
+@pytest.mark.e2e
+def test_derived_cells_train_their_chosen_ops_alone_and_alpha_learns_from_the_first_cells():
+    """DCA-NAS' derived cells: the first cell of each kind mixes by α, the others run the
+    cells α derives now. A derived cell's unchosen ops get no gradient; α still does."""
+    net = CellSupernet(NETWORK, nodes=2, partial=2, bottleneck=2, derived_cells=True,
+                       name="derived")
+    images, labels = _images()
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(
+            labels, net(images, training=True), from_logits=True))
+    variables = net.trainable_variables
+    grads = dict(zip((v.path for v in variables), tape.gradient(loss, variables)))
+    for alpha in net.alphas.values():
+        assert float(tf.reduce_max(tf.abs(grads[alpha.path]))) > 0
+
+    def moved(cell, edge, op):
+        paths = [w.path for w in net.cells[cell].edge_ops[edge][CELL_OPS.index(op)].weights
+                 if w.trainable]
+        return [grads[p] is not None and float(tf.reduce_max(tf.abs(grads[p]))) > 0
+                for p in paths]
+
+    # cells: 0 normal (mixed), 1 reduce (mixed), 2 reduce (derived from the reduce α)
+    chosen = derived_one_hot(*net.weights_of("reduce"), 2).numpy()
+    for e in range(edge_count(2)):
+        for o, op in enumerate(CELL_OPS):
+            if op in ("none", "skip_connect", "max_pool_3x3", "avg_pool_3x3"):
+                continue  # (no weights)
+            assert all(moved(1, e, op))  # a mixed cell trains every op
+            assert all(moved(2, e, op)) == bool(chosen[e, o]), (e, op)
+            assert any(moved(2, e, op)) == bool(chosen[e, o]), (e, op)

@@ -82,6 +82,11 @@ def test_first_step_is_the_same_under_mirrored_strategy():
     # (off by 3% of the largest gradient on the two-layer space, where synced agree to 1e-8)
     unsynced = np.array(result["mirrored_unsynced"]["grads"])
     assert np.abs(grads - unsynced).max() > 0.01 * np.abs(grads).max()
+    # hard Gumbel's one path runs under the mask across replicas (a switch's batch norm would
+    # need a merge_call inside a conditional: the step raised before the search chose the mask)
+    gumbel = result["mirrored_gumbel"]
+    assert gumbel["path_select"] == "mask" and np.isfinite(gumbel["loss"])
+    assert np.abs(gumbel["grads"]).max() > 0
 
 
 @pytest.mark.long
@@ -317,7 +322,7 @@ def test_a_target_beyond_the_pixel1_space_names_its_range(tmp_path):
 
 
 @pytest.mark.e2e
-# (dca_nas: the cell network, its cells' edges and the ops they share)
+# (dca_nas: the cell network, its cells' edges, the ops they share, the bottleneck's expansion)
 @pytest.mark.parametrize("method", ["superkernel", "softmax", "proxyless", "dca_nas"])
 def test_a_search_checkpoint_restores_every_weight_and_optimizer_slot(tmp_path, method):
     """Keras 3 keeps the layers a list holds (a mixed op's paths, a search cell's edges, the
@@ -330,7 +335,7 @@ def test_a_search_checkpoint_restores_every_weight_and_optimizer_slot(tmp_path, 
     from tfnas.space.cells import get_network
 
     cells = method in ("darts", "dca_nas")
-    space = (get_network("darts_search", cells=3, init_channels=4, input_size=8,
+    space = (get_network("darts_search", cells=3, init_channels=8, input_size=8,
                          input_channels=1) if cells else small_space())
 
     def search(seed, where):

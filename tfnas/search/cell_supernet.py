@@ -6,7 +6,11 @@ strength being its largest op weight other than `none`, and each kept edge its s
 other than `none`. PC-DARTS (Xu et al. 2020), Sec. 3.3: the strength is multiplied by the
 edge's normalised β. The search network's cost as DCA-NAS prices it (its Eq. 3): each edge's
 ops' params (or FLOPs) weighted by their softmax, for the evaluation network
-(`expected_cost`), differentiable in α.
+(`expected_cost`), differentiable in α. DCA-NAS' search-time reductions (Dutta et al. 2022,
+Sec. 3.4): ops shared by the edges leaving a node, the channel bottleneck (`SearchCell`), and
+derived cells: only the first cell of each kind mixes its ops by α, the others are the cells
+`derive` returns, recomputed from α at every step (`derived_one_hot`), each kept edge running
+its one op; α learns from the mixed cells alone.
 """
 
 from __future__ import annotations
@@ -33,17 +37,22 @@ _SOFT_VIEWS = ("loss", "relaxed")
 class CellSupernet(keras.Model):
     """The search network of `network` (e.g. `darts_search`): stem, cells, pooling, linear
     classifier; `partial` is PC-DARTS' K (1: DARTS) and `edge_normalization` its β;
-    `share_weights`: DCA-NAS' ops shared by the edges leaving a node (`SearchCell`)."""
+    `share_weights`, `bottleneck`, `derived_cells`: DCA-NAS' ops shared by the edges leaving
+    a node, channel bottleneck b, derived cells (see the module docstring); `select`: how
+    derived cells run their ops (`SearchCell`)."""
 
     def __init__(self, network: CellNetwork | dict, nodes: int = 4, partial: int = 1,
                  edge_normalization: bool = False, sync_bn: bool = False,
-                 seed: int = 0, share_weights: bool = False, **kwargs: Any) -> None:
+                 seed: int = 0, share_weights: bool = False, bottleneck: int = 1,
+                 derived_cells: bool = False, select: str = "switch", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.network = (network if isinstance(network, CellNetwork)
                         else CellNetwork.from_dict(network))
         self.nodes, self.partial = int(nodes), int(partial)
         self.edge_normalization, self.sync_bn = bool(edge_normalization), bool(sync_bn)
         self.seed, self.share_weights = int(seed), bool(share_weights)
+        self.bottleneck, self.derived_cells, self.select = (int(bottleneck), bool(derived_cells),
+                                                             select)
         n = self.network
         edges = edge_count(self.nodes)
         init = keras.initializers.RandomNormal(stddev=1e-3, seed=self.seed)  # DARTS: 1e-3·N(0,1)
@@ -62,7 +71,8 @@ class CellSupernet(keras.Model):
             reduction = i in n.reduction_cells
             c = 2 * c if reduction else c
             self.cells.append(SearchCell(c, reduction, reduction_prev, self.nodes, self.partial,
-                                         self.sync_bn, self.share_weights, name=f"cell{i:02d}"))
+                                         self.sync_bn, self.share_weights, self.bottleneck,
+                                         self.select, name=f"cell{i:02d}"))
             reduction_prev = reduction
         checkpoints.track_children(self, "cells", self.cells)
         checkpoints.track_children(self, "arch", {f"alpha_{k}": v for k, v in self.alphas.items()})
@@ -83,9 +93,15 @@ class CellSupernet(keras.Model):
         x = self.stem_bn(self.stem(images), training=training)
         s0 = s1 = x
         mixed = {kind: self.weights_of(kind) for kind in KINDS}
+        chosen = ({kind: derived_one_hot(*mixed[kind], self.nodes) for kind in KINDS}
+                  if self.derived_cells else {})
+        seen = set()
         for cell in self.cells:
-            w, b = mixed["reduce" if cell.reduction else "normal"]
-            s0, s1 = s1, cell([s0, s1], w, b, training=training)
+            kind = "reduce" if cell.reduction else "normal"
+            w, b = mixed[kind]
+            derived = chosen.get(kind) if kind in seen else None  # the first mixes by α
+            seen.add(kind)
+            s0, s1 = s1, cell([s0, s1], w, b, derived, training=training)
         return self.classifier(self.pool(s1))
 
     @property
@@ -134,7 +150,9 @@ class CellSupernet(keras.Model):
         config = super().get_config()
         config.update(network=self.network.to_dict(), nodes=self.nodes, partial=self.partial,
                       edge_normalization=self.edge_normalization, sync_bn=self.sync_bn,
-                      seed=self.seed, share_weights=self.share_weights)
+                      seed=self.seed, share_weights=self.share_weights,
+                      bottleneck=self.bottleneck, derived_cells=self.derived_cells,
+                      select=self.select)
         return config
 
 

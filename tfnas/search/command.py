@@ -99,7 +99,8 @@ def _settings(f: Any) -> dict[str, Any]:
         arch_learning_rate=f.arch_learning_rate, arch_split=f.arch_split,
         temperature=(f.tau_start, f.tau_end), rl_samples=f.rl_samples,
         rl_baseline_weight=f.rl_baseline_weight, path_select=f.path_select, repair=f.repair,
-        target_tolerance=f.target_tolerance, nodes=f.nodes)
+        target_tolerance=f.target_tolerance, nodes=f.nodes,
+        cell_bottleneck=f.cell_bottleneck, derived_cells=f.derived_cells)
 
 
 def _named(f: Any, err: TfnasError) -> TfnasError:
@@ -209,6 +210,10 @@ def request_from_flags(flags_values: Any) -> SearchRequest:
         settings["eval_space"] = derived
         latency, latency_name = None, None
     else:
+        cell_only = [n for n in ("cell_bottleneck", "derived_cells") if getattr(f, n) is not None]
+        if cell_only:
+            raise TfnasError(f"{', '.join('--' + n for n in cell_only)}: for searches of DARTS "
+                             f"cells (--space=darts_search, ...), not --space={f.space}")
         latency, latency_name = _latency_model(f, space)
     has_latency = latency is not None or bool(f.device)
     has_target = f.target_ms is not None or f.target_fraction is not None
@@ -301,6 +306,7 @@ def _cell_search(f: Any, space: Any) -> Any:
     """The checks of a search of DARTS cells; returns the evaluation network (--eval_network,
     with --space's input and classes)."""
     from tfnas import cli
+    from tfnas.search import methods
     from tfnas.space.cells import EVALUATED_IN
 
     given = [name for name in _LATENCY_FLAGS if getattr(f, name) not in (None, "")]
@@ -313,6 +319,7 @@ def _cell_search(f: Any, space: Any) -> Any:
     if f.cost in ("target", "max"):
         raise TfnasError(f"--cost={f.cost} is a latency budget: a search of DARTS cells takes "
                          "--max_mparams / --max_mflops")
+    methods.get(f.method).check_widths(space, f.cell_bottleneck)
     name = f.eval_network or EVALUATED_IN.get(f.space, f.space)
     return cli.cell_network_from_flags(f, name, cells=f.eval_cells,
                                        init_channels=f.eval_init_channels)

@@ -49,6 +49,10 @@ class SearchConfig:
     latency_source: str | None = None  # what predicts latency, for the report
     nodes: int = 4  # cell searches: intermediate nodes per cell
     eval_space: Any = None  # cell searches: the CellNetwork of the derived cells (default space)
+    # cell searches, DCA-NAS' search-time reductions (None: the method's own): the nodes at
+    # C/b channels; one cell of each kind mixed by α, the others derived from it each step
+    cell_bottleneck: int | None = None
+    derived_cells: bool | None = None
     # DCA-NAS' lookup graph: {path, metric, device_budget, search_budget} (`tfnas.search.lug`)
     lug: Any = None
     # (the latency target, like every budget, is a Constraint's target)

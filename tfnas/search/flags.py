@@ -22,6 +22,12 @@ def define_flags(values: Any = None) -> None:
     cli.define_space_flags(default="single_path", values=values)
     cli.define_cell_flags(values)
     flags.DEFINE_integer("nodes", 4, "Cell searches: intermediate nodes per cell (DARTS: 4).")
+    flags.DEFINE_integer("cell_bottleneck", None, "Cell searches: DCA-NAS' channel bottleneck "
+                         "b, the search cells' nodes at C/b channels (default: the method's, "
+                         "2 for dca_nas, else 1).")
+    flags.DEFINE_boolean("derived_cells", None, "Cell searches: DCA-NAS' derived cells, only "
+                         "the first cell of each kind mixed by α, the others the cells derived "
+                         "from α each step (default: the method's, on for dca_nas).")
     flags.DEFINE_string("eval_network", None, "Cell searches: the network the derived cells "
                         "are built in, which arch.json holds and the budgets price (default: "
                         "darts_cifar for darts_search, darts28 for darts28_search, else "
@@ -39,10 +45,12 @@ def define_flags(values: Any = None) -> None:
                        "moves this fraction of the way to each step's mean reward.")
     flags.DEFINE_float("tau_start", 5.0, "Gumbel temperature of the first epoch.")
     flags.DEFINE_float("tau_end", 0.5, "Gumbel temperature of the last epoch.")
-    flags.DEFINE_enum("path_select", "auto", ["auto", "switch", "mask"], "How gumbel and "
-                      "proxyless run the chosen path: switch (that path alone), mask (every "
-                      "path, one kept: compiles fast under XLA on CPUs/GPUs), auto (mask with "
-                      "--jit_compile off TPUs, else switch).")
+    flags.DEFINE_enum("path_select", "auto", ["auto", "switch", "mask"], "How gumbel, "
+                      "proxyless and derived cells run the chosen path: switch (that path "
+                      "alone), mask (every path, one kept: compiles fast under XLA on "
+                      "CPUs/GPUs, and syncs batch norm across MirroredStrategy's replicas), "
+                      "auto (mask with --jit_compile or several replicas off TPUs, else "
+                      "switch).")
     flags.DEFINE_string("latency_table", None,
                         "Latency table JSON, or a built-in table (pixel1). Default: with "
                         "--device, MODEL_DIR/lut.json; else pixel1 where it prices the space "

@@ -70,11 +70,18 @@ class Search(SearchStep):
                                             if self.multi_path else (self.data, None))
         keras.utils.set_random_seed(config.seed)
         # XLA's CPU (and GPU) backends compile convolutions inside conditionals as plain loops:
-        # minutes per layer. TPUs keep the one-path switch; elsewhere XLA gets the mask.
+        # minutes per layer. TPUs keep the one-path switch; elsewhere XLA gets the mask. Across
+        # replicas off TPUs (MirroredStrategy), batch norm's moving statistics inside a
+        # conditional would need a merge_call, which TensorFlow refuses there: the mask.
         self.path_select = config.path_select
+        on_tpu = isinstance(self.strategy, tf.distribute.TPUStrategy)
         if self.path_select == "auto":
-            on_tpu = isinstance(self.strategy, tf.distribute.TPUStrategy)
-            self.path_select = "mask" if config.jit_compile and not on_tpu else "switch"
+            self.path_select = ("mask" if (config.jit_compile or replicas > 1) and not on_tpu
+                                else "switch")
+        elif self.path_select == "switch" and replicas > 1 and not on_tpu:
+            raise TfnasError(f"--path_select=switch runs batch norm inside a conditional, "
+                             f"which {type(self.strategy).__name__} cannot synchronise across "
+                             f"its {replicas} replicas: use --path_select=mask (or auto)")
         # each budget's multiplier moves lam_rate per epoch at R = 2T (objectives.py)
         self.lam_steps = [c.lam_rate / self.weight_data.steps_per_epoch
                           for c in config.constraints]
@@ -84,7 +91,9 @@ class Search(SearchStep):
                                         dropout=config.dropout,
                                         sync_bn=config.sync_bn and replicas > 1,
                                         temperature=config.temperature[0],
-                                        select=self.path_select, nodes=config.nodes)
+                                        select=self.path_select, nodes=config.nodes,
+                                        bottleneck=config.cell_bottleneck,
+                                        derived_cells=config.derived_cells)
             self.architecture_variables = supernet.architecture_variables(self.model)
             arch_ids = {id(v) for v in self.architecture_variables}
             # one-level (superkernel): one optimizer trains weights and thresholds together

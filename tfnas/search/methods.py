@@ -35,6 +35,10 @@ class Method:
     partial: int = 1  # cells: 1/K of the channels through the mixed edges (PC-DARTS)
     edge_normalization: bool = False  # cells: edge weights β (PC-DARTS)
     share_weights: bool = False  # cells: the edges leaving a node share their ops (DCA-NAS)
+    # cells, DCA-NAS' search-time reductions (Sec. 3.4), defaults of --cell_bottleneck and
+    # --derived_cells: nodes at C/b channels; one mixed cell per kind, the others derived
+    bottleneck: int = 1
+    derived_cells: bool = False
     # what a budget's multiplier prices (`tfnas.search.layers.searchable` views): the network
     # `derive` returns now (tfnas, LightNAS), or the relaxation's expected cost (DCA-NAS Eq. 3)
     budget_view: str = "decided"
@@ -55,6 +59,20 @@ class Method:
             raise TfnasError(f"--method={self.name} searches kernel sizes, expansions and skip "
                              "only; a space with squeeze-and-excitation needs a multi-path "
                              f"method ({', '.join(m.name for m in _ALL if m.layer == 'mixed')})")
+
+    def check_widths(self, network: Any, bottleneck: int | None = None) -> int:
+        """The channel bottleneck b (`bottleneck`, or this method's own when None); raises
+        TfnasError unless every search cell's channels (C, 2C, 4C: doubled at each reduction
+        cell) split by b and then in this method's `partial` groups (PC-DARTS' K)."""
+        b = self.bottleneck if bottleneck is None else int(bottleneck)
+        if b < 1:
+            raise TfnasError(f"--cell_bottleneck must be at least 1, got {b}")
+        if any((network.init_channels << k) % (b * self.partial) for k in range(3)):
+            raise TfnasError(f"--init_channels={network.init_channels}: --method={self.name} "
+                             f"with a channel bottleneck of {b} needs the cells' channels (C, "
+                             f"2C, 4C) to split by {b} and then in {self.partial} "
+                             "partial-channel groups")
+        return b
 
     @property
     def bi_level(self) -> bool:
@@ -78,9 +96,10 @@ _ALL = (
            layer="cell", mode="softmax", arch_update="second_order"),
     Method("pc_darts", "PC-DARTS: partial channels K=4, edge normalisation", layer="cell",
            mode="softmax", partial=4, edge_normalization=True),
-    Method("dca_nas", "DCA-NAS: PC-DARTS with budgets on the softmax-weighted cost and ops "
-           "shared by the edges leaving a node", layer="cell", mode="softmax", partial=4,
-           edge_normalization=True, budget_view="loss", share_weights=True),
+    Method("dca_nas", "DCA-NAS: PC-DARTS with budgets on the softmax-weighted cost, ops "
+           "shared by the edges leaving a node, a 2x channel bottleneck and derived cells",
+           layer="cell", mode="softmax", partial=4, edge_normalization=True, budget_view="loss",
+           share_weights=True, bottleneck=2, derived_cells=True),
 )
 METHODS = tuple(m.name for m in _ALL)
 _BY_NAME = {m.name: m for m in _ALL}

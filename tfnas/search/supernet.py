@@ -35,17 +35,23 @@ from tfnas.space import SKIP, Architecture, SearchSpace
 def build(space: SearchSpace, *, method: str = "superkernel", dropout: float = 0.2,
           drop_rate: float = 0.0, threshold_init: float = 0.0, seed: int | None = None,
           sync_bn: bool = False, temperature: float = 5.0, select: str = "switch",
-          nodes: int = 4) -> Any:
+          nodes: int = 4, bottleneck: int | None = None,
+          derived_cells: bool | None = None) -> Any:
     """The supernet of `space` for a search method (`sync_bn`: cross-replica batch norm;
-    `temperature`: initial Gumbel τ; `select`: how mixed ops run one path, see `MixedOp`;
-    `nodes`: intermediate nodes per cell, cell methods)."""
+    `temperature`: initial Gumbel τ; `select`: how mixed ops (and derived cells) run one path,
+    see `MixedOp`; cell methods: `nodes` intermediate nodes per cell, DCA-NAS' channel
+    `bottleneck` and `derived_cells`, None for the method's own)."""
     record = methods.get(method)
     record.check_space(space)
     common.check_dropout(dropout)
     if record.layer == "cell":  # DARTS' search network has no dropout
+        bottleneck = record.check_widths(space, bottleneck)
         model = CellSupernet(space, nodes=nodes, partial=record.partial,
                              edge_normalization=record.edge_normalization,
                              share_weights=record.share_weights, sync_bn=sync_bn,
+                             bottleneck=bottleneck, select=select,
+                             derived_cells=(record.derived_cells if derived_cells is None
+                                            else derived_cells),
                              seed=seed or 0, name=f"supernet_{space.name}")
         model(keras.ops.zeros((1, space.input_size, space.input_size, space.input_channels)),
               training=False)  # (a subclassed model's variables exist once it is called)

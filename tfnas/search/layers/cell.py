@@ -13,7 +13,14 @@ PC-DARTS' partial channel connections and edge normalisation (Xu et al. 2020, Eq
   groups (PC-DARTS Eq. 2); the weights of the edges into a node may be scaled by the
   softmax of their β (edge normalisation, Eq. 4), which the caller passes in. With `share`
   (DCA-NAS, Dutta et al. 2022), the edges leaving one node share their ops (weights and
-  outputs): 5 op sets per cell of 4 nodes instead of 14.
+  outputs): 5 op sets per cell of 4 nodes instead of 14. DCA-NAS' two other search-time
+  reductions (Sec. 3.4): with `bottleneck` b > 1 the 1x1 preprocessing of the inputs maps
+  them to C/b channels, every node and op works at C/b, and a 1x1 ReLU-conv-BN expands the
+  concatenated nodes back to nodes·C (the cell's output shape is unchanged; the ops' FLOPs
+  fall about b² times); given `chosen` (the one-hot of the derived cell, `derived_one_hot`),
+  the cell is a derived cell: each kept edge runs its chosen op alone and the others nothing
+  (`select="switch"`, `keras.ops.switch`), or, with `select="mask"`, every op under the
+  one-hot (the same values; compiles fast under XLA off TPUs).
 
 The α and β are the supernet's (one set for all normal cells, one for all reduction cells)
 and reach each cell as its `call` arguments.
@@ -29,7 +36,10 @@ from keras import ops
 from tfnas.blocks import cell_family, cell_units
 from tfnas.blocks.common import batch_norm
 from tfnas.run import checkpoints
+from tfnas.search.layers.mixed import SELECTS
 from tfnas.space.cells import CELL_OPS, INPUT_NODES, EdgeSignature, edge_sources
+
+_NONE = CELL_OPS.index("none")
 
 
 @keras.saving.register_keras_serializable(package="tfnas")
@@ -95,22 +105,27 @@ class SearchCell(keras.layers.Layer):
         sync_bn: cross-replica batch norm.
         share: DCA-NAS' weight sharing (Sec. 3.4): the edges leaving one node share each
             op's weights, so each op runs once per source node (the edges keep their own α).
+        bottleneck: DCA-NAS' channel bottleneck b: the nodes work at C/b channels.
+        select: how a derived cell runs its chosen ops: `switch` or `mask` (`MixedOp`'s).
     """
 
     def __init__(self, channels: int, reduction: bool, reduction_prev: bool, nodes: int = 4,
                  partial: int = 1, sync_bn: bool = False, share: bool = False,
-                 **kwargs: Any) -> None:
+                 bottleneck: int = 1, select: str = "switch", **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if channels % partial:
-            raise ValueError(f"partial channels: {channels} channels do not split in {partial}")
+        check_widths(channels, partial, bottleneck)
+        if select not in SELECTS:
+            raise ValueError(f"select must be one of {SELECTS}, got {select!r}")
         self.channels, self.reduction = int(channels), bool(reduction)
         self.reduction_prev, self.nodes = bool(reduction_prev), int(nodes)
         self.partial, self.sync_bn, self.share = int(partial), bool(sync_bn), bool(share)
+        self.bottleneck, self.select = int(bottleneck), select
+        self.width = self.channels // self.bottleneck  # the nodes' channels
         self.edges = edge_sources(self.nodes)
 
         def op_layers(source: int, name: str) -> list[CellEdgeOp]:
             stride = 2 if self.reduction and source < INPUT_NODES else 1
-            return [CellEdgeOp(op, self.channels // self.partial, stride, self.sync_bn,
+            return [CellEdgeOp(op, self.width // self.partial, stride, self.sync_bn,
                                name=f"{name}_{op}") for op in CELL_OPS]
 
         # DCA-NAS (`share`): the edges from one node share each op's weights (and output)
@@ -122,7 +137,7 @@ class SearchCell(keras.layers.Layer):
 
     def build(self, input_shape: Sequence[Sequence[int | None]]) -> None:
         s0_shape, s1_shape = input_shape
-        c = self.channels
+        c = self.width
         for shape, first in ((s0_shape, True), (s1_shape, False)):
             inputs = keras.Input(tuple(shape[1:]))
             if first and self.reduction_prev:
@@ -140,20 +155,33 @@ class SearchCell(keras.layers.Layer):
                     op.build((None, at, at, part))
         if self.partial > 1 and self.reduction:
             self.bypass_pool = keras.layers.MaxPooling2D(2, 2, padding="same")
+        if self.bottleneck > 1:
+            inputs = keras.Input((out, out, self.nodes * c))
+            self.expand = keras.Model(inputs, cell_units.relu_conv_bn(
+                inputs, keras, self.nodes * self.channels, "expand", self.sync_bn, False))
         self.built = True
 
-    def _edge(self, x: Any, e: int, weights: Any, training: bool,
+    def _edge(self, x: Any, e: int, weights: Any, chosen: Any, training: bool,
               outputs: dict[int, list[Any]]) -> Any:
-        """Σ_o w_o·o(x) on the edge's part of the channels; the rest bypass (PC-DARTS).
-        `outputs`: the ops' outputs computed so far, by op layers (shared ones run once)."""
-        part = self.channels // self.partial
+        """Σ_o w_o·o(x) on the edge's part of the channels, or with `chosen` (the edge's
+        one-hot row, zeros where the edge is not kept) the chosen op alone; the rest of the
+        channels bypass (PC-DARTS). `outputs`: the ops' outputs computed so far, by op layers
+        (shared ones run once)."""
+        part = self.width // self.partial
         key = id(self.edge_ops[e])
-        if key not in outputs:
-            outputs[key] = [op(x[..., :part], training=training) for op in self.edge_ops[e]]
-        mixed = None
-        for o, y in enumerate(outputs[key]):
-            term = weights[o] * y
-            mixed = term if mixed is None else mixed + term
+        if chosen is not None and self.select == "switch":
+            index = ops.where(ops.sum(chosen) > 0, ops.cast(ops.argmax(chosen), "int32"), _NONE)
+            branches = [lambda y, op=op: op(y, training=training) for op in self.edge_ops[e]]
+            mixed = ops.switch(index, branches, x[..., :part])
+        else:
+            if key not in outputs:
+                outputs[key] = [op(x[..., :part], training=training)
+                                for op in self.edge_ops[e]]
+            w = weights if chosen is None else ops.cast(chosen, x.dtype)
+            mixed = None
+            for o, y in enumerate(outputs[key]):
+                term = w[o] * y
+                mixed = term if mixed is None else mixed + term
         if self.partial == 1:
             return mixed
         rest = x[..., part:]
@@ -162,9 +190,10 @@ class SearchCell(keras.layers.Layer):
         return channel_shuffle(ops.concatenate([mixed, rest], axis=-1), self.partial)
 
     def call(self, inputs: Sequence[Any], weights: Any, edge_weights: Any = None,
-             training: bool | None = None) -> Any:
+             chosen: Any = None, training: bool | None = None) -> Any:
         """`weights`: [edges, ops] op weights (softmax of α); `edge_weights`: [edges] (PC-DARTS'
-        normalised β, or None)."""
+        normalised β, or None); `chosen`: the derived cell's [edges, ops] one-hot, which makes
+        this a derived cell (weights and edge weights unused)."""
         training = bool(training)
         states = [self.pre0(inputs[0], training=training),
                   self.pre1(inputs[1], training=training)]
@@ -172,13 +201,15 @@ class SearchCell(keras.layers.Layer):
         for j in range(self.nodes):
             total = None
             for i in range(INPUT_NODES + j):
-                term = self._edge(states[i], e, weights[e], training, outputs)
-                if edge_weights is not None:
+                term = self._edge(states[i], e, weights[e],
+                                  None if chosen is None else chosen[e], training, outputs)
+                if edge_weights is not None and chosen is None:
                     term = edge_weights[e] * term
                 total = term if total is None else total + term
                 e += 1
             states.append(total)
-        return ops.concatenate(states[INPUT_NODES:], axis=-1)
+        out = ops.concatenate(states[INPUT_NODES:], axis=-1)
+        return self.expand(out, training=training) if self.bottleneck > 1 else out
 
     def compute_output_shape(self, input_shape: Sequence[Sequence[int | None]]) -> tuple:
         size = input_shape[1][1]
@@ -189,5 +220,16 @@ class SearchCell(keras.layers.Layer):
         config = super().get_config()
         config.update(channels=self.channels, reduction=self.reduction,
                       reduction_prev=self.reduction_prev, nodes=self.nodes,
-                      partial=self.partial, sync_bn=self.sync_bn, share=self.share)
+                      partial=self.partial, sync_bn=self.sync_bn, share=self.share,
+                      bottleneck=self.bottleneck, select=self.select)
         return config
+
+
+def check_widths(channels: int, partial: int, bottleneck: int) -> None:
+    """Raises ValueError unless `channels` split by the bottleneck b into C/b channels that
+    split in `partial` groups."""
+    if bottleneck < 1 or partial < 1:
+        raise ValueError(f"bottleneck and partial must be >= 1, got {bottleneck}, {partial}")
+    if channels % (bottleneck * partial):
+        raise ValueError(f"{channels} channels do not split by the channel bottleneck "
+                         f"({bottleneck}) and then in {partial} partial groups")
