@@ -142,16 +142,72 @@ def test_make_arch_writes_a_published_cell_network_that_loads_back(tmp_path):
     assert f"{arch.params():,} params" in done.stdout and "node 5 = " in done.stdout
 
 
-def test_training_with_the_auxiliary_head_stops_with_one_line(tmp_path):
+def test_drop_path_drops_whole_examples_and_rescales_the_rest():
+    """FractalNet's local drop-path as DARTS trains: per example all or nothing, kept ones
+    scaled by 1/(1 - p); the identity in inference and at p = 0."""
+    import keras
+
+    from tfnas.nets.drop_path import DropPath
+
+    layer = DropPath(0.3, seed=1)
+    x = np.ones((4000, 2, 2, 3), "float32")
+    y = keras.ops.convert_to_numpy(layer(x, training=True))
+    per_example = y.reshape(4000, -1)
+    assert set(np.unique(per_example.min(1))) == set(np.unique(per_example.max(1)))
+    assert np.allclose(np.unique(y), [0.0, 1 / 0.7])
+    assert abs((per_example[:, 0] == 0).mean() - 0.3) < 0.03
+    assert np.array_equal(keras.ops.convert_to_numpy(layer(x, training=False)), x)
+    layer.rate.assign(0.0)
+    assert np.array_equal(keras.ops.convert_to_numpy(layer(x, training=True)), x)
+    assert DropPath.from_config(layer.get_config()).get_config() == layer.get_config()
+
+
+def test_the_training_network_has_drop_path_on_every_edge_but_the_identities():
+    from tfnas.nets.drop_path import DropPath
+
+    arch = cell_architecture("darts28", "darts_v2", auxiliary=True, **SMALL)
+    plain, training = nets.build(arch), nets.build(arch, drop_path=True)
+    drops = [layer.name for layer in training.layers if isinstance(layer, DropPath)]
+    plans = list(arch.plan())
+    identities = sum(1 for plan in plans for i in range(8)
+                     if plan.edge(i).op == "skip_connect" and plan.edge(i).stride == 1)
+    assert len(drops) == 8 * len(plans) - identities and identities > 0
+    def weights(model):  # by layer: what the trainer copies into the saved network
+        return {layer.name: [tuple(w.shape) for w in layer.weights] for layer in model.layers
+                if layer.weights and not isinstance(layer, DropPath)}
+
+    assert weights(plain) == weights(training)
+    with pytest.raises(ValueError, match="networks of DARTS cells"):
+        from tfnas.space import Architecture, get_space
+
+        space = get_space("tiny")
+        nets.build(Architecture.uniform(space, space.largest_op), drop_path=True)
+
+
+@pytest.mark.e2e
+def test_training_with_the_auxiliary_head_and_drop_path_saves_the_network_of_the_arch(tmp_path):
+    """DARTS' evaluation recipe: loss + 0.4 · auxiliary loss, drop-path rising to p; the
+    saved model is the network of arch.json (two outputs, no drop-path layers), evaluated on
+    its logits."""
     import subprocess
 
-    from conftest import ROOT, error_lines, train_command
+    import keras
 
-    arch = tmp_path / "aux.json"
-    cell_architecture("darts28", "darts_v2", auxiliary=True, **SMALL).save(arch)
-    out = subprocess.run(train_command(arch, tmp_path / "run", "--dataset=digits"),
-                         capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert out.returncode == 2
-    lines = error_lines(out.stderr)
-    assert len(lines) == 1 and "auxiliary head is not supported yet" in lines[0], lines
-    assert not (tmp_path / "run").exists()
+    from conftest import ROOT, train_command
+
+    arch_file = tmp_path / "aux.json"  # 3 cells: the head reads the last (7x7) cell
+    arch = cell_architecture("darts28", "darts_v2", auxiliary=True, cells=3, init_channels=8)
+    arch.save(arch_file)
+    out = subprocess.run(train_command(arch_file, tmp_path / "run", "--dataset=digits",
+                                       "--epochs=2", "--drop_path=0.2"),
+                         capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = json.loads((tmp_path / "run" / "train_report.json").read_text())
+    assert report["drop_path"] == 0.2 and report["auxiliary_weight"] == 0.4
+    assert report["top1"] > 0.3, report["top1"]  # 10 classes
+    model = keras.saving.load_model(tmp_path / "run" / "model.keras")
+    assert len(model.outputs) == 2
+    assert not any(type(layer).__name__ == "DropPath" for layer in model.layers)
+    assert model.count_params() == nets.build(arch).count_params()
+    rows = (tmp_path / "run" / "train_log.csv").read_text().splitlines()
+    assert len(rows) == 3 and "nan" not in rows[-1]  # top-1 logged by the logits' name

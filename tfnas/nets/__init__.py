@@ -50,11 +50,15 @@ def image_input(k: ModuleType, space: SearchSpace) -> Any:
 
 
 def build(arch: Architecture | CellArchitecture, *, dropout: float = 0.2,
-          backend: str = "keras", name: str | None = None) -> Any:
+          backend: str = "keras", name: str | None = None, drop_path: bool = False) -> Any:
     """A functional model taking [B, H, W, C] float images and returning logits (a cell
-    network with the auxiliary head: and the auxiliary logits)."""
+    network with the auxiliary head: and the auxiliary logits; `drop_path`: a cell network's
+    training network, `tfnas.nets.cells`)."""
     if isinstance(arch, CellArchitecture):
-        return cells.build(arch, dropout=dropout, backend=backend, name=name)
+        return cells.build(arch, dropout=dropout, backend=backend, name=name,
+                           drop_path=drop_path)
+    if drop_path:
+        raise ValueError("drop-path is for networks of DARTS cells")
     check_dropout(dropout)
     k = keras_module(backend)
     space = arch.space

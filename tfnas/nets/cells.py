@@ -9,7 +9,9 @@ intermediate nodes that sum their two edges; the output concatenating the `conca
 global average pooling and a linear classifier. Each edge's op is built by its family module
 in `tfnas.blocks`, the module that also counts its params and FLOPs. With the auxiliary head
 the model has two outputs (logits, auxiliary logits). Drop-path, a training-time
-regulariser of DARTS' evaluation, is not part of the built network.
+regulariser of DARTS' evaluation, is in the network built for training with `drop_path`
+(`tfnas.nets.drop_path`: on every edge but the identities) and nowhere else: its layers have no
+weights but their rate, so the trained weights load into the network built without them.
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ def stem(inputs: Any, k: ModuleType, arch: CellArchitecture,
 
 
 def cell(s0: Any, s1: Any, k: ModuleType, plan: CellPlan, name: str,
-         sync_bn: bool = False) -> Any:
-    """One cell of `plan` applied to its two inputs."""
+         sync_bn: bool = False, drop_path: bool = False) -> Any:
+    """One cell of `plan` applied to its two inputs (`drop_path`: a DropPath layer after every
+    edge but the identities, DARTS' training network)."""
     if plan.reduction_prev:
         s0 = cell_units.factorized_reduce(s0, k, plan.channels, f"{name}_pre0", sync_bn)
     else:
@@ -50,8 +53,13 @@ def cell(s0: Any, s1: Any, k: ModuleType, plan: CellPlan, name: str,
         for i in (2 * node, 2 * node + 1):
             sig = plan.edge(i)
             source = plan.cell.edges[i][1]
-            branches.append(cell_family(sig.op).build(states[source], k, sig,
-                                                      f"{name}_e{i}_{sig.op}", sync_bn))
+            y = cell_family(sig.op).build(states[source], k, sig, f"{name}_e{i}_{sig.op}",
+                                          sync_bn)
+            if drop_path and not (sig.op == "skip_connect" and sig.stride == 1):
+                from tfnas.nets.drop_path import DropPath  # (Keras 3 only: training)
+
+                y = DropPath(name=f"{name}_e{i}_drop_path")(y)
+            branches.append(y)
         states.append(k.layers.Add(name=f"{name}_node{node + 2}")(branches))
     return k.layers.Concatenate(name=f"{name}_out")([states[i] for i in plan.cell.concat])
 
@@ -73,9 +81,10 @@ def auxiliary_head(x: Any, k: ModuleType, arch: CellArchitecture,
 
 
 def build(arch: CellArchitecture, *, dropout: float = 0.0, backend: str = "keras",
-          name: str | None = None, sync_bn: bool = False) -> Any:
+          name: str | None = None, sync_bn: bool = False, drop_path: bool = False) -> Any:
     """A functional model taking [B, H, W, C] float images and returning logits (and the
-    auxiliary logits when the network has the auxiliary head)."""
+    auxiliary logits when the network has the auxiliary head); `drop_path`: the training
+    network, with DropPath layers (rate 0 until the trainer sets it)."""
     check_dropout(dropout)
     k = keras_module(backend)
     n = arch.network
@@ -83,7 +92,7 @@ def build(arch: CellArchitecture, *, dropout: float = 0.0, backend: str = "keras
     s0, s1 = stem(inputs, k, arch, sync_bn)
     aux = None
     for plan in arch.plan():
-        s0, s1 = s1, cell(s0, s1, k, plan, f"cell{plan.index:02d}", sync_bn)
+        s0, s1 = s1, cell(s0, s1, k, plan, f"cell{plan.index:02d}", sync_bn, drop_path)
         if n.auxiliary and plan.index == n.reduction_cells[1]:
             aux = auxiliary_head(s1, k, arch, sync_bn)
     x = k.layers.GlobalAveragePooling2D(name="pool")(s1)

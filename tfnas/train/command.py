@@ -36,6 +36,11 @@ def define_flags(prefix: str = "", defaults: dict[str, Any] | None = None,
     flags.DEFINE_float(f"{prefix}weight_decay", d["weight_decay"], "Decoupled weight decay.")
     flags.DEFINE_float(f"{prefix}label_smoothing", d["label_smoothing"], "Label smoothing.")
     flags.DEFINE_float(f"{prefix}dropout", d["dropout"], "Dropout before the classifier.")
+    flags.DEFINE_float(f"{prefix}auxiliary_weight", d["auxiliary_weight"], "Networks of DARTS "
+                       "cells with the auxiliary head: the weight of its loss (DARTS: 0.4).")
+    flags.DEFINE_float(f"{prefix}drop_path", d["drop_path"], "Networks of DARTS cells: the "
+                       "drop-path probability, reached in the last epoch from 0 in the first "
+                       "(DARTS CIFAR: 0.2; 0: off).")
     if not prefix:
         flags.DEFINE_string("dataset", "digits", f"Dataset: {', '.join(data.KINDS)}.")
         flags.DEFINE_integer("seed", 0, "Seed of weights and data order.")
@@ -58,7 +63,8 @@ def config_from_flags(values: Any, arch: Any, dataset: str, model_dir: str, seed
                            warmup_epochs=get("warmup_epochs"),
                            weight_decay=get("weight_decay"),
                            label_smoothing=get("label_smoothing"), dropout=get("dropout"),
-                           seed=seed, jit_compile=jit_compile)
+                           auxiliary_weight=get("auxiliary_weight"),
+                           drop_path=get("drop_path"), seed=seed, jit_compile=jit_compile)
     except TfnasError as err:  # name the flags: "--train_epochs must be ..."
         raise TfnasError("; ".join(f"--{prefix}{problem}"
                                    for problem in str(err).split("; "))) from None
@@ -97,14 +103,10 @@ def summary(report: dict[str, Any], model_dir: str) -> str:
 
 def main(argv: list[str]) -> None:
     from tfnas import data
-    from tfnas.errors import TfnasError
     from tfnas.run import distribute, rundir
     from tfnas.space import load_architecture
 
     arch = load_architecture(FLAGS.arch)
-    if getattr(arch.space, "auxiliary", False):
-        raise TfnasError(f"{FLAGS.arch}: training with DARTS' auxiliary head is not supported "
-                         "yet; write the architecture without --auxiliary")
     data.check_spec(FLAGS.dataset, arch.space.num_classes, arch.space.input_channels)
     config = config_from_flags(FLAGS, arch, FLAGS.dataset, FLAGS.model_dir, FLAGS.seed,
                                FLAGS.jit_compile or bool(FLAGS.tpu))

@@ -2,7 +2,10 @@
 
 The recipe of the MnasNet / Single-Path NAS papers, scaled to any dataset: label smoothing
 (0.1), dropout before the classifier, a cosine learning rate with linear warm-up, weight decay;
-batch-norm statistics are re-estimated on training images before the evaluation. Keras `fit`
+batch-norm statistics are re-estimated on training images before the evaluation. Networks of
+DARTS cells add DARTS' own (Liu et al. 2019, Sec. 3.3): the auxiliary head's loss with weight
+0.4 (when the architecture has the head) and drop-path rising linearly to `drop_path`
+(`tfnas.nets.drop_path`; the saved network has no drop-path layers). Keras `fit`
 runs it, so TPUStrategy, MirroredStrategy, bfloat16 and XLA (`jit_compile`) work as in the
 search. Resumable at epoch granularity: the model and optimizer are checkpointed after every
 epoch, a SIGTERM stops at the next step, and running again continues after the last finished
@@ -25,6 +28,7 @@ from tfnas.errors import TfnasError
 from tfnas.run.files import write_text
 from tfnas.run.rundir import Interrupted, Stopwatch
 from tfnas.space import Architecture
+from tfnas.space.cells import is_cell_network
 
 OPTIMIZERS = ("sgd", "adamw")
 LOG_FIELDS = ("epoch", "loss", "top1", "top5")  # train_log.csv
@@ -45,6 +49,8 @@ class TrainConfig:
     weight_decay: float = 1e-4
     label_smoothing: float = 0.1
     dropout: float = 0.2
+    auxiliary_weight: float = 0.4  # cells with the auxiliary head: its loss's weight (DARTS)
+    drop_path: float = 0.0  # cells: the last epoch's drop-path probability (DARTS CIFAR: 0.2)
     seed: int = 0
     jit_compile: bool = False
     verbose: bool = True
@@ -67,6 +73,13 @@ class TrainConfig:
             problems.append("label_smoothing must be in [0, 1)")
         if not 0 <= self.dropout < 1:
             problems.append("dropout must be in [0, 1)")
+        if self.auxiliary_weight < 0:
+            problems.append("auxiliary_weight must be 0 or more")
+        if not 0 <= self.drop_path < 1:
+            problems.append("drop_path must be in [0, 1)")
+        elif self.drop_path and not is_cell_network(self.arch.space):
+            problems.append(f"drop_path applies to networks of DARTS cells, not the "
+                            f"{self.arch.space.name} layer space")
         if problems:
             raise TfnasError("; ".join(problems))
 
@@ -80,6 +93,7 @@ def train(config: TrainConfig, strategy: Any = None,
     from tfnas import data
     from tfnas.run import checkpoints, csvlog
     from tfnas import nets
+    from tfnas.nets import drop_path
 
     arch, space = config.arch, config.arch.space
     strategy = strategy or tf.distribute.get_strategy()
@@ -95,8 +109,9 @@ def train(config: TrainConfig, strategy: Any = None,
     model_dir.mkdir(parents=True, exist_ok=True)
     steps = dataset.steps_per_epoch
     keras.utils.set_random_seed(config.seed)
+    auxiliary = bool(getattr(space, "auxiliary", False))  # (logits, auxiliary logits)
     with strategy.scope():
-        model = nets.build(arch, dropout=config.dropout)
+        model = nets.build(arch, dropout=config.dropout, drop_path=config.drop_path > 0)
         schedule = keras.optimizers.schedules.CosineDecay(
             initial_learning_rate=0.0 if config.warmup_epochs else config.learning_rate,
             warmup_target=config.learning_rate if config.warmup_epochs else None,
@@ -107,14 +122,12 @@ def train(config: TrainConfig, strategy: Any = None,
                                              weight_decay=config.weight_decay)
         else:
             optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
-        k = min(5, space.num_classes)
-        model.compile(
-            optimizer=optimizer,
-            loss=keras.losses.CategoricalCrossentropy(from_logits=True,
-                                                      label_smoothing=config.label_smoothing),
-            metrics=[keras.metrics.CategoricalAccuracy(name="top1"),
-                     keras.metrics.TopKCategoricalAccuracy(k=k, name="top5")],
-            jit_compile=config.jit_compile)
+        compile_args = _compile_args(keras, config, space.num_classes)
+        if auxiliary:  # DARTS: loss + 0.4 · the auxiliary head's loss; metrics of the logits
+            loss = compile_args["loss"]
+            compile_args.update(loss=[loss, loss], loss_weights=[1.0, config.auxiliary_weight],
+                                metrics=[compile_args["metrics"], []])
+        model.compile(optimizer=optimizer, **compile_args)
         optimizer.build(model.trainable_variables)
         epoch = tf.Variable(0, trainable=False, dtype=tf.int64, name="epoch")
     rng = checkpoints.rng_states(model)
@@ -128,6 +141,14 @@ def train(config: TrainConfig, strategy: Any = None,
     def one_hot(images: Any, labels: Any) -> tuple[Any, Any]:
         return images, tf.one_hot(labels, space.num_classes)
 
+    def one_hot_targets(images: Any, labels: Any) -> tuple[Any, Any]:
+        images, targets = one_hot(images, labels)
+        return images, ((targets, targets) if auxiliary else targets)
+
+    def logged(logs: Any, key: str) -> float:  # Keras names a two-output model's metrics
+        name = key if key == "loss" or not auxiliary else f"logits_{key}"  # by its output
+        return float((logs or {}).get(name, float("nan")))
+
     if config.verbose:
         print(f"{'resuming' if start_epoch else 'starting'} training: {space.name} network "
               f"({arch.params():,} params, {arch.flops() / 1e6:.3g} MFLOPs) on "
@@ -137,7 +158,7 @@ def train(config: TrainConfig, strategy: Any = None,
     if start_epoch < config.epochs:
         train_data = functools.reduce(
             lambda a, b: a.concatenate(b),
-            [dataset.train(e) for e in range(start_epoch, config.epochs)]).map(one_hot)
+            [dataset.train(e) for e in range(start_epoch, config.epochs)]).map(one_hot_targets)
 
         class EpochCheckpoint(keras.callbacks.Callback):
             stopped = False
@@ -147,11 +168,14 @@ def train(config: TrainConfig, strategy: Any = None,
                     return
                 # the row first, then the checkpoint that says how far the log holds
                 csvlog.append_rows(log_path, LOG_FIELDS, [
-                    {"epoch": index, **{k: float((logs or {}).get(k, float("nan")))
-                                        for k in LOG_FIELDS[1:]}}])
+                    {"epoch": index, **{k: logged(logs, k) for k in LOG_FIELDS[1:]}}])
                 epoch.assign(index + 1)
                 manager.save()
                 clock.save()
+
+            def on_epoch_begin(self, index: int, logs: Any = None) -> None:
+                if config.drop_path:  # DARTS: p · epoch / epochs, from 0
+                    drop_path.set_rate(model, config.drop_path * index / config.epochs)
 
             def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
                 if should_stop():
@@ -168,12 +192,25 @@ def train(config: TrainConfig, strategy: Any = None,
     # precise BN (as the search's validation): moving averages with momentum 0.99 lag far
     # behind in short runs (digits, 5 epochs: 0.99 train accuracy, 0.15 on validation), so the
     # statistics are set from training images before the network is evaluated and saved
+    # the network of arch.json: without drop-path layers (the weights are the same), and
+    # evaluated on its logits alone
+    network, evaluated = model, model
+    if config.drop_path or auxiliary:
+        with strategy.scope():
+            if config.drop_path:
+                network = nets.build(arch, dropout=config.dropout)
+                for layer in network.layers:
+                    if layer.weights:
+                        layer.set_weights(model.get_layer(layer.name).get_weights())
+            evaluated = (keras.Model(network.inputs, network.outputs[0]) if auxiliary
+                         else network)
+            evaluated.compile(**_compile_args(keras, config, space.num_classes))
     images = next(iter(dataset.train(0).unbatch().batch(min(1024, steps * config.batch_size))))
-    nets.recalibrate_batchnorm(model, images[0])
-    results = model.evaluate(dataset.val(drop_remainder=False).map(one_hot), verbose=0,
-                             return_dict=True)
+    nets.recalibrate_batchnorm(network, images[0])
+    results = evaluated.evaluate(dataset.val(drop_remainder=False).map(one_hot), verbose=0,
+                                 return_dict=True)
     seconds = clock.seconds()
-    model.save(model_dir / "model.keras")
+    network.save(model_dir / "model.keras")
     arch.save(model_dir / "arch.json")  # beside the model: export_tflite finds it there
     report = {"top1": float(results["top1"]), "top5": float(results["top5"]),
               "loss": float(results["loss"]), "epochs": config.epochs,
@@ -181,6 +218,19 @@ def train(config: TrainConfig, strategy: Any = None,
               "val_examples": dataset.spec.val_examples, "params": arch.params(),
               "flops": arch.flops(), "optimizer": config.optimizer,
               "learning_rate": config.learning_rate, "batch_size": config.batch_size,
+              **({"auxiliary_weight": config.auxiliary_weight} if auxiliary else {}),
+              **({"drop_path": config.drop_path} if config.drop_path else {}),
               "arch": arch.to_dict()}
     write_text(model_dir / "train_report.json", json.dumps(report, indent=1) + "\n")
     return report
+
+
+def _compile_args(keras: Any, config: TrainConfig, num_classes: int) -> dict[str, Any]:
+    """The loss (label-smoothed cross-entropy on logits), top-1 / top-5 metrics and XLA
+    setting of one output."""
+    return dict(loss=keras.losses.CategoricalCrossentropy(
+                    from_logits=True, label_smoothing=config.label_smoothing),
+                metrics=[keras.metrics.CategoricalAccuracy(name="top1"),
+                         keras.metrics.TopKCategoricalAccuracy(k=min(5, num_classes),
+                                                               name="top5")],
+                jit_compile=config.jit_compile)
