@@ -237,3 +237,18 @@ def test_a_search_with_a_lookup_graph_searches_at_its_budget_without_the_solver(
         assert expected in message and "\n" not in message
     assert "no such file" in search_error("--space=darts_search", "--method=dca_nas",
                                           f"--lug={tmp_path / 'none.json'}", "--max_mparams=2")
+
+
+def test_the_report_of_a_repaired_cell_search_names_the_network_before_the_moves():
+    """A cell search whose solver moved a node wrote its report with the layer spaces' op
+    names, which cell architectures do not have: the finished search crashed at its report."""
+    from tfnas.search.knapsack import Move
+    from tfnas.search.records import repair_report
+    from tfnas.space.cells import Genotype
+
+    derived = CellArchitecture(NETWORK, Genotype.named("darts_v2"))
+    move = Move(3, "sep_conv_3x3/0 sep_conv_3x3/1", "skip_connect/0 sep_conv_3x3/1", -0.5,
+                {"params": -0.1}, where="normal node 3")
+    report = repair_report([move], derived)
+    assert report["derived"] == derived.brief() and report["moves"][0]["where"] == "normal node 3"
+    assert repair_report([], derived) is None

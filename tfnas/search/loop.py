@@ -339,8 +339,7 @@ class Search(SearchStep):
                 c, arch, derived, self.step_log_path, config.target_tolerance,
                 measured=(extra or {}).get("measured_ms") if c is timed else None)
                 for c in config.constraints],
-            "repaired": ({"moves": [m.to_dict() for m in moves],
-                          "derived_ops": list(derived.op_names)} if moves else None),
+            "repaired": records.repair_report(moves, derived),
             "late_window": answer["late_window"], "lug": self._lug_outcome(arch),
             "search_seconds": round(answer["seconds"], 2), "epochs": config.epochs,
             **(extra or {}), "arch": arch.to_dict()}

@@ -11,6 +11,14 @@ from tfnas.run import csvlog
 LOG_FIELDS = ("epoch", "ce", "accuracy", "val_accuracy", "cost", "lam", "seconds", "arch")
 
 
+def repair_report(moves: list[Any], derived: Any) -> dict[str, Any] | None:
+    """The report's `repaired`: the solver's moves and the network the search derived before
+    them (its `brief()` line: a layer or a cell architecture), or None without moves."""
+    if not moves:
+        return None
+    return {"moves": [m.to_dict() for m in moves], "derived": derived.brief()}
+
+
 def budget_report(constraint: Any, arch: Any, derived: Any, step_log: Path,
                   tolerance: float, measured: float | None = None) -> dict[str, Any]:
     """A budget's outcome and its multiplier's trajectory (from search_steps.csv); with
