@@ -211,3 +211,51 @@ def test_training_with_the_auxiliary_head_and_drop_path_saves_the_network_of_the
     assert model.count_params() == nets.build(arch).count_params()
     rows = (tmp_path / "run" / "train_log.csv").read_text().splitlines()
     assert len(rows) == 3 and "nan" not in rows[-1]  # top-1 logged by the logits' name
+
+
+def test_la_darts_encoding_marks_the_kept_op_of_each_kept_edge():
+    """LA-DARTS Sec. 3.2: 14 edges x 8 ops per cell, 1 where the derived cell keeps the op on
+    the edge (8 ones, two per node); the derivation of the search network reads it back."""
+    from tfnas.search.cell_supernet import derive_cell
+    from tfnas.space.cells import CELL_OPS, Cell, edge_sources
+
+    arch = cell_architecture("darts28", "darts_v2", **SMALL)
+    code = arch.one_hot()
+    assert code.shape == (14, 8) and code.sum() == 8
+    assert code[edge_sources(4).index((2, 0)), CELL_OPS.index("sep_conv_3x3")] == 1
+    both = arch.one_hot(reduce=True)
+    assert both.shape == (28, 8) and np.array_equal(both[14:], arch.genotype.reduce.one_hot())
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        cell = Cell.sample(4, rng)
+        cell.check("sampled")
+        assert derive_cell(cell.one_hot(), None, 4) == cell
+    sampled = CellArchitecture.sample(arch.network, 7)
+    assert sampled == CellArchitecture.sample(arch.network, 7)
+    assert sampled != CellArchitecture.sample(arch.network, 8)
+
+
+@pytest.mark.e2e
+def test_a_cell_networks_latency_dataset_and_predictor(tmp_path):
+    """Random derived cells measured into a resumable dataset (timed as the converter builds
+    them) and an MLP on LA-DARTS' encoding fitted to them, saved and loaded."""
+    from tfnas.latency import measured
+    from tfnas.latency.meter import Meter, default_reference
+    from tfnas.latency.predictor import LatencyPredictor, fit
+    from tfnas.latency.devices import parse_device
+
+    network = get_network("darts28", cells=3, init_channels=4)
+    meter = Meter(parse_device("local", threads=1), runs=3, warmup=1, min_seconds=0,
+                  reference=default_reference(network), repeats=1)
+    path = tmp_path / "cells.json"
+    archs, ms = measured.collect(path, network, meter, 4, seed=0, progress=False, nodes=2)
+    assert len({measured.key(a) for a in archs}) == 4 and min(ms) > 0
+    again, ms_again, _ = measured.load(path, network)
+    assert again == archs and ms_again == ms
+    model = fit(network, archs, ms, hidden=(8,), steps=50, reduce_cell=True)
+    model.save(tmp_path / "lpm.json")
+    loaded = LatencyPredictor.load(tmp_path / "lpm.json")
+    assert loaded.reduce_cell and len(loaded.weights[0]) == 2 * 5 * 8  # 2 nodes: 5 edges
+    np.testing.assert_allclose(loaded.predict(archs), model.predict(archs))
+    with pytest.raises(TfnasError, match="another space"):
+        measured.load(path, get_network("darts28", cells=3, init_channels=8))

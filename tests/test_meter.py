@@ -103,7 +103,7 @@ def test_anchors_keep_the_tables_units_when_the_reference_alone_does_not():
 
     space = get_space("tiny")
     ref = default_reference(space)
-    archs = measured.sample_unique(space, 6, seed=3, exclude={ref.op_names})
+    archs = measured.sample_unique(space, 6, seed=3, exclude={measured.key(ref)})
     models = {a: timing_models.network(a) for a in [ref, *archs]}
     sizes = {len(m): 10.0 + i for i, m in enumerate(models.values())}
     assert len(sizes) == len(models)  # the fake tells the networks apart by size

@@ -2,6 +2,13 @@
 
     python tools/train_predictor.py --space=tiny --device=local --num_archs=200 \
         --latency_table=lut.json --out=predictor.json
+    python tools/train_predictor.py --space=darts28 --device=local --num_archs=200 \
+        --hidden=112,256,64 --activation=sigmoid --out=lpm.json      # LA-DARTS' LPM
+
+On a network of DARTS cells (`--space=darts28`, `darts_cifar`, ...; `--cells`,
+`--init_channels`) the networks are random derived cells (`--nodes` per cell), converted by
+TFLite's converter (seconds each), encoded as LA-DARTS does (the normal cell's 14 edges x 8
+ops; `--reduce_cell`: the reduction cell too); a table prior is for layer spaces only.
 
 Samples `--num_archs` random architectures (seeded), measures each whole network on the
 device into `--dataset` (default: OUT with .dataset.json; resumable: a second run measures
@@ -20,7 +27,12 @@ from absl import flags
 
 FLAGS = flags.FLAGS
 cli.define_space_flags()
+cli.define_cell_flags()
 cli.define_measurement_flags()
+flags.DEFINE_integer("nodes", 4, "Cell networks: intermediate nodes of the sampled cells.",
+                     lower_bound=1)
+flags.DEFINE_bool("reduce_cell", False, "Cell networks: encode the reduction cell too (LA-DARTS "
+                  "encodes the normal cell alone).")
 flags.DEFINE_integer("num_archs", 300, "Networks to measure.", lower_bound=5)
 flags.DEFINE_integer("seed", 0, "Seed of the sampled networks, the split and the MLP.")
 flags.DEFINE_string("latency_table", None, "Measure in this table's units (optional).")
@@ -58,7 +70,16 @@ def main(argv: list[str]) -> None:
                          f"got {','.join(FLAGS.hidden)!r}") from None
     from tfnas.run.rundir import check_output
 
-    space = cli.space_from_flags(FLAGS)
+    from tfnas.space.cells import is_cell_network
+
+    space = cli.search_space_from_flags(FLAGS)
+    cells = is_cell_network(space)
+    if cells and FLAGS.latency_table:
+        raise TfnasError(f"--latency_table: a table prior is for layer spaces, not the "
+                         f"{space.name} cell network")
+    if not cells and (FLAGS.reduce_cell or FLAGS.nodes != 4):
+        raise TfnasError(f"--reduce_cell and --nodes are for networks of DARTS cells, not "
+                         f"the {space.name} layer space")
     dataset = FLAGS.dataset or f"{FLAGS.out.removesuffix('.json')}.dataset.json"
     check_output(FLAGS.out, "--out")
     check_output(dataset, "--dataset")
@@ -69,12 +90,13 @@ def main(argv: list[str]) -> None:
     if table is not None:
         meter.adopt(table.device)
         meter.anchor_to(table)  # the dataset in the table's units, even if the host moved
-    archs, ms = measured.collect(dataset, space, meter, FLAGS.num_archs, seed=FLAGS.seed)
+    archs, ms = measured.collect(dataset, space, meter, FLAGS.num_archs, seed=FLAGS.seed,
+                                 nodes=FLAGS.nodes)
     order = np.random.default_rng(FLAGS.seed).permutation(len(archs))
     n_test = max(1, len(archs) // 5)
     test, train = order[:n_test], order[n_test:]
     shape = dict(hidden=hidden, activation=FLAGS.activation, steps=FLAGS.steps,
-                 seed=FLAGS.seed)
+                 seed=FLAGS.seed, **({"reduce_cell": FLAGS.reduce_cell} if cells else {}))
     prior = CostModel.from_table(space, table) if table is not None else None
     options = dict(shape, table=prior if FLAGS.table_prior else None)
     if options["table"] is not None:

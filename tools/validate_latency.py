@@ -40,6 +40,7 @@ def main(argv: list[str]) -> None:
     from tfnas.latency import measured, predictor
     from tfnas.latency.profiler import measure_many
     from tfnas.latency.table import LatencyTable
+    from tfnas.space import Architecture
 
     from tfnas.run.rundir import check_output
 
@@ -52,10 +53,11 @@ def main(argv: list[str]) -> None:
     meter.adopt(table.device)
     if FLAGS.anchor:
         meter.anchor_to(table)
-    seen = {tuple(ops) for ops in table.calibration.get("archs", [])}
+    seen = {measured.key(Architecture(space, tuple(ops)))
+            for ops in table.calibration.get("archs", [])}
     if model is not None and model.metrics.get("dataset"):
         trained, _, _ = measured.load(model.metrics["dataset"], space)
-        seen |= {a.op_names for a in trained}
+        seen |= {measured.key(a) for a in trained}
     archs = measured.sample_unique(space, FLAGS.num_archs, FLAGS.seed, exclude=seen)
     ms = measure_many(archs, meter)
     rows = [{"ops": list(arch.op_names), "measured_ms": m, "raw_ms": table.cost(arch),

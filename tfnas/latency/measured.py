@@ -1,7 +1,8 @@
 """A resumable file of whole networks measured on a device (a latency predictor's dataset).
 
 JSON: {"format": "tfnas.latency_dataset/1", "space": {...}, "measurement": {device, statistic,
-reference, reference_ms, ...}, "archs": [[op names per layer], ...], "measured_ms": [...]}.
+reference, reference_ms, ...}, "archs": [[op names per layer], ...], "measured_ms": [...]}; for
+a network of DARTS cells `space` is the `CellNetwork` and each arch its genotype's JSON.
 `collect` samples architectures with a seed and measures only those not yet in the file, so an
 interrupted run continues where it stopped, in the same units.
 """
@@ -19,13 +20,34 @@ from tfnas.run.files import write_text
 from tfnas.latency import timing_models
 from tfnas.latency.meter import Meter
 from tfnas.latency.profiler import measure_with_progress
-from tfnas.space import Architecture, SearchSpace
+from tfnas.space import Architecture
+from tfnas.space.architecture import space_from_dict
+from tfnas.space.cells import CellArchitecture, Genotype, is_cell_network
 
 FORMAT = "tfnas.latency_dataset/1"
 
 
+def key(arch: Any) -> str:
+    """What tells two architectures apart in a dataset (its `brief()` line)."""
+    return arch.brief()
+
+
+def _arch(space: Any, item: Any) -> Any:
+    if is_cell_network(space):
+        return CellArchitecture(space, Genotype.from_dict(item))
+    return Architecture(space, tuple(item))
+
+
+def sample(space: Any, rng: np.random.Generator, nodes: int = 4) -> Any:
+    """A uniformly random architecture of a layer space, or of a cell network (derived cells
+    of `nodes` nodes)."""
+    if is_cell_network(space):
+        return CellArchitecture.sample(space, rng, nodes)
+    return Architecture.sample(space, rng)
+
+
 def load(path: str | Path,
-         space: SearchSpace) -> tuple[list[Architecture], list[float], dict[str, Any]]:
+         space: Any) -> tuple[list[Any], list[float], dict[str, Any]]:
     """Architectures, their latencies and the measurement record of a dataset file."""
     path = Path(path)
     if not path.exists():
@@ -34,41 +56,43 @@ def load(path: str | Path,
         data = json.loads(path.read_text())
         if data.get("format") != FORMAT:
             raise TfnasError(f"{path} is not a tfnas latency dataset")
-        if SearchSpace.from_dict(data["space"]) != space:
+        if space_from_dict(data["space"]) != space:
             raise TfnasError(f"{path} holds networks of another space "
                              f"({data['space'].get('name')!r}): choose another dataset file")
-        archs = [Architecture(space, tuple(ops)) for ops in data["archs"]]
+        archs = [_arch(space, item) for item in data["archs"]]
         return archs, [float(x) for x in data["measured_ms"]], dict(data["measurement"])
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as err:
         raise TfnasError(f"malformed latency dataset {path}: {err}") from None
 
 
-def save(path: str | Path, space: SearchSpace, archs: list[Architecture],
+def save(path: str | Path, space: Any, archs: list[Any],
          measured_ms: list[float], measurement: dict[str, Any]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    items = [a.genotype.to_dict() if is_cell_network(space) else list(a.op_names)
+             for a in archs]
     write_text(path, json.dumps({
         "format": FORMAT, "space": space.to_dict(), "measurement": measurement,
-        "archs": [list(a.op_names) for a in archs], "measured_ms": measured_ms}) + "\n")
+        "archs": items, "measured_ms": measured_ms}) + "\n")
 
 
-def sample_unique(space: SearchSpace, count: int, seed: int,
-                  exclude: set[tuple[str, ...]] = frozenset()) -> list[Architecture]:
-    """`count` distinct random architectures, none in `exclude` (op-name tuples)."""
+def sample_unique(space: Any, count: int, seed: int, exclude: set[str] = frozenset(),
+                  nodes: int = 4) -> list[Any]:
+    """`count` distinct random architectures (`sample`), none in `exclude` (`key`s)."""
     rng = np.random.default_rng(seed)
     seen, archs = set(exclude), []
     for _ in range(count * 100):
         if len(archs) == count:
             break
-        arch = Architecture.sample(space, rng)
-        if arch.op_names not in seen:
-            seen.add(arch.op_names)
+        arch = sample(space, rng, nodes)
+        if key(arch) not in seen:
+            seen.add(key(arch))
             archs.append(arch)
     return archs
 
 
-def collect(path: str | Path, space: SearchSpace, meter: Meter, count: int, *, seed: int = 0,
-            progress: bool = True) -> tuple[list[Architecture], list[float]]:
+def collect(path: str | Path, space: Any, meter: Meter, count: int, *, seed: int = 0,
+            progress: bool = True, nodes: int = 4) -> tuple[list[Any], list[float]]:
     """Measures `count` seeded random architectures into the dataset at `path` (resumable)."""
     archs, measured, record = load(path, space)
     if record:
@@ -76,8 +100,8 @@ def collect(path: str | Path, space: SearchSpace, meter: Meter, count: int, *, s
             raise TfnasError(f"{path} was measured against other anchor networks (another "
                              "latency table, or none): choose another dataset file")
         meter.join(record, str(path))
-    have = {a.op_names for a in archs}
-    todo = [a for a in sample_unique(space, count, seed) if a.op_names not in have]
+    have = {key(a) for a in archs}
+    todo = [a for a in sample_unique(space, count, seed, nodes=nodes) if key(a) not in have]
 
     def network_done(index: int, ms: float, raw: Any) -> None:
         archs.append(todo[index])

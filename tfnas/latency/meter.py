@@ -52,11 +52,16 @@ from typing import Any, Callable, Sequence
 
 from tfnas.errors import TfnasError
 from tfnas.latency.devices import STATISTICS, BenchmarkResult, Device
-from tfnas.space import Architecture, SearchSpace
+from tfnas.space import Architecture
 
 
-def default_reference(space: SearchSpace) -> Architecture:
-    """The space's network with its smallest kernel and expansion in every layer."""
+def default_reference(space: Any) -> Any:
+    """The space's network with its smallest kernel and expansion in every layer; of a network
+    of DARTS cells, the cells of skip connections alone (`placeholder_genotype`)."""
+    from tfnas.space.cells import CellArchitecture, is_cell_network, placeholder_genotype
+
+    if is_cell_network(space):
+        return CellArchitecture(space, placeholder_genotype())
     return Architecture.uniform(space, space.smallest_op)
 
 

@@ -1,7 +1,9 @@
 """MLP latency predictor (LightNAS, Luo et al. Sec. 3.2; LA-DARTS' latency prediction module).
 
 Input: the L x K one-hot encoding of an Architecture (`Architecture.one_hot`, columns in
-`space.ops` order), flattened. Output: latency in ms. The network is
+`space.ops` order), flattened; for a network of DARTS cells LA-DARTS' encoding
+(`CellArchitecture.one_hot`: 14 edges x 8 ops of the normal cell, 112 bits, and with
+`reduce_cell` the reduction cell's 112 too). Output: latency in ms. The network is
 
     ms = y_mean + y_std · (x·w_lin + b_lin + MLP(x)),   MLP: dense + activation per hidden
                                                         width, then dense to 1
@@ -31,6 +33,8 @@ import numpy as np
 from tfnas.errors import TfnasError, missing_file
 from tfnas.run.files import write_text
 from tfnas.space import Architecture, SearchSpace
+from tfnas.space.architecture import space_from_dict
+from tfnas.space.cells import is_cell_network
 
 FORMAT = "tfnas.latency_predictor/1"
 
@@ -46,6 +50,7 @@ class LatencyPredictor:
     measurement: dict[str, Any] = dataclasses.field(default_factory=dict)
     metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
     activation: str = "relu"  # of the hidden layers: relu, sigmoid or tanh
+    reduce_cell: bool = False  # cell networks: the reduction cell's encoding too
     name: str = "latency"
     unit: str = "ms"
 
@@ -64,14 +69,13 @@ class LatencyPredictor:
 
     # --- use -------------------------------------------------------------------------------
 
-    def predict(self, archs: Sequence[Architecture]) -> np.ndarray:
+    def predict(self, archs: Sequence[Any]) -> np.ndarray:
         """Latency in ms of each architecture."""
+        x = features(archs, self.reduce_cell)
         for arch in archs:
-            if arch.space.name != self.space.name or arch.space.num_layers != \
-                    self.space.num_layers:
+            if arch.space.name != self.space.name or x.shape[1] != len(self.weights[0]):
                 raise TfnasError(f"the predictor is for space {self.space.name!r}, not "
                                  f"{arch.space.name!r}")
-        x = np.stack([a.one_hot().reshape(-1) for a in archs]).astype(np.float64)
         return self.y_mean + self.y_std * _forward(self.weights, x, self.activation)[0]
 
     def of(self, arch: Architecture) -> float:
@@ -99,7 +103,8 @@ class LatencyPredictor:
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "space": self.space.to_dict(), "y_mean": self.y_mean,
                 "y_std": self.y_std, "weights": [w.tolist() for w in self.weights],
-                "activation": self.activation, "measurement": self.measurement,
+                "activation": self.activation, "reduce_cell": self.reduce_cell,
+                "measurement": self.measurement,
                 "metrics": self.metrics}
 
     def save(self, path: str | Path) -> None:
@@ -117,16 +122,22 @@ class LatencyPredictor:
             data = json.loads(path.read_text())
             if data.get("format") != FORMAT:
                 raise TfnasError(f"{path} is not a tfnas latency predictor")
-            return cls(SearchSpace.from_dict(data["space"]),
+            return cls(space_from_dict(data["space"]),
                        [np.asarray(w, np.float64) for w in data["weights"]],
                        float(data["y_mean"]), float(data["y_std"]),
                        dict(data.get("measurement", {})), dict(data.get("metrics", {})),
-                       data.get("activation", "relu"))
+                       data.get("activation", "relu"), bool(data.get("reduce_cell", False)))
         except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as err:
             raise TfnasError(f"malformed latency predictor {path}: {err}") from None
 
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
+
+
+def features(archs: Sequence[Any], reduce_cell: bool = False) -> np.ndarray:
+    """The flattened one-hot of each architecture, [N, features] (see the module docstring)."""
+    return np.stack([(a.one_hot(reduce=reduce_cell) if is_cell_network(a.space)
+                      else a.one_hot()).reshape(-1) for a in archs]).astype(np.float64)
 
 
 def check_activation(activation: str) -> None:
@@ -187,12 +198,14 @@ def _gradients(weights: list[np.ndarray], x: np.ndarray, y: np.ndarray,
 DEFAULT_HIDDEN = (64, 64)
 
 
-def fit(space: SearchSpace, archs: Sequence[Architecture], latencies_ms: Sequence[float], *,
+def fit(space: Any, archs: Sequence[Any], latencies_ms: Sequence[float], *,
         hidden: Sequence[int] = DEFAULT_HIDDEN, activation: str = "relu", steps: int = 2000,
         learning_rate: float = 3e-3, weight_decay: float = 1e-1, seed: int = 0,
-        table: Any = None, prior_decay: float = 1.0) -> LatencyPredictor:
+        table: Any = None, prior_decay: float = 1.0,
+        reduce_cell: bool = False) -> LatencyPredictor:
     """Trains a predictor on measured architectures (full-batch Adam, seeded); `hidden`: the
-    widths of the hidden layers (any number), `activation` theirs.
+    widths of the hidden layers (any number), `activation` theirs; `reduce_cell`: a cell
+    network's encoding includes the reduction cell.
 
     With a `table` (the additive cost source of a calibrated latency table in the same units,
     `tfnas.costs.CostModel.from_table`), the linear shortcut starts as that table (each
@@ -203,7 +216,10 @@ def fit(space: SearchSpace, archs: Sequence[Architecture], latencies_ms: Sequenc
     if len(archs) != len(latencies_ms) or len(archs) < 2:
         raise TfnasError(f"a predictor needs at least 2 measured architectures, got "
                          f"{len(archs)} with {len(latencies_ms)} latencies")
-    x = np.stack([a.one_hot().reshape(-1) for a in archs]).astype(np.float64)
+    if table is not None and is_cell_network(space):
+        raise TfnasError("a latency table prior is for layer spaces: a cell network's "
+                         "predictor learns from its measured networks alone")
+    x = features(archs, reduce_cell)
     y_ms = np.asarray(latencies_ms, np.float64)
     y_mean, y_std = float(y_ms.mean()), float(y_ms.std() or 1.0)
     y = (y_ms - y_mean) / y_std
@@ -231,7 +247,8 @@ def fit(space: SearchSpace, archs: Sequence[Architecture], latencies_ms: Sequenc
             m[i] = 0.9 * m[i] + 0.1 * g
             v[i] = 0.999 * v[i] + 0.001 * g * g
             weights[i] -= lr * (m[i] / (1 - 0.9 ** t)) / (np.sqrt(v[i] / (1 - 0.999 ** t)) + 1e-8)
-    return LatencyPredictor(space, weights, y_mean, y_std, activation=activation)
+    return LatencyPredictor(space, weights, y_mean, y_std, activation=activation,
+                            reduce_cell=reduce_cell)
 
 
 PRIOR_DECAYS = (0.01, 0.1, 1.0, 10.0)

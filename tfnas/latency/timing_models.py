@@ -23,7 +23,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from tfnas.blocks import family
-from tfnas.space import Architecture, LayerSignature, SearchSpace
+from tfnas.space import LayerSignature, SearchSpace
+from tfnas.space.cells import is_cell_network
 
 _RELU = 1  # ActivationFunctionType.RELU: tfnas nets use keras ReLU() (no cap)
 
@@ -147,8 +148,15 @@ class _Graph:
         return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
-def network(arch: Architecture, seed: int = 0) -> bytes:
-    """The whole network of `arch` (batch 1, float32), as `tfnas.nets.build` converts."""
+def network(arch: Any, seed: int = 0) -> bytes:
+    """The whole network of `arch` (batch 1, float32), as `tfnas.nets.build` converts. A
+    network of DARTS cells has no hand-written graph here yet: it is the converter's own
+    output for the built network (with TensorFlow; seconds per network)."""
+    if is_cell_network(arch.space):
+        from tfnas import nets
+        from tfnas.deploy.export import to_tflite
+
+        return to_tflite(nets.build(arch, dropout=0.0))
     space = arch.space
     g = _Graph(seed)
     x = inputs = g.tensor([1, space.input_size, space.input_size, space.input_channels])

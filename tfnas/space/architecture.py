@@ -182,6 +182,15 @@ def architecture_from_dict(data: Any) -> "Architecture | CellArchitecture":
     return Architecture.from_dict(data)
 
 
+def space_from_dict(data: Any) -> Any:
+    """Either kind of space, from its JSON object: a layer `SearchSpace` or a `CellNetwork`."""
+    from tfnas.space.cells import CellNetwork
+
+    if isinstance(data, Mapping) and "cells" in data and "init_channels" in data:
+        return CellNetwork.from_dict(data)
+    return SearchSpace.from_dict(data)
+
+
 def load_architecture(path: str | Path) -> "Architecture | CellArchitecture":
     """An architecture file of either kind (as `tools/make_arch.py` and the search write)."""
     path = Path(path)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
+import numpy as np
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -126,6 +127,28 @@ class Cell:
 
     def to_lists(self) -> tuple[list[list[Any]], list[int]]:
         return [list(e) for e in self.edges], list(self.concat)
+
+    def one_hot(self) -> np.ndarray:
+        """LA-DARTS' encoding (Xu et al. 2020, Sec. 3.2): one row per edge of the search cell
+        (`edge_sources` order: 14 for 4 nodes), one column per op (`CELL_OPS`), 1 where the
+        derived cell keeps that op on that edge: 2 ones per node, 112 bits and 8 ones for
+        DARTS' cell."""
+        rows = {edge: e for e, edge in enumerate(edge_sources(self.nodes))}
+        code = np.zeros((len(rows), len(CELL_OPS)), np.float32)
+        for i, (op, source) in enumerate(self.edges):
+            code[rows[(i // 2 + INPUT_NODES, source)], CELL_OPS.index(op)] = 1.0
+        return code
+
+    @classmethod
+    def sample(cls, nodes: int, rng: np.random.Generator) -> "Cell":
+        """A uniformly random derived cell: per node two distinct earlier nodes, on each an
+        op other than `none`; the output concatenates every intermediate node."""
+        edges = []
+        for j in range(nodes):
+            for source in sorted(rng.choice(INPUT_NODES + j, 2, replace=False)):
+                edges.append((CELL_OPS[1 + int(rng.integers(len(CELL_OPS) - 1))],
+                              int(source)))
+        return cls(tuple(edges), tuple(range(INPUT_NODES, INPUT_NODES + nodes)))
 
 
 def _cell(edges: Any, concat: Any, what: str) -> Cell:
@@ -535,6 +558,20 @@ class CellArchitecture:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text(path, self.to_json() + "\n")
+
+    def one_hot(self, reduce: bool = False) -> np.ndarray:
+        """LA-DARTS' encoding of the normal cell (`Cell.one_hot`, [edges, ops]); with
+        `reduce`, the reduction cell's rows below it (the paper leaves it out)."""
+        code = self.genotype.normal.one_hot()
+        return np.concatenate([code, self.genotype.reduce.one_hot()]) if reduce else code
+
+    @classmethod
+    def sample(cls, network: CellNetwork, seed: int | np.random.Generator,
+               nodes: int = 4) -> "CellArchitecture":
+        """Random derived cells (`Cell.sample`) in `network`; same seed, same network."""
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        normal = Cell.sample(nodes, rng)
+        return cls(network, Genotype(normal, Cell.sample(nodes, rng)))
 
     def brief(self) -> str:
         """One line: each cell's edges as op/source (the search log's `arch` column)."""
