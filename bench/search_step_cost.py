@@ -221,13 +221,14 @@ def main(argv: list[str]) -> None:
     print("  measuring memory, one process per method", flush=True)
     memory = {name: _memory(name) for name in names}
     ref = names[0]
-    print(f"\n{'step':<34}{'median ms':>10}{'x ' + ref:>16}{'step MiB':>10}"
-          f"{'x ' + ref:>16}")
+    wide = max(16, len(ref) + 4)  # the ratio columns, named by the reference
+    print(f"\n{'step':<34}{'median ms':>10}{'x ' + ref:>{wide}}{'step MiB':>10}"
+          f"{'x ' + ref:>{wide}}")
     for name in names:
         label = "largest child (train)" if name == CHILD else f"{name} (search)"
         mib = memory[name]["step_mib"]
-        print(f"{label:<34}{medians[name]:>10.1f}{medians[name] / medians[ref]:>16.2f}"
-              f"{mib:>10.1f}{mib / max(memory[ref]['step_mib'], 1e-9):>16.2f}")
+        print(f"{label:<34}{medians[name]:>10.1f}{medians[name] / medians[ref]:>{wide}.2f}"
+              f"{mib:>10.1f}{mib / max(memory[ref]['step_mib'], 1e-9):>{wide}.2f}")
 
 
 if __name__ == "__main__":
