@@ -121,10 +121,24 @@ def measure_network(arch: Architecture, meter: Meter) -> float:
     return float(np.mean(meter.measure([model] * meter.group)))
 
 
+def network_models(archs: list[Any], progress: bool = True) -> list[bytes]:
+    """The timing model of each network (`timing_models.network`) behind a progress bar: a
+    network of DARTS cells goes through the TFLite converter, seconds each."""
+    bar = progress_bar(len(archs), progress and bool(archs), "building", "networks")
+    models = []
+    try:
+        for arch in archs:
+            models.append(timing_models.network(arch))
+            bar.update(1)
+    finally:
+        bar.close()
+    return models
+
+
 def measure_many(archs: list[Architecture], meter: Meter, progress: bool = True
                  ) -> list[float]:
     """Whole-network latencies in ms, with a progress bar."""
-    return measure_with_progress(meter, [timing_models.network(a) for a in archs], progress,
+    return measure_with_progress(meter, network_models(archs, progress), progress,
                                  "measuring", "networks")
 
 
