@@ -245,8 +245,11 @@ def test_a_cell_networks_latency_dataset_and_predictor(tmp_path):
     from tfnas.latency.devices import parse_device
 
     network = get_network("darts28", cells=3, init_channels=4)
+    from tfnas.deploy.export import converted_network
+
     meter = Meter(parse_device("local", threads=1), runs=3, warmup=1, min_seconds=0,
-                  reference=default_reference(network), repeats=1)
+                  reference=default_reference(network), repeats=1,
+                  network_model=converted_network)
     path = tmp_path / "cells.json"
     archs, ms = measured.collect(path, network, meter, 4, seed=0, progress=False, nodes=2)
     assert len({measured.key(a) for a in archs}) == 4 and min(ms) > 0

@@ -78,6 +78,11 @@ def test_benchmark_table_compares_models(exported):
      "is a file, not a directory"),
     ("train_predictor.py", ["--space=cifar", "--latency_table={table}", "--out={folder}/p.json",
                             "--num_archs=5"], "has no rows for"),
+    # issue 21: cell networks' predictors
+    ("train_predictor.py", ["--space=darts28", "--latency_table={table}",
+                            "--out={folder}/p.json"], "a table prior is for layer spaces"),
+    ("train_predictor.py", ["--space=tiny", "--reduce_cell", "--out={folder}/p.json"],
+     "--reduce_cell and --nodes are for networks of DARTS cells"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(exported, script, args, message):
     folder, arch_path, model_path = exported

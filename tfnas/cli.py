@@ -132,8 +132,11 @@ def define_measurement_flags(runs: int = 40, min_seconds: float = 1.0,
                       "network (see tfnas/latency/meter.py).")
 
 
-def meter_from_flags(values: flags.FlagValues, space: "SearchSpace") -> "Meter":
-    """The device and Meter the measurement flags describe (the device is checked)."""
+def meter_from_flags(values: flags.FlagValues, space: Any,
+                     network_model: Callable[[Any], bytes] | None = None) -> "Meter":
+    """The device and Meter the measurement flags describe (the device is checked);
+    `network_model`: how the meter turns a whole network into the model it times
+    (`Meter.network_model`)."""
     from tfnas.latency.devices import parse_device
     from tfnas.latency.meter import Meter, default_reference
 
@@ -141,7 +144,7 @@ def meter_from_flags(values: flags.FlagValues, space: "SearchSpace") -> "Meter":
     device.check()
     return Meter(device, runs=values.runs, warmup=values.warmup,
                  min_seconds=values.min_seconds, repeats=values.repeats,
-                 statistic=values.statistic,
+                 statistic=values.statistic, network_model=network_model,
                  reference=default_reference(space) if values.reference else None)
 
 

@@ -86,7 +86,10 @@ def main(argv: list[str]) -> None:
     table = LatencyTable.load(FLAGS.latency_table) if FLAGS.latency_table else None
     if table is not None:  # before anything is measured
         table.check_covers(space, f"latency table {FLAGS.latency_table!r}")
-    meter = cli.meter_from_flags(FLAGS, space)
+    network_model = None
+    if cells:  # no hand-written timing graphs of cells: the converter's model
+        from tfnas.deploy.export import converted_network as network_model
+    meter = cli.meter_from_flags(FLAGS, space, network_model)
     if table is not None:
         meter.adopt(table.device)
         meter.anchor_to(table)  # the dataset in the table's units, even if the host moved

@@ -83,6 +83,15 @@ def to_tflite(model: Any, *, quantize: str = "none",
     return convert(converter, arch)
 
 
+def converted_network(arch: Any) -> bytes:
+    """The float32 .tflite of the network of `arch` as the converter builds it (untrained
+    weights): what a meter times for a network that has no hand-written timing model (a
+    network of DARTS cells, `tfnas.latency.meter.Meter.network_model`)."""
+    from tfnas import nets
+
+    return to_tflite(nets.build(arch, dropout=0.0))
+
+
 def convert(make_converter: Callable[[], Any], arch: Architecture | None = None,
             what: str = "TFLite conversion") -> bytes:
     """Runs the TFLiteConverter `make_converter()` returns with the console output of both

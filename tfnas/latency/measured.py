@@ -107,6 +107,6 @@ def collect(path: str | Path, space: Any, meter: Meter, count: int, *, seed: int
         measured.append(ms)
         save(path, space, archs, measured, {**meter.device.describe(), **meter.describe()})
 
-    measure_with_progress(meter, network_models(todo, progress), progress, "measuring",
+    measure_with_progress(meter, network_models(todo, meter, progress), progress, "measuring",
                           "networks", network_done)
     return archs, measured

@@ -81,6 +81,9 @@ class Meter:
     anchors: tuple[tuple[Architecture, float], ...] = ()  # (network, latency in table units)
     anchor_every: int = 32  # models measured per timing of the anchors
     anchor_scales: list[float] = dataclasses.field(default_factory=list)  # one per chunk
+    # how a whole network becomes the model timed (None: `timing_models.network`, the
+    # hand-written graphs; networks of DARTS cells: `tfnas.deploy.export.converted_network`)
+    network_model: Callable[[Any], bytes] | None = None
 
     def __post_init__(self) -> None:
         if self.statistic not in STATISTICS:
@@ -94,6 +97,14 @@ class Meter:
             raise TfnasError(f"repeats must be at least 1, got {self.repeats}")
         if self.anchor_every < 1:
             raise TfnasError(f"anchor_every must be at least 1, got {self.anchor_every}")
+
+    def model_of(self, arch: Any) -> bytes:
+        """The .tflite this meter times for the whole network of `arch`."""
+        if self.network_model is not None:
+            return self.network_model(arch)
+        from tfnas.latency import timing_models
+
+        return timing_models.network(arch)
 
     def describe(self) -> dict[str, Any]:
         """What a table or dataset records about how its numbers were taken."""
@@ -152,9 +163,7 @@ class Meter:
             return self._measure(models, on_value)
         import numpy as np
 
-        from tfnas.latency import timing_models
-
-        anchor_models = [timing_models.network(arch) for arch, _ in self.anchors]
+        anchor_models = [self.model_of(arch) for arch, _ in self.anchors]
         stored = np.array([ms for _, ms in self.anchors])
         values: list[float] = []
         for start in range(0, len(models), self.anchor_every):
@@ -177,10 +186,8 @@ class Meter:
         with tempfile.TemporaryDirectory() as folder:
             ref_path = None
             if self.reference is not None:
-                from tfnas.latency import timing_models
-
                 ref_path = Path(folder) / "reference.tflite"
-                ref_path.write_bytes(timing_models.network(self.reference))
+                ref_path.write_bytes(self.model_of(self.reference))
                 if self.reference_ms is None:
                     self.reference_ms = self._time([ref_path], self.min_seconds * 3)[0] \
                         .statistic(self.statistic)

@@ -117,18 +117,18 @@ def measure_network(arch: Architecture, meter: Meter) -> float:
     table's calibration networks and a predictor's dataset (groups of that size)."""
     import numpy as np
 
-    model = timing_models.network(arch)
+    model = meter.model_of(arch)
     return float(np.mean(meter.measure([model] * meter.group)))
 
 
-def network_models(archs: list[Any], progress: bool = True) -> list[bytes]:
-    """The timing model of each network (`timing_models.network`) behind a progress bar: a
+def network_models(archs: list[Any], meter: Meter, progress: bool = True) -> list[bytes]:
+    """The model `meter` times for each network (`Meter.model_of`) behind a progress bar: a
     network of DARTS cells goes through the TFLite converter, seconds each."""
     bar = progress_bar(len(archs), progress and bool(archs), "building", "networks")
     models = []
     try:
         for arch in archs:
-            models.append(timing_models.network(arch))
+            models.append(meter.model_of(arch))
             bar.update(1)
     finally:
         bar.close()
@@ -138,7 +138,7 @@ def network_models(archs: list[Any], progress: bool = True) -> list[bytes]:
 def measure_many(archs: list[Architecture], meter: Meter, progress: bool = True
                  ) -> list[float]:
     """Whole-network latencies in ms, with a progress bar."""
-    return measure_with_progress(meter, network_models(archs, progress), progress,
+    return measure_with_progress(meter, network_models(archs, meter, progress), progress,
                                  "measuring", "networks")
 
 
@@ -171,7 +171,7 @@ def calibrate(table: LatencyTable, space: SearchSpace, meter: Meter, out: str | 
         measured.append(ms)
         table.save(out)
 
-    measure_with_progress(meter, [timing_models.network(arch) for arch in todo], progress,
+    measure_with_progress(meter, network_models(todo, meter, progress), progress,
                           "calibrating", "networks", network_done)
     networks = [Architecture(space, tuple(Op.parse(op) for op in ops)) for ops in done]
     before = table.to_dict()

@@ -149,14 +149,12 @@ class _Graph:
 
 
 def network(arch: Any, seed: int = 0) -> bytes:
-    """The whole network of `arch` (batch 1, float32), as `tfnas.nets.build` converts. A
-    network of DARTS cells has no hand-written graph here yet: it is the converter's own
-    output for the built network (with TensorFlow; seconds per network)."""
+    """The whole network of `arch` (batch 1, float32), as `tfnas.nets.build` converts. Networks
+    of DARTS cells have no hand-written graph here yet: a meter times them as the converter
+    builds them (`Meter.network_model`, `tfnas.deploy.export.converted_network`)."""
     if is_cell_network(arch.space):
-        from tfnas import nets
-        from tfnas.deploy.export import to_tflite
-
-        return to_tflite(nets.build(arch, dropout=0.0))
+        raise ValueError("no hand-written timing model of a network of DARTS cells: time it "
+                         "with Meter(network_model=tfnas.deploy.export.converted_network)")
     space = arch.space
     g = _Graph(seed)
     x = inputs = g.tensor([1, space.input_size, space.input_size, space.input_channels])
