@@ -184,6 +184,7 @@ def test_the_training_network_has_drop_path_on_every_edge_but_the_identities():
         nets.build(Architecture.uniform(space, space.largest_op), drop_path=True)
 
 
+@pytest.mark.long  # a whole training run: 75 s here
 @pytest.mark.e2e
 def test_training_with_the_auxiliary_head_and_drop_path_saves_the_network_of_the_arch(tmp_path):
     """DARTS' evaluation recipe: loss + 0.4 · auxiliary loss, drop-path rising to p; the
