@@ -18,7 +18,7 @@ import numpy as np
 from tfnas.errors import TfnasError
 from tfnas.run.files import write_text
 from tfnas.latency.meter import Meter
-from tfnas.latency.profiler import measure_with_progress, network_models
+from tfnas.latency.profiler import measure_networks
 from tfnas.space import Architecture
 from tfnas.space.architecture import space_from_dict
 from tfnas.space.cells import CellArchitecture, Genotype, is_cell_network
@@ -107,6 +107,5 @@ def collect(path: str | Path, space: Any, meter: Meter, count: int, *, seed: int
         measured.append(ms)
         save(path, space, archs, measured, {**meter.device.describe(), **meter.describe()})
 
-    measure_with_progress(meter, network_models(todo, meter, progress), progress, "measuring",
-                          "networks", network_done)
+    measure_networks(meter, todo, progress, on_value=network_done)
     return archs, measured

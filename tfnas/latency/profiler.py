@@ -121,25 +121,37 @@ def measure_network(arch: Architecture, meter: Meter) -> float:
     return float(np.mean(meter.measure([model] * meter.group)))
 
 
-def network_models(archs: list[Any], meter: Meter, progress: bool = True) -> list[bytes]:
-    """The model `meter` times for each network (`Meter.model_of`) behind a progress bar: a
-    network of DARTS cells goes through the TFLite converter, seconds each."""
-    bar = progress_bar(len(archs), progress and bool(archs), "building", "networks")
-    models = []
+def measure_networks(meter: Meter, archs: list[Any], progress: bool = True,
+                     what: str = "measuring",
+                     on_value: Callable[[int, float, BenchmarkResult], None] | None = None
+                     ) -> list[float]:
+    """Whole networks built (`Meter.model_of`) and measured a chunk at a time behind one
+    progress bar: a slow build (a network of DARTS cells goes through the converter, seconds
+    each) shows progress, and `on_value` (a resumable file's write) follows every chunk
+    instead of waiting for every network to be built."""
+    chunk = meter.anchor_every if meter.anchors else 8
+    bar = progress_bar(len(archs), progress and bool(archs), what, "networks")
+    values: list[float] = []
     try:
-        for arch in archs:
-            models.append(meter.model_of(arch))
-            bar.update(1)
+        for start in range(0, len(archs), chunk):
+            models = [meter.model_of(arch) for arch in archs[start:start + chunk]]
+
+            def done(index: int, ms: float, raw: BenchmarkResult, start: int = start) -> None:
+                if on_value:
+                    on_value(start + index, ms, raw)
+                bar.update(1)
+                bar.set_postfix_str(f"{ms:.4g} ms")
+
+            values += meter.measure(models, done)
     finally:
         bar.close()
-    return models
+    return values
 
 
 def measure_many(archs: list[Architecture], meter: Meter, progress: bool = True
                  ) -> list[float]:
     """Whole-network latencies in ms, with a progress bar."""
-    return measure_with_progress(meter, network_models(archs, meter, progress), progress,
-                                 "measuring", "networks")
+    return measure_networks(meter, archs, progress)
 
 
 def calibrate(table: LatencyTable, space: SearchSpace, meter: Meter, out: str | Path, *,
@@ -171,8 +183,7 @@ def calibrate(table: LatencyTable, space: SearchSpace, meter: Meter, out: str | 
         measured.append(ms)
         table.save(out)
 
-    measure_with_progress(meter, network_models(todo, meter, progress), progress,
-                          "calibrating", "networks", network_done)
+    measure_networks(meter, todo, progress, "calibrating", network_done)
     networks = [Architecture(space, tuple(Op.parse(op) for op in ops)) for ops in done]
     before = table.to_dict()
     table.fit_calibration([table.cost(a) for a in networks], measured,
