@@ -51,9 +51,8 @@ class DropPath(keras.layers.Layer):
         return config
 
 
-def set_rate(model: Any, rate: float) -> int:
-    """Sets every DropPath layer of `model` to `rate`; returns how many there are."""
-    layers = [layer for layer in model.layers if isinstance(layer, DropPath)]
-    for layer in layers:
-        layer.rate.assign(rate)
-    return len(layers)
+def set_rate(model: Any, rate: float) -> None:
+    """Sets every DropPath layer of `model` to `rate`."""
+    for layer in model.layers:
+        if isinstance(layer, DropPath):
+            layer.rate.assign(rate)

@@ -21,9 +21,10 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
-import numpy as np
 from pathlib import Path
 from typing import Any, Mapping
+
+import numpy as np
 
 from tfnas.blocks import CELL_FAMILIES, cell_family, cell_units
 from tfnas.errors import TfnasError

@@ -189,9 +189,6 @@ def train(config: TrainConfig, strategy: Any = None,
         if int(epoch) < config.epochs:
             raise Interrupted(f"stopped during epoch {int(epoch)}; epochs up to it are saved "
                               f"in {model_dir}: run the same command to resume")
-    # precise BN (as the search's validation): moving averages with momentum 0.99 lag far
-    # behind in short runs (digits, 5 epochs: 0.99 train accuracy, 0.15 on validation), so the
-    # statistics are set from training images before the network is evaluated and saved
     # the network of arch.json: without drop-path layers (the weights are the same), and
     # evaluated on its logits alone
     network, evaluated = model, model
@@ -205,6 +202,9 @@ def train(config: TrainConfig, strategy: Any = None,
             evaluated = (keras.Model(network.inputs, network.outputs[0]) if auxiliary
                          else network)
             evaluated.compile(**_compile_args(keras, config, space.num_classes))
+    # precise BN (as the search's validation): moving averages with momentum 0.99 lag far
+    # behind in short runs (digits, 5 epochs: 0.99 train accuracy, 0.15 on validation), so the
+    # statistics are set from training images before the network is evaluated and saved
     images = next(iter(dataset.train(0).unbatch().batch(min(1024, steps * config.batch_size))))
     nets.recalibrate_batchnorm(network, images[0])
     results = evaluated.evaluate(dataset.val(drop_remainder=False).map(one_hot), verbose=0,

@@ -168,12 +168,12 @@ class SearchCell(keras.layers.Layer):
         channels bypass (PC-DARTS). `outputs`: the ops' outputs computed so far, by op layers
         (shared ones run once)."""
         part = self.width // self.partial
-        key = id(self.edge_ops[e])
         if chosen is not None and self.select == "switch":
             index = ops.where(ops.sum(chosen) > 0, ops.cast(ops.argmax(chosen), "int32"), _NONE)
             branches = [lambda y, op=op: op(y, training=training) for op in self.edge_ops[e]]
             mixed = ops.switch(index, branches, x[..., :part])
         else:
+            key = id(self.edge_ops[e])
             if key not in outputs:
                 outputs[key] = [op(x[..., :part], training=training)
                                 for op in self.edge_ops[e]]
