@@ -111,7 +111,13 @@ CELL_SEARCH = ("--space=darts_search", "--method=darts", "--cells=3", "--init_ch
 @pytest.mark.parametrize("args, expected", [
     (("--max_mparams=0.001",), "--max_mparams=0.001 is below the cheapest network: the "
                                "darts_cifar space spans"),
-    (("--target_ms=5",), "--target_ms: a search of DARTS cells has params and FLOPs budgets"),
+    (("--target_ms=5",), "--target_ms needs a latency model"),
+    (("--device=local",), "--device: a search of DARTS cells prices latency with "
+                          "--latency_model=predictor:PATH or a cell --latency_table"),
+    (("--latency_table=pixel1",), "--latency_table=pixel1: a search of DARTS cells needs a "
+                                  "cell latency table"),
+    (("--latency_model=predictor:/nope.json",), "latency predictor '/nope.json' does not exist"),
+    (("--latency_samples=-1",), "--latency_samples"),
     (("--width_multiplier=0.5",), "--width_multiplier applies to layer spaces"),
     (("--method=superkernel",), "--method=superkernel does not search networks of DARTS "
                                 "cells (--space=darts_search): choose darts, darts_2nd, pc_darts, "
@@ -141,24 +147,39 @@ def test_a_layer_space_refuses_a_cell_method():
 @pytest.mark.e2e
 def test_a_pc_darts_search_under_a_params_budget_ends_to_end_and_trains(tmp_path):
     """`python -m tfnas.search` on the cell space: PC-DARTS (partial channels, edge weights) on
-    digits with a params budget between the cheapest and the search's unconstrained network;
-    the evaluation network of the derived cells holds it, and trains."""
+    digits with a params budget between the cheapest and the search's unconstrained network,
+    and a latency target priced by a predictor of the evaluation network (issue 21); the
+    evaluation network of the derived cells holds both, and trains."""
     import json
     import subprocess
     import sys
 
+    import numpy as np
+
     from conftest import ROOT
+    from tfnas.latency import predictor
+    from tfnas.search.budget import cost_range
     from tfnas.space import load_architecture
 
-    params = CellCost.counting("params", get_network("darts_cifar", cells=5, init_channels=8,
-                                                     input_size=8, input_channels=1), NODES)
+    network = get_network("darts_cifar", cells=5, init_channels=8, input_size=8,
+                          input_channels=1)
+    params = CellCost.counting("params", network, NODES)
     low, high = cell_budget.cost_range(params)
-    budget = low + 0.25 * (high - low)
+    budget = low + 0.75 * (high - low)
+    rng = np.random.default_rng(0)
+    samples = [CellArchitecture.sample(network, rng, NODES) for _ in range(100)]
+    flops = CellCost.counting("flops", network, NODES)
+    lpm = predictor.fit(network, samples, [0.05 + flops.of(a) / 10 for a in samples],
+                        hidden=(16,), steps=300)
+    lpm.save(tmp_path / "lpm.json")
+    fastest, slowest = cost_range(lpm, network)
+    target = fastest + 0.4 * (slowest - fastest)
     out = tmp_path / "run"
     done = subprocess.run(
         [sys.executable, "-m", "tfnas.search", *CELL_SEARCH, "--method=pc_darts",
          "--init_channels=8", "--dataset=digits", "--input_size=8", "--input_channels=1",
          "--epochs=1", "--warmup_epochs=0", "--batch_size=64", f"--max_mparams={budget}",
+         f"--latency_model=predictor:{tmp_path / 'lpm.json'}", f"--target_ms={target}",
          f"--model_dir={out}", "--train_after_search", "--train_epochs=1",
          "--train_warmup_epochs=0"],
         capture_output=True, text=True, timeout=900, cwd=ROOT)
@@ -170,9 +191,11 @@ def test_a_pc_darts_search_under_a_params_budget_ends_to_end_and_trains(tmp_path
         assert len(cell.edges) == 2 * NODES and all(op != "none" for op, _ in cell.edges)
     report = json.loads((out / "report.json").read_text())
     assert report["method"] == "pc_darts" and report["eval_space"] == "darts_cifar"
-    (b,) = report["budgets"]
+    latency, b = report["budgets"]
     assert b["holds"] and arch.params() / 1e6 <= budget
     assert b["predicted"] == pytest.approx(arch.params() / 1e6)
+    assert latency["holds"] and lpm.of(arch) == pytest.approx(target, rel=0.01)
+    assert report["predicted_ms"] == pytest.approx(lpm.of(arch))
     assert report["train"]["top1"] > 0.1  # one epoch on digits: above chance
     assert "params: target ≤" in done.stdout
 

@@ -80,7 +80,11 @@ def test_benchmark_table_compares_models(exported):
                             "--num_archs=5"], "has no rows for"),
     # issue 21: cell networks' predictors
     ("train_predictor.py", ["--space=darts28", "--latency_table={table}",
-                            "--out={folder}/p.json"], "a table prior is for layer spaces"),
+                            "--out={folder}/p.json"], "is not a tfnas cell latency table"),
+    ("build_lut.py", ["--space=tiny", "--nodes=3", "--out={folder}/t.json"],
+     "--calibration_dataset and --nodes are for networks of DARTS cells"),
+    ("build_lut.py", ["--space=darts28", "--calibration_dataset={junk}",
+                      "--out={folder}/t.json"], "malformed latency dataset"),
     ("train_predictor.py", ["--space=tiny", "--reduce_cell", "--out={folder}/p.json"],
      "--reduce_cell and --nodes are for networks of DARTS cells"),
 ])

@@ -17,7 +17,7 @@ Searchable layers turn an additive source into a differentiable expected cost
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from tfnas.errors import TfnasError
 from tfnas.latency.table import LatencyTable
@@ -89,11 +89,12 @@ class CostModel:
 
 @dataclasses.dataclass(frozen=True)
 class CellCost:
-    """Params (M) or FLOPs (M multiply-adds) of a network of DARTS cells
-    (`tfnas.space.cells`). `of(arch)` is exact for a derived network; for the search, `fixed`
-    is what no op changes (stem, preprocessing, classifier) and `tables[k][e][o]` the cost of op
-    o on edge e summed over the cells of kind k (`CELL_KINDS`; α is shared by the cells of a
-    kind, so the search's cost is Σ_k Σ_e Σ_o weight·table: DCA-NAS' k_s(α), its Eq. 3)."""
+    """Params (M), FLOPs (M multiply-adds) or latency (ms, a per-edge table:
+    `tfnas.latency.cell_table`) of a network of DARTS cells (`tfnas.space.cells`). `fixed` is
+    what no op changes (stem, preprocessing, classifier) and `tables[k][e][o]` the cost of op o
+    on edge e summed over the cells of kind k (`CELL_KINDS`; α is shared by the cells of a
+    kind, so the search's cost is Σ_k Σ_e Σ_o weight·table: DCA-NAS' k_s(α), its Eq. 3).
+    `of(arch)` counts params and FLOPs exactly; latency is the table's sum (`sum_of`)."""
 
     name: str
     unit: str
@@ -104,32 +105,65 @@ class CellCost:
 
     @property
     def timed(self) -> bool:
-        return False
+        """A device's meter measures this cost (a latency table in ms)."""
+        return self.unit == TIMED_UNIT
 
     def of(self, arch: Any) -> float:
-        return _millions(self.name, arch)
+        if self.name in ("params", "flops"):
+            return _millions(self.name, arch)
+        return self.sum_of(arch)
+
+    def sum_of(self, arch: Any) -> float:
+        """`fixed` plus the table row of every kept edge's op (exact for params and FLOPs)."""
+        from tfnas.space.cells import CELL_OPS, edge_count
+
+        total = self.fixed
+        for k, kind in enumerate(CELL_KINDS):
+            for i, (op, source) in enumerate(getattr(arch.genotype, kind).edges):
+                total += self.tables[k][edge_count(i // 2) + source][CELL_OPS.index(op)]
+        return float(total)
 
     @classmethod
     def counting(cls, what: str, network: Any, nodes: int = 4) -> "CellCost":
         """The `what` (params or flops) source of `network` with cells of `nodes` nodes."""
-        from tfnas.space.cells import (CELL_OPS, CellArchitecture, edge_sources,
-                                       placeholder_genotype)
-
         def of(thing: Any) -> float:
             return _millions(what, thing)
 
+        return cls.from_edges(what, "M" if what == "params" else "MFLOPs", network, nodes,
+                              of, of)
+
+    @classmethod
+    def from_table(cls, table: Any, calibrated: bool = True) -> "CellCost":
+        """The latency source (ms) of a per-edge table (`tfnas.latency.cell_table`), through
+        its calibration a · sum + b when it has one (and `calibrated`)."""
+        table.check_complete()
+        a, b = table.linear(calibrated)
+        return cls.from_edges("latency", "ms", table.network, table.nodes,
+                              lambda arch: a * table.network_ms + b,
+                              lambda sig: a * table.rows[sig])
+
+    @classmethod
+    def from_edges(cls, name: str, unit: str, network: Any, nodes: int,
+                   network_cost: Callable[[Any], float],
+                   edge_cost: Callable[[Any], float]) -> "CellCost":
+        """The source whose edge of signature `sig` costs `edge_cost(sig)` and whose network
+        of placeholder cells (`placeholder_genotype`) costs `network_cost(arch)`: the fixed
+        part is that network less its edges."""
+        from tfnas.space.cells import (CELL_OPS, CellArchitecture, edge_sources,
+                                       placeholder_genotype)
+
         arch = CellArchitecture(network, placeholder_genotype(nodes))
-        fixed = of(arch)
+        fixed = network_cost(arch)
         sources = edge_sources(nodes)
         tables = {kind: [[0.0] * len(CELL_OPS) for _ in sources] for kind in CELL_KINDS}
         for plan in arch.plan():
-            fixed -= sum(of(plan.edge(e)) for e in range(len(plan.cell.edges)))
+            fixed -= sum(edge_cost(plan.edge(e)) for e in range(len(plan.cell.edges)))
             rows = tables["reduce" if plan.reduction else "normal"]
             for e, (_, source) in enumerate(sources):
                 for o, op in enumerate(CELL_OPS):
                     if op != "none":
-                        rows[e][o] += of(plan.signature(op, source))
-        return cls(what, "M" if what == "params" else "MFLOPs", network, nodes, fixed,
+                        rows[e][o] += edge_cost(plan.signature(op, source))
+        return cls(name, unit, network, nodes, fixed,
                    tuple(tuple(tuple(row) for row in tables[kind]) for kind in CELL_KINDS))
 
 

@@ -8,7 +8,8 @@
 On a network of DARTS cells (`--space=darts28`, `darts_cifar`, ...; `--cells`,
 `--init_channels`) the networks are random derived cells (`--nodes` per cell), converted by
 TFLite's converter (seconds each), encoded as LA-DARTS does (the normal cell's 14 edges x 8
-ops; `--reduce_cell`: the reduction cell too); a table prior is for layer spaces only.
+ops; `--reduce_cell`: the reduction cell too); their `--latency_table` is a per-edge table
+(tools/build_lut.py on the same network), the prior of tfnas' own predictor for cells.
 
 Samples `--num_archs` random architectures (seeded), measures each whole network on the
 device into `--dataset` (default: OUT with .dataset.json; resumable: a second run measures
@@ -55,7 +56,7 @@ flags.mark_flag_as_required("out")
 def main(argv: list[str]) -> None:
     import numpy as np
 
-    from tfnas.costs import CostModel
+    from tfnas.costs import CellCost, CostModel
     from tfnas.latency import measured, predictor
     from tfnas.latency.table import LatencyTable
 
@@ -74,17 +75,23 @@ def main(argv: list[str]) -> None:
 
     space = cli.search_space_from_flags(FLAGS)
     cells = is_cell_network(space)
-    if cells and FLAGS.latency_table:
-        raise TfnasError(f"--latency_table: a table prior is for layer spaces, not the "
-                         f"{space.name} cell network")
     if not cells and (FLAGS.reduce_cell or FLAGS.nodes != 4):
         raise TfnasError(f"--reduce_cell and --nodes are for networks of DARTS cells, not "
                          f"the {space.name} layer space")
     dataset = FLAGS.dataset or f"{FLAGS.out.removesuffix('.json')}.dataset.json"
     check_output(FLAGS.out, "--out")
     check_output(dataset, "--dataset")
-    table = LatencyTable.load(FLAGS.latency_table) if FLAGS.latency_table else None
-    if table is not None:  # before anything is measured
+    table = None
+    if FLAGS.latency_table and cells:
+        from tfnas.latency.cell_table import CellLatencyTable
+
+        table = CellLatencyTable.load(FLAGS.latency_table)
+        if table.network != space or table.nodes != FLAGS.nodes:
+            raise TfnasError(f"--latency_table={FLAGS.latency_table} is the table of "
+                             f"{table.network.name} with {table.nodes}-node cells, not of "
+                             f"this {space.name} with --nodes={FLAGS.nodes}")
+    elif FLAGS.latency_table:
+        table = LatencyTable.load(FLAGS.latency_table)
         table.check_covers(space, f"latency table {FLAGS.latency_table!r}")
     network_model = None
     if cells:  # no hand-written timing graphs of cells: the converter's model
@@ -92,7 +99,8 @@ def main(argv: list[str]) -> None:
     meter = cli.meter_from_flags(FLAGS, space, network_model)
     if table is not None:
         meter.adopt(table.device)
-        meter.anchor_to(table)  # the dataset in the table's units, even if the host moved
+        if not cells:
+            meter.anchor_to(table)  # the dataset in the table's units, even if the host moved
     archs, ms = measured.collect(dataset, space, meter, FLAGS.num_archs, seed=FLAGS.seed,
                                  nodes=FLAGS.nodes)
     order = np.random.default_rng(FLAGS.seed).permutation(len(archs))
@@ -100,7 +108,9 @@ def main(argv: list[str]) -> None:
     test, train = order[:n_test], order[n_test:]
     shape = dict(hidden=hidden, activation=FLAGS.activation, steps=FLAGS.steps,
                  seed=FLAGS.seed, **({"reduce_cell": FLAGS.reduce_cell} if cells else {}))
-    prior = CostModel.from_table(space, table) if table is not None else None
+    prior = None
+    if table is not None:
+        prior = CellCost.from_table(table) if cells else CostModel.from_table(space, table)
     options = dict(shape, table=prior if FLAGS.table_prior else None)
     if options["table"] is not None:
         decay = FLAGS.prior_decay

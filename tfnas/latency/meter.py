@@ -53,6 +53,7 @@ from typing import Any, Callable, Sequence
 from tfnas.errors import TfnasError
 from tfnas.latency.devices import STATISTICS, BenchmarkResult, Device
 from tfnas.space import Architecture
+from tfnas.space.architecture import architecture_from_dict
 
 
 def default_reference(space: Any) -> Any:
@@ -135,7 +136,7 @@ class Meter:
         if recorded.get("statistic"):
             self.statistic = recorded["statistic"]
         if recorded.get("reference") and recorded.get("reference_ms"):
-            self.reference = Architecture.from_dict(recorded["reference"])
+            self.reference = architecture_from_dict(recorded["reference"])
             self.reference_ms = float(recorded["reference_ms"])
         if recorded.get("anchors") and self.reference is not None:
             space = self.reference.space

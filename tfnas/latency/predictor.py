@@ -78,6 +78,11 @@ class LatencyPredictor:
                                  f"{arch.space.name!r}")
         return self.y_mean + self.y_std * _forward(self.weights, x, self.activation)[0]
 
+    def predict_codes(self, codes: np.ndarray) -> np.ndarray:
+        """Latency in ms of a batch of encodings ([N, ...] one-hots, flattened here)."""
+        x = np.asarray(codes, np.float64).reshape(len(codes), -1)
+        return self.y_mean + self.y_std * _forward(self.weights, x, self.activation)[0]
+
     def of(self, arch: Architecture) -> float:
         """Latency in ms of one architecture (the `tfnas.costs.CostSource` interface)."""
         return float(self.predict([arch])[0])
@@ -86,7 +91,14 @@ class LatencyPredictor:
         """Differentiable ms of an L x K op-probability tensor (Keras ops, any backend)."""
         from keras import ops
 
-        x = ops.reshape(ops.cast(probabilities, "float32"), (1, -1))
+        return ops.reshape(self.soft_costs(ops.expand_dims(probabilities, 0)), ())
+
+    def soft_costs(self, batch: Any) -> Any:
+        """Differentiable ms of each of a batch [N, L, K] of op-probability tensors (LA-DARTS'
+        expected latency averages the predictions of sampled networks, its Eq. 2)."""
+        from keras import ops
+
+        x = ops.reshape(ops.cast(batch, "float32"), (ops.shape(batch)[0], -1))
         w = [ops.convert_to_tensor(v.astype(np.float32)) for v in self.weights]
         out = ops.matmul(x, ops.expand_dims(w[0], 1)) + w[1]
         h = x
@@ -96,7 +108,7 @@ class LatencyPredictor:
             h = ops.matmul(h, dense[i]) + dense[i + 1]
             if i + 2 < len(dense):
                 h = activate(h)
-        return self.y_mean + self.y_std * ops.reshape(out + h, ())
+        return self.y_mean + self.y_std * ops.reshape(out + h, (-1,))
 
     # --- files -----------------------------------------------------------------------------
 
@@ -208,7 +220,7 @@ def fit(space: Any, archs: Sequence[Any], latencies_ms: Sequence[float], *,
     network's encoding includes the reduction cell.
 
     With a `table` (the additive cost source of a calibrated latency table in the same units,
-    `tfnas.costs.CostModel.from_table`), the linear shortcut starts as that table (each
+    `tfnas.costs.CostModel.from_table`; of a cell network, a per-edge table's `CellCost`), the linear shortcut starts as that table (each
     one-hot column's row, through the calibration) and is pulled back to it
     with `prior_decay`: the MLP and the shortcut then learn only what the table misses, which a
     few hundred noisy measurements can estimate, instead of the whole latency.
@@ -216,9 +228,6 @@ def fit(space: Any, archs: Sequence[Any], latencies_ms: Sequence[float], *,
     if len(archs) != len(latencies_ms) or len(archs) < 2:
         raise TfnasError(f"a predictor needs at least 2 measured architectures, got "
                          f"{len(archs)} with {len(latencies_ms)} latencies")
-    if table is not None and is_cell_network(space):
-        raise TfnasError("a latency table prior is for layer spaces: a cell network's "
-                         "predictor learns from its measured networks alone")
     x = features(archs, reduce_cell)
     y_ms = np.asarray(latencies_ms, np.float64)
     y_mean, y_std = float(y_ms.mean()), float(y_ms.std() or 1.0)
@@ -232,7 +241,9 @@ def fit(space: Any, archs: Sequence[Any], latencies_ms: Sequence[float], *,
     sizes = [d, *hidden, 1]
     prior, prior_bias = np.zeros(d), 0.0
     if table is not None:
-        prior, prior_bias = _table_prior(space, table, y_mean, y_std)
+        prior, prior_bias = (_cell_table_prior(archs, table, reduce_cell, y_mean, y_std)
+                             if is_cell_network(space) else
+                             _table_prior(space, table, y_mean, y_std))
     weights = [prior.copy(), np.array([prior_bias])]
     for n_in, n_out in zip(sizes[:-1], sizes[1:]):
         weights += [rng.normal(0, np.sqrt(2.0 / n_in), (n_in, n_out)) * (
@@ -295,6 +306,20 @@ def _table_prior(space: SearchSpace, cost: Any, y_mean: float,
         for op, ms in layer.items():
             rows[i, space.ops.index(op)] = ms
     return rows.reshape(-1) / y_std, float((cost.fixed - y_mean) / y_std)
+
+
+def _cell_table_prior(archs: Sequence[Any], cost: Any, reduce_cell: bool, y_mean: float,
+                      y_std: float) -> tuple[np.ndarray, float]:
+    """A per-edge latency table (`tfnas.costs.CellCost` in ms) as a linear model of LA-DARTS'
+    encoding, in normalised units: each (edge, op) bit of the normal cell (and of the
+    reduction cell with `reduce_cell`) is its row summed over the cells of that kind; what the
+    encoding leaves out (the reduction cell, without `reduce_cell`) enters the bias as its
+    mean over `archs`."""
+    kinds = 2 if reduce_cell else 1
+    rows = np.concatenate([np.asarray(cost.tables[k], float) for k in range(kinds)]).reshape(-1)
+    x = features(archs, reduce_cell)
+    bias = float(np.mean([cost.sum_of(a) for a in archs]) - np.mean(x @ rows))
+    return rows / y_std, (bias - y_mean) / y_std
 
 
 def errors(predicted: Sequence[float], measured: Sequence[float]) -> dict[str, float]:

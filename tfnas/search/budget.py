@@ -64,10 +64,12 @@ def _extreme(cost_model: Any, space: SearchSpace, cheapest: bool) -> Architectur
 def cost_range(cost_model: Any, space: SearchSpace) -> tuple[float, float]:
     """(cost of the cheapest network, cost of the dearest network) of the space (of a
     network of cells: of the cells it can derive, `cell_budget.cost_range`)."""
-    if isinstance(cost_model, CellCost):
+    from tfnas.space.cells import is_cell_network
+
+    if isinstance(cost_model, CellCost) or is_cell_network(space):
         from tfnas.search import cell_budget
 
-        return cell_budget.cost_range(cost_model)
+        return cell_budget.cost_range(cost_model, space)
     return (cost_model.of(_extreme(cost_model, space, True)),
             cost_model.of(_extreme(cost_model, space, False)))
 
@@ -118,7 +120,7 @@ def solve(arch: Architecture, scores: Sequence[dict[Op, float]],
     if not isinstance(arch, Architecture):
         from tfnas.search import cell_budget
 
-        return cell_budget.solve(arch, scores, constraints)
+        return cell_budget.solve(arch, scores, constraints, tolerance)
     space = arch.space
     total = 1
     for i in range(space.num_layers):
@@ -138,7 +140,8 @@ def solve(arch: Architecture, scores: Sequence[dict[Op, float]],
         if len(weights) == 0:
             raise TfnasError("no network of the space meets "
                              + ", ".join(c.describe() for c in constraints if c.kind == "max"))
-        answer = Architecture(space, ops_of(_pick(costs, weights, constraints, tolerance)))
+        answer = Architecture(space, ops_of(knapsack.pick(costs, weights, constraints,
+                                                          tolerance)))
         if answer in tried or all(_additive(c.cost_model) for c in constraints):
             tried.append(answer)
             break
@@ -156,7 +159,7 @@ def solve(arch: Architecture, scores: Sequence[dict[Op, float]],
 def _pick_checked(archs: Sequence[Architecture], costs: np.ndarray,
                   scores: Sequence[dict[Op, float]], constraints: Sequence[Constraint],
                   tolerance: float) -> int | None:
-    """Of networks whose costs per budget are known (`costs`, one row each), the index `_pick`
+    """Of networks whose costs per budget are known (`costs`, one row each), the index `knapsack.pick`
     takes among those within every max budget; None when none is."""
     weights = np.array([sum(scores[i].get(op, -1e9) for i, op in enumerate(a.ops))
                         for a in archs])
@@ -164,7 +167,8 @@ def _pick_checked(archs: Sequence[Architecture], costs: np.ndarray,
     fits = np.all(costs <= limits * (1 + 1e-12), axis=1)
     if not np.any(fits):
         return None
-    return int(np.flatnonzero(fits)[_pick(costs[fits], weights[fits], constraints, tolerance)])
+    return int(np.flatnonzero(fits)[knapsack.pick(costs[fits], weights[fits], constraints,
+                                                  tolerance)])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -223,22 +227,6 @@ def match_measured(derived: Architecture, returned: Measured, scores: Sequence[d
 
 def _additive(cost_model: Any) -> bool:
     return hasattr(cost_model, "layers") and hasattr(cost_model, "fixed")
-
-
-def _pick(costs: np.ndarray, weights: np.ndarray, constraints: Sequence[Constraint],
-          tolerance: float) -> int:
-    """The state of highest weight with every target within tolerance; else the one nearest
-    the targets (largest relative miss smallest), then highest weight."""
-    targets = [j for j, c in enumerate(constraints) if c.kind == "target"]
-    if not targets:
-        return int(np.argmax(weights))
-    miss = np.max(np.abs(costs[:, targets] / np.array(
-        [constraints[j].target for j in targets]) - 1.0), axis=1)
-    inside = miss <= tolerance + 1e-12
-    if np.any(inside):
-        return int(np.argmax(np.where(inside, weights, -np.inf)))
-    nearest = np.isclose(miss, miss.min(), rtol=0, atol=1e-12)
-    return int(np.argmax(np.where(nearest, weights, -np.inf)))
 
 
 def moves(before: Architecture, after: Architecture, scores: Sequence[dict[Op, float]],

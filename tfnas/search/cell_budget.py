@@ -17,6 +17,13 @@ cells of the kind (`tfnas.costs.CellCost`). Hence:
   knapsack of `knapsack.dp` with one group per (kind, node) and one choice per (pair of edges,
   op on each). Choices another choice of the same group beats on weight and on every cost are
   dropped first (from 490 to a few dozen per node), so the dynamic programme is exact and fast.
+- Latency from a predictor (LA-DARTS' MLP on the cells' encoding) is not a sum over edges: as
+  for layer spaces (`tfnas.search.budget`), it is linearised around the network at hand (each
+  choice of a node priced by the predictor with that node changed, the rest kept), solved,
+  and linearised again around the answer until it stays; the answers are checked with the
+  predictor itself. Targets (R = T within a tolerance) keep every choice, their partial costs
+  merged in bins of tolerance·T / (4·groups). `cost_range` of a predictor is found by
+  coordinate descent over the nodes from the FLOPs extremes.
 """
 
 from __future__ import annotations
@@ -54,20 +61,85 @@ def extreme(cost: CellCost, dearest: bool) -> Genotype:
     return _genotype(choices, cost.nodes)
 
 
-def cost_range(cost: CellCost) -> tuple[float, float]:
-    """(cost of the cheapest derivable network, cost of the dearest), exactly."""
-    return tuple(cost.of(CellArchitecture(cost.network, extreme(cost, dearest)))
-                 for dearest in (False, True))  # type: ignore[return-value]
+def cost_range(cost: Any, network: Any = None) -> tuple[float, float]:
+    """(cost of the cheapest derivable network, cost of the dearest): exactly for a
+    `CellCost`; for a latency predictor of `network`, by coordinate descent over the nodes
+    from the FLOPs extremes (each node's best choice given the others, until none moves)."""
+    if isinstance(cost, CellCost):
+        return tuple(cost.of(CellArchitecture(cost.network, extreme(cost, dearest)))
+                     for dearest in (False, True))  # type: ignore[return-value]
+    nodes = predictor_nodes(cost)
+    flops = CellCost.counting("flops", network, nodes)
+    values = []
+    for dearest in (False, True):
+        sign = -1.0 if dearest else 1.0
+        arch = CellArchitecture(network, extreme(flops, dearest))
+        for _ in range(10):
+            groups, picks, deltas, base = _linearised(cost, arch)
+            choices = [p[int(np.argmin(sign * d))] for p, d in zip(picks, deltas)]
+            best = CellArchitecture(network, _genotype(choices, nodes))
+            if sign * cost.of(best) >= sign * base - 1e-12:
+                break  # (all nodes moved at once: kept only if it helps)
+            arch = best
+        values.append(cost.of(arch))
+    return values[0], values[1]
 
 
-def _choices(tables: Sequence[Any], scores: Any, edges: list[int], maxima: bool
+def predictor_nodes(predictor: Any) -> int:
+    """Intermediate nodes per cell of the networks a cell latency predictor encodes."""
+    edges = len(predictor.weights[0]) // len(CELL_OPS) // (2 if predictor.reduce_cell else 1)
+    nodes = 0
+    while edge_count(nodes) < edges:
+        nodes += 1
+    return nodes
+
+
+def _node_choices(nodes: int) -> list[list[tuple[int, int, int, int]]]:
+    """Per node, every (e1, o1, e2, o2) a derived cell can give it (α rows and op indices)."""
+    return [[(e1, o1, e2, o2) for e1, e2 in itertools.combinations(edges, 2)
+             for o1 in _OPS for o2 in _OPS] for edges in node_edges(nodes)]
+
+
+def _linearised(predictor: Any, around: CellArchitecture
+                ) -> tuple[list[tuple[str, int]], list[list[Any]], list[np.ndarray], float]:
+    """Per (kind, node): its choices and the predictor's change of latency when that node
+    alone takes each (0 for a kind the predictor does not encode), and the latency of
+    `around`."""
+    nodes = around.genotype.normal.nodes
+    code = around.one_hot(reduce=predictor.reduce_cell)
+    base = float(predictor.predict_codes(code[None])[0])
+    n_edges = edge_count(nodes)
+    groups, picks, deltas = [], [], []
+    for k, kind in enumerate(CELL_KINDS):
+        for j, choices in enumerate(_node_choices(nodes)):
+            groups.append((kind, j))
+            picks.append(choices)
+            if k == 1 and not predictor.reduce_cell:
+                deltas.append(np.zeros(len(choices)))
+                continue
+            batch = np.repeat(code[None], len(choices), axis=0)
+            rows = node_edges(nodes)[j]
+            batch[:, k * n_edges + rows.start:k * n_edges + rows.stop] = 0.0
+            at = np.arange(len(choices))
+            c = np.array(choices)
+            batch[at, k * n_edges + c[:, 0], c[:, 1]] = 1.0
+            batch[at, k * n_edges + c[:, 2], c[:, 3]] = 1.0
+            deltas.append(predictor.predict_codes(batch) - base)
+    return groups, picks, deltas, base
+
+
+def _choices(tables: Sequence[Any], scores: Any, edges: list[int], maxima: bool,
+             linear: dict[int, dict[Any, float]] | None = None
              ) -> tuple[list[tuple[int, int, int, int]], np.ndarray, np.ndarray]:
-    """One group's choices (e1, o1, e2, o2) with their weights and [choices, costs] costs;
-    with only max budgets, the choices another beats on weight and every cost are left out."""
+    """One group's choices (e1, o1, e2, o2) with their weights and [choices, costs] costs
+    (a cost c in `linear`: its linearised change per choice instead of a table); with only max
+    budgets, the choices another beats on weight and every cost are left out."""
+    linear = linear or {}
     picks = [(e1, o1, e2, o2) for e1, e2 in itertools.combinations(edges, 2)
              for o1 in _OPS for o2 in _OPS]
     weight = np.array([scores[e1][o1] + scores[e2][o2] for e1, o1, e2, o2 in picks])
-    costs = np.array([[t[e1][o1] + t[e2][o2] for t in tables] for e1, o1, e2, o2 in picks])
+    costs = np.array([[linear[c][p] if c in linear else t[e1][o1] + t[e2][o2]
+                       for c, t in enumerate(tables)] for p in picks for e1, o1, e2, o2 in [p]])
     if maxima:  # (a target could need a dearer choice)
         order = np.lexsort((*costs.T[::-1], -weight))  # heaviest first
         kept: list[int] = []
@@ -78,37 +150,70 @@ def _choices(tables: Sequence[Any], scores: Any, edges: list[int], maxima: bool
     return picks, weight, costs
 
 
-def solve(arch: CellArchitecture, scores: dict[str, Any], constraints: Sequence[Constraint]
-          ) -> tuple[CellArchitecture, list[Any]]:
-    """The derivable network of highest architecture weight within every max budget (see the
-    module docstring); `scores[kind]` are the [edges, ops] log-weights
-    (`CellSupernet.op_scores`), `arch` the search's own network. Returns the network and, per
-    node it changed, a `knapsack.Move`."""
-    if any(c.kind != "max" for c in constraints):
-        raise TfnasError("a cell search meets max budgets (--max_mparams, --max_mflops); "
-                         "latency targets on cells are not supported yet")
+def solve(arch: CellArchitecture, scores: dict[str, Any], constraints: Sequence[Constraint],
+          tolerance: float = 0.01) -> tuple[CellArchitecture, list[Any]]:
+    """The derivable network of highest architecture weight within every budget (max: at
+    most T; target: within ±tolerance·T, else the nearest; see the module docstring);
+    `scores[kind]` are the [edges, ops] log-weights (`CellSupernet.op_scores`), `arch` the
+    search's own network. Returns the network and, per node it changed, a `knapsack.Move`."""
     nodes = arch.genotype.normal.nodes
-    tables = [[np.asarray(c.cost_model.tables[k]) for c in constraints]
-              for k in range(len(CELL_KINDS))]
-    groups, candidates, weights, rows = [], [], [], [[] for _ in constraints]
-    for k, kind in enumerate(CELL_KINDS):
-        for j, edges in enumerate(node_edges(nodes)):
-            picks, weight, costs = _choices(tables[k], np.asarray(scores[kind]), edges, True)
-            groups.append((kind, j))
+    additive = [isinstance(c.cost_model, CellCost) for c in constraints]
+    targets = any(c.kind != "max" for c in constraints)
+    pareto = next((j for j, c in enumerate(constraints) if c.kind == "max"), None)
+    groups = [(kind, j) for kind in CELL_KINDS for j in range(nodes)]
+    steps = [0.0 if (all(additive) and not targets) else
+             c.target * tolerance / (4 * len(groups)) for c in constraints]
+    limits = [c.target if c.kind == "max" else np.inf for c in constraints]
+    around, tried = arch, []
+    for _ in range(4):  # a predictor: re-linearise around the answer until it stays
+        candidates, weights = [], []
+        rows: list[list[dict[Any, float]]] = [[] for _ in constraints]
+        fixed = [c.cost_model.fixed if a else 0.0 for c, a in zip(constraints, additive)]
+        linear = {c: _linearised(constraints[c].cost_model, around)
+                  for c in range(len(constraints)) if not additive[c]}
+        for c, (_, _, _, base) in linear.items():
+            fixed[c] = base
+        for g, (kind, j) in enumerate(groups):
+            k = CELL_KINDS.index(kind)
+            picks, weight, costs = _choices(
+                [np.asarray(c.cost_model.tables[k]) if a else None
+                 for c, a in zip(constraints, additive)],
+                np.asarray(scores[kind]), list(node_edges(nodes)[j]), not targets,
+                {c: dict(zip(parts[1][g], parts[2][g])) for c, parts in linear.items()})
             candidates.append(picks)
             weights.append(dict(zip(picks, weight)))
             for c in range(len(constraints)):
                 rows[c].append(dict(zip(picks, costs[:, c])))
-    limits = [c.target for c in constraints]
-    costs, total, choices_of = knapsack.dp(candidates, weights,
-                                         [c.cost_model.fixed for c in constraints], rows,
-                                         limits, [0.0] * len(constraints), 0)
-    if len(total) == 0:
-        raise TfnasError("no network of cells meets "
-                         + ", ".join(c.describe() for c in constraints))
-    choices = choices_of(int(np.argmax(total)))
-    answer = CellArchitecture(arch.network, _genotype(choices, nodes))
-    return answer, _moves(arch, answer, groups, scores, constraints)
+        costs, total, choices_of = knapsack.dp(candidates, weights, fixed, rows, limits, steps,
+                                             pareto)
+        if len(total) == 0:
+            raise TfnasError("no network of cells meets "
+                             + ", ".join(c.describe() for c in constraints))
+        answer = CellArchitecture(arch.network, _genotype(
+            choices_of(knapsack.pick(costs, total, constraints, tolerance)), nodes))
+        done = answer in tried or all(additive)
+        tried.append(answer)
+        if done:
+            break
+        around = answer
+    true = np.array([[c.cost_model.of(a) for c in constraints] for a in tried])
+    weight = np.array([_weight(a, scores) for a in tried])
+    fits = np.all(true <= np.array(limits) * (1 + 1e-12), axis=1)
+    if not np.any(fits):
+        raise TfnasError("could not meet " + ", ".join(
+            c.describe() for c in constraints if c.kind == "max") + " with this cost model")
+    best = int(np.flatnonzero(fits)[knapsack.pick(true[fits], weight[fits], constraints,
+                                                  tolerance)])
+    return tried[best], _moves(arch, tried[best], groups, scores, constraints)
+
+
+def _weight(arch: CellArchitecture, scores: dict[str, Any]) -> float:
+    """Σ over the kept edges of the op's log-weight (what `solve` maximises)."""
+    total = 0.0
+    for kind in CELL_KINDS:
+        for i, (op, source) in enumerate(getattr(arch.genotype, kind).edges):
+            total += float(scores[kind][edge_count(i // 2) + source][CELL_OPS.index(op)])
+    return total
 
 
 def _genotype(choices: Sequence[tuple[int, int, int, int]], nodes: int) -> Genotype:

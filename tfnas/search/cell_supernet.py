@@ -11,6 +11,16 @@ Sec. 3.4): ops shared by the edges leaving a node, the channel bottleneck (`Sear
 derived cells: only the first cell of each kind mixes its ops by α, the others are the cells
 `derive` returns, recomputed from α at every step (`derived_one_hot`), each kept edge running
 its one op; α learns from the mixed cells alone.
+
+Latency, LA-DARTS (Xu et al. 2020): a network's latency depends on the wiring of its cells, so
+it is predicted by an MLP on the encoding of derived cells (`tfnas.latency.predictor`, the
+latency prediction module), and the search prices α by the mean prediction over
+`latency_samples` sub-networks sampled from it (Eq. 2, M = 20): per node two edges drawn by
+strength without replacement (Gumbel top-2), on each an op other than `none` drawn from its
+softmax, the gradient through the relaxed one-hot (Gumbel-softmax, straight through).
+`latency_samples=0` prices the cells `derive` returns now instead (LightNAS' hard variant, its
+gradient straight through the kept ops' softmax). `latency_noise` multiplies the prediction by
+1 + σ·N(0, 1) at every step: LA-DARTS' test of how much a noisy predictor moves the search.
 """
 
 from __future__ import annotations
@@ -44,7 +54,8 @@ class CellSupernet(keras.Model):
     def __init__(self, network: CellNetwork | dict, nodes: int = 4, partial: int = 1,
                  edge_normalization: bool = False, sync_bn: bool = False,
                  seed: int = 0, share_weights: bool = False, bottleneck: int = 1,
-                 derived_cells: bool = False, select: str = "switch", **kwargs: Any) -> None:
+                 derived_cells: bool = False, select: str = "switch", latency_samples: int = 20,
+                 latency_noise: float = 0.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.network = (network if isinstance(network, CellNetwork)
                         else CellNetwork.from_dict(network))
@@ -53,6 +64,8 @@ class CellSupernet(keras.Model):
         self.seed, self.share_weights = int(seed), bool(share_weights)
         self.bottleneck, self.derived_cells, self.select = (int(bottleneck), bool(derived_cells),
                                                              select)
+        self.latency_samples, self.latency_noise = int(latency_samples), float(latency_noise)
+        self.latency_seed = keras.random.SeedGenerator(self.seed + 1)
         n = self.network
         edges = edge_count(self.nodes)
         init = keras.initializers.RandomNormal(stddev=1e-3, seed=self.seed)  # DARTS: 1e-3·N(0,1)
@@ -118,12 +131,14 @@ class CellSupernet(keras.Model):
             cells[kind] = derive_cell(w, b, self.nodes)
         return Genotype(cells["normal"], cells["reduce"])
 
-    def expected_cost(self, cost: CellCost, view: str = "loss") -> Any:
-        """The cost of the cells under `view`: `loss` (and `relaxed`) DCA-NAS' k_s(α), its
+    def expected_cost(self, cost: Any, view: str = "loss") -> Any:
+        """The cost (a latency predictor: `expected_latency`) of the cells under `view`: of the cells under `view`: `loss` (and `relaxed`) DCA-NAS' k_s(α), its
         Eq. 3: the fixed parts plus Σ_edges Σ_ops softmax(α)·cost(op), summed over the cells of
         each kind; `decided` (and `sampled`) the exact cost of the cells `derive` returns now,
         with the gradient of the softmax of the ops it keeps (straight through: the budget
         prices what the search would return, and still moves α)."""
+        if not isinstance(cost, CellCost):
+            return self.expected_latency(cost)
         total = ops.convert_to_tensor(cost.fixed, "float32")
         for k, kind in enumerate(KINDS):
             weights, edge_weights = self.weights_of(kind)
@@ -133,6 +148,26 @@ class CellSupernet(keras.Model):
                     weights - ops.stop_gradient(weights))
             total = total + ops.sum(weights * ops.convert_to_tensor(cost.tables[k], "float32"))
         return total
+
+    def expected_latency(self, predictor: Any) -> Any:
+        """The predictor's latency of the cells (see the module docstring): the mean over
+        `latency_samples` sampled networks (LA-DARTS Eq. 2), or of the derived cells with
+        `latency_samples=0`; the reduction cell is encoded when the predictor reads it."""
+        codes = []
+        for kind in KINDS[:2 if predictor.reduce_cell else 1]:
+            weights, edge_weights = self.weights_of(kind)
+            if self.latency_samples:
+                codes.append(sampled_one_hots(weights, edge_weights, self.nodes,
+                                              self.latency_samples, self.latency_seed))
+            else:
+                kept = derived_one_hot(weights, edge_weights, self.nodes)
+                codes.append(ops.expand_dims(kept + ops.sum(kept, -1, keepdims=True) * (
+                    weights - ops.stop_gradient(weights)), 0))
+        latency = ops.mean(predictor.soft_costs(ops.concatenate(codes, axis=1)))
+        if self.latency_noise:
+            noise = keras.random.normal((), seed=self.latency_seed)
+            latency = latency * (1.0 + self.latency_noise * ops.stop_gradient(noise))
+        return latency
 
     def op_scores(self) -> dict[str, Any]:
         """Per kind, the [edges, ops] log-weights the derivation ranks by: log of the op's
@@ -152,7 +187,8 @@ class CellSupernet(keras.Model):
                       edge_normalization=self.edge_normalization, sync_bn=self.sync_bn,
                       seed=self.seed, share_weights=self.share_weights,
                       bottleneck=self.bottleneck, derived_cells=self.derived_cells,
-                      select=self.select)
+                      select=self.select, latency_samples=self.latency_samples,
+                      latency_noise=self.latency_noise)
         return config
 
 
@@ -191,3 +227,33 @@ def derived_one_hot(weights: Any, edge_weights: Any, nodes: int) -> Any:
         top = ops.top_k(strength[rows.start:rows.stop], 2)[1]
         kept.append(ops.sum(ops.one_hot(top, len(rows)), axis=0))
     return ops.stop_gradient(best_op * ops.concatenate(kept)[:, None])
+
+
+def sampled_one_hots(weights: Any, edge_weights: Any, nodes: int, samples: int,
+                     seed: Any) -> Any:
+    """[samples, edges, ops] one-hots of derived cells sampled from the [edges, ops] op
+    weights (LA-DARTS Eq. 2): per node two edges drawn without replacement with probability
+    by strength (the derivation's: largest op weight other than `none`, times the edge
+    weight), by Gumbel top-2; on each an op other than `none` drawn from the op weights, as a
+    straight-through Gumbel-softmax (value one-hot, gradient of softmax(log w + g))."""
+    n_edges, n_ops = int(weights.shape[0]), len(CELL_OPS)
+    not_none = ops.convert_to_tensor([0.0 if op == "none" else 1.0 for op in CELL_OPS])
+
+    def gumbel(shape: tuple[int, ...]) -> Any:
+        u = keras.random.uniform(shape, minval=1e-6, maxval=1.0 - 1e-6, seed=seed)
+        return -ops.log(-ops.log(u))
+
+    logits = ops.log(ops.maximum(weights, 1e-30)) + (not_none - 1.0) * 1e9  # never `none`
+    perturbed = logits[None] + gumbel((samples, n_edges, n_ops))
+    soft = ops.softmax(perturbed, axis=-1)
+    hard = ops.one_hot(ops.argmax(perturbed, axis=-1), n_ops)
+    chosen = hard + soft - ops.stop_gradient(soft)
+    strength = ops.max(weights * not_none, axis=-1)
+    if edge_weights is not None:
+        strength = strength * edge_weights
+    drawn = ops.log(ops.maximum(strength, 1e-30))[None] + gumbel((samples, n_edges))
+    kept = []
+    for rows in node_edges(nodes):
+        top = ops.top_k(drawn[:, rows.start:rows.stop], 2)[1]
+        kept.append(ops.sum(ops.one_hot(top, len(rows)), axis=1))
+    return ops.stop_gradient(ops.concatenate(kept, axis=1))[..., None] * chosen

@@ -43,14 +43,20 @@ def table_path(f: Any, space: Any) -> str | None:
     return None
 
 
+def _predictor_path(f: Any) -> str | None:
+    """PATH of --latency_model=predictor:PATH (None for table), the flag checked."""
+    kind, _, path = f.latency_model.partition(":")
+    if f.latency_model != "table" and not (kind == "predictor" and path):
+        raise TfnasError(f"--latency_model={f.latency_model!r}: expected table or "
+                         "predictor:PATH")
+    return path or None
+
+
 def _latency_model(f: Any, space: Any) -> tuple[Any, str | None]:
     """The latency source the flags name (predictor or table) and its name for the report
     ("table PATH", "predictor PATH"); the source is None without one (or while a --device
     table is still to be profiled)."""
-    kind, _, predictor_path = f.latency_model.partition(":")
-    if f.latency_model != "table" and not (kind == "predictor" and predictor_path):
-        raise TfnasError(f"--latency_model={f.latency_model!r}: expected table or "
-                         "predictor:PATH")
+    predictor_path = _predictor_path(f)
     if predictor_path:
         from tfnas.latency.predictor import LatencyPredictor
 
@@ -100,7 +106,8 @@ def _settings(f: Any) -> dict[str, Any]:
         temperature=(f.tau_start, f.tau_end), rl_samples=f.rl_samples,
         rl_baseline_weight=f.rl_baseline_weight, path_select=f.path_select, repair=f.repair,
         target_tolerance=f.target_tolerance, nodes=f.nodes,
-        cell_bottleneck=f.cell_bottleneck, derived_cells=f.derived_cells)
+        cell_bottleneck=f.cell_bottleneck, derived_cells=f.derived_cells,
+        latency_samples=f.latency_samples, latency_noise=f.latency_noise)
 
 
 def _named(f: Any, err: TfnasError) -> TfnasError:
@@ -147,15 +154,16 @@ class SearchRequest:
         if latency is None and (self.metric == "latency" or self.cost in ("target", "max")):
             raise TfnasError("this search needs its latency source: profile the device first")
         constraints = list(self.ceilings)
+        derived = self.settings.get("eval_space") or space  # what the budgets price
         if self.cost in ("target", "max"):
             target = f.target_ms
             if target is None:
-                low, high = budget.cost_range(latency, space)
+                low, high = budget.cost_range(latency, derived)
                 target = low + f.target_fraction * (high - low)
             constraints.insert(0, Constraint(
                 latency, target, self.cost, flag="--target_ms", lam_init=f.lam_init,
                 lam_rate=f.lam_rate, kappa=f.lam_kappa))
-            budget.check_feasible(constraints[0], space)  # an unreachable target stops here
+            budget.check_feasible(constraints[0], derived)  # an unreachable target stops here
         sources = {**self.sources, "latency": latency}
         objective = (Objective(self.cost, f.lam) if self.cost in ("log", "linear") else None)
         try:
@@ -208,7 +216,7 @@ def request_from_flags(flags_values: Any) -> SearchRequest:
     if cells:
         derived = _cell_search(f, space)
         settings["eval_space"] = derived
-        latency, latency_name = None, None
+        latency, latency_name = _cell_latency_model(f, derived)
     else:
         cell_only = [n for n in ("cell_bottleneck", "derived_cells") if getattr(f, n) is not None]
         if cell_only:
@@ -297,9 +305,8 @@ def _lookup_graph(f: Any) -> Any:
     return graph
 
 
-# flags a cell search has no use for yet (its latency model is the LA-DARTS issue's work)
-_LATENCY_FLAGS = ("latency_table", "device", "energy_table", "max_mj", "target_ms",
-                  "target_fraction")
+# flags a cell search has no use for yet
+_UNSUPPORTED_ON_CELLS = ("device", "energy_table", "max_mj")
 
 
 def _cell_search(f: Any, space: Any) -> Any:
@@ -309,20 +316,55 @@ def _cell_search(f: Any, space: Any) -> Any:
     from tfnas.search import methods
     from tfnas.space.cells import EVALUATED_IN
 
-    given = [name for name in _LATENCY_FLAGS if getattr(f, name) not in (None, "")]
-    given += ["latency_model"] if f.latency_model != "table" else []
-    given += ["cost_metric"] if f.cost_metric in ("latency", "energy") else []
+    given = [name for name in _UNSUPPORTED_ON_CELLS if getattr(f, name) not in (None, "")]
+    given += ["cost_metric"] if f.cost_metric == "energy" else []
     if given:
         raise TfnasError(f"{', '.join('--' + n for n in given)}: a search of DARTS cells "
-                         "has params and FLOPs budgets (--max_mparams, --max_mflops) but no "
-                         "latency or energy model yet")
-    if f.cost in ("target", "max"):
-        raise TfnasError(f"--cost={f.cost} is a latency budget: a search of DARTS cells takes "
-                         "--max_mparams / --max_mflops")
+                         "prices latency with --latency_model=predictor:PATH or a cell "
+                         "--latency_table (tools/train_predictor.py, tools/build_lut.py), "
+                         "params and FLOPs exactly; it has no --device profiling or energy "
+                         "model yet")
     methods.get(f.method).check_widths(space, f.cell_bottleneck)
     name = f.eval_network or EVALUATED_IN.get(f.space, f.space)
     return cli.cell_network_from_flags(f, name, cells=f.eval_cells,
                                        init_channels=f.eval_init_channels)
+
+
+def _cell_latency_model(f: Any, network: Any) -> tuple[Any, str | None]:
+    """The latency source of a cell search (of `network`, the evaluation network): a
+    predictor (--latency_model=predictor:PATH, LA-DARTS' LPM or tfnas' own) or a per-edge
+    table (--latency_table, `tfnas.latency.cell_table`), each checked against the network
+    and --nodes; (None, None) without one."""
+    path = _predictor_path(f)
+    if path:
+        from tfnas.latency.predictor import LatencyPredictor
+        from tfnas.search.cell_budget import predictor_nodes
+
+        model = LatencyPredictor.load(path)
+        if model.space != network or predictor_nodes(model) != f.nodes:
+            raise TfnasError(f"predictor {path!r} was trained on {model.space.name!r} networks "
+                             f"({_network_line(model.space)}, {predictor_nodes(model)}-node "
+                             f"cells), not on this {_network_line(network)} with "
+                             f"--nodes={f.nodes}")
+        return model, f"predictor {path}"
+    if not f.latency_table:
+        return None, None
+    from tfnas.latency.cell_table import CellLatencyTable, is_cell_table
+
+    if not is_cell_table(f.latency_table):
+        raise TfnasError(f"--latency_table={f.latency_table}: a search of DARTS cells needs a "
+                         "cell latency table (tools/build_lut.py --space=darts28 ...)")
+    table = CellLatencyTable.load(f.latency_table)
+    if table.network != network or table.nodes != f.nodes:
+        raise TfnasError(f"--latency_table={f.latency_table} is the table of "
+                         f"{_network_line(table.network)} with {table.nodes}-node cells, not "
+                         f"of this {_network_line(network)} with --nodes={f.nodes}")
+    return costs.CellCost.from_table(table), f"table {f.latency_table}"
+
+
+def _network_line(network: Any) -> str:
+    return (f"{network.name}: {network.cells} cells, C={network.init_channels}, "
+            f"{network.input_size}x{network.input_size}")
 
 
 def config_from_flags(flags_values: Any) -> SearchConfig:

@@ -53,6 +53,10 @@ class SearchConfig:
     # C/b channels; one cell of each kind mixed by α, the others derived from it each step
     cell_bottleneck: int | None = None
     derived_cells: bool | None = None
+    # cell searches priced by a latency predictor (LA-DARTS): networks sampled per step for
+    # the expected latency (Eq. 2; 0: the derived cells), relative noise σ on the prediction
+    latency_samples: int = 20
+    latency_noise: float = 0.0
     # DCA-NAS' lookup graph: {path, metric, device_budget, search_budget} (`tfnas.search.lug`)
     lug: Any = None
     # (the latency target, like every budget, is a Constraint's target)
@@ -132,6 +136,10 @@ class SearchConfig:
                             f"{s['path_select']!r}")
         if not 1 <= s["nodes"] <= 8:
             problems.append(f"nodes must be in [1, 8], got {s['nodes']}")
+        if s["latency_samples"] < 0:
+            problems.append("latency_samples must be 0 or more")
+        if s["latency_noise"] < 0:
+            problems.append("latency_noise must be 0 or more")
         if not 0 < s["target_tolerance"] < 1:
             problems.append("target_tolerance must be in (0, 1)")
         if problems:

@@ -28,6 +28,13 @@ def define_flags(values: Any = None) -> None:
     flags.DEFINE_boolean("derived_cells", None, "Cell searches: DCA-NAS' derived cells, only "
                          "the first cell of each kind mixed by α, the others the cells derived "
                          "from α each step (default: the method's, on for dca_nas).")
+    flags.DEFINE_integer("latency_samples", 20, "Cell searches with a latency predictor: "
+                         "networks sampled from α whose mean predicted latency the budget "
+                         "prices (LA-DARTS Eq. 2, M = 20); 0: the cells derived now, straight "
+                         "through (LightNAS).", lower_bound=0)
+    flags.DEFINE_float("latency_noise", 0.0, "Cell searches with a latency predictor: "
+                       "multiply the predicted latency by 1 + σ·N(0, 1) at every step "
+                       "(LA-DARTS' robustness test); σ here.", lower_bound=0.0)
     flags.DEFINE_string("eval_network", None, "Cell searches: the network the derived cells "
                         "are built in, which arch.json holds and the budgets price (default: "
                         "darts_cifar for darts_search, darts28 for darts28_search, else "

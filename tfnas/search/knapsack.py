@@ -91,3 +91,19 @@ def dp(candidates: Sequence[Sequence[Any]], scores: Sequence[dict[Any, float]],
         return tuple(reversed(picked))
 
     return costs, weights, ops_of
+
+
+def pick(costs: np.ndarray, weights: np.ndarray, constraints: Sequence[Any],
+         tolerance: float) -> int:
+    """The state of highest weight with every target within tolerance; else the one nearest
+    the targets (largest relative miss smallest), then highest weight."""
+    targets = [j for j, c in enumerate(constraints) if c.kind == "target"]
+    if not targets:
+        return int(np.argmax(weights))
+    miss = np.max(np.abs(costs[:, targets] / np.array(
+        [constraints[j].target for j in targets]) - 1.0), axis=1)
+    inside = miss <= tolerance + 1e-12
+    if np.any(inside):
+        return int(np.argmax(np.where(inside, weights, -np.inf)))
+    nearest = np.isclose(miss, miss.min(), rtol=0, atol=1e-12)
+    return int(np.argmax(np.where(nearest, weights, -np.inf)))

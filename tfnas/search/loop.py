@@ -93,7 +93,9 @@ class Search(SearchStep):
                                         temperature=config.temperature[0],
                                         select=self.path_select, nodes=config.nodes,
                                         bottleneck=config.cell_bottleneck,
-                                        derived_cells=config.derived_cells)
+                                        derived_cells=config.derived_cells,
+                                        latency_samples=config.latency_samples,
+                                        latency_noise=config.latency_noise)
             self.architecture_variables = supernet.architecture_variables(self.model)
             arch_ids = {id(v) for v in self.architecture_variables}
             # one-level (superkernel): one optimizer trains weights and thresholds together

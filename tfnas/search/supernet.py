@@ -36,11 +36,13 @@ def build(space: SearchSpace, *, method: str = "superkernel", dropout: float = 0
           drop_rate: float = 0.0, threshold_init: float = 0.0, seed: int | None = None,
           sync_bn: bool = False, temperature: float = 5.0, select: str = "switch",
           nodes: int = 4, bottleneck: int | None = None,
-          derived_cells: bool | None = None) -> Any:
+          derived_cells: bool | None = None, latency_samples: int = 20,
+          latency_noise: float = 0.0) -> Any:
     """The supernet of `space` for a search method (`sync_bn`: cross-replica batch norm;
     `temperature`: initial Gumbel τ; `select`: how mixed ops (and derived cells) run one path,
     see `MixedOp`; cell methods: `nodes` intermediate nodes per cell, DCA-NAS' channel
-    `bottleneck` and `derived_cells`, None for the method's own)."""
+    `bottleneck` and `derived_cells`, None for the method's own; a latency predictor's
+    `latency_samples` and `latency_noise`, `CellSupernet`)."""
     record = methods.get(method)
     record.check_space(space)
     common.check_dropout(dropout)
@@ -52,6 +54,7 @@ def build(space: SearchSpace, *, method: str = "superkernel", dropout: float = 0
                              bottleneck=bottleneck, select=select,
                              derived_cells=(record.derived_cells if derived_cells is None
                                             else derived_cells),
+                             latency_samples=latency_samples, latency_noise=latency_noise,
                              seed=seed or 0, name=f"supernet_{space.name}")
         model(keras.ops.zeros((1, space.input_size, space.input_size, space.input_channels)),
               training=False)  # (a subclassed model's variables exist once it is called)
