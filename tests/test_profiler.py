@@ -144,6 +144,43 @@ def test_build_lut_and_validate_latency_tools(tmp_path):
     assert (tmp_path / "val" / "validation.png").stat().st_size > 1000
 
 
+@pytest.mark.slow  # about a minute: every model goes through the TFLite converter
+def test_the_tools_chain_on_a_network_of_cells(tmp_path):
+    """Issue 21 on a small network of cells: a latency dataset, the per-edge table calibrated
+    on it (in its units), a predictor with the table prior, and validation on unseen
+    networks, by the tools a user runs."""
+    from conftest import run_tool
+    from tfnas.latency.cell_table import CellLatencyTable
+
+    net = ("--space=darts28", "--cells=3", "--init_channels=4", "--nodes=1")
+    quick = ("--runs=3", "--warmup=1", "--min_seconds=0", "--repeats=1")
+    data = tmp_path / "lpm.dataset.json"
+    lpm = run_tool("train_predictor.py", *net, "--num_archs=6", "--steps=100",
+                   "--hidden=8", f"--out={tmp_path / 'lpm.json'}", *quick)
+    assert lpm.returncode == 0, lpm.stderr[-2000:]
+    lut = tmp_path / "cell_lut.json"
+    built = run_tool("build_lut.py", *net, f"--calibration_dataset={data}", f"--out={lut}",
+                     *quick)
+    assert built.returncode == 0, built.stderr[-2000:]
+    table = CellLatencyTable.load(lut)
+    dataset = json.loads(data.read_text())
+    assert table.calibrated and len(table.calibration["archs"]) == 6
+    assert table.device["reference_ms"] == dataset["measurement"]["reference_ms"]
+    own = run_tool("train_predictor.py", *net, "--num_archs=6", "--steps=100", "--hidden=8",
+                   f"--latency_table={lut}", f"--dataset={data}",
+                   f"--out={tmp_path / 'own.json'}", *quick)
+    assert own.returncode == 0 and "prior_decay" in own.stdout, own.stderr[-2000:]
+    checked = run_tool("validate_latency.py", *net, f"--latency_table={lut}",
+                       f"--predictor={tmp_path / 'lpm.json'},{tmp_path / 'own.json'}",
+                       "--num_archs=3", *quick, f"--out={tmp_path / 'val'}")
+    assert checked.returncode == 0, checked.stderr[-2000:]
+    report = json.loads((tmp_path / "val" / "validation.json").read_text())
+    assert set(report["predictors"]) == {"lpm.json", "own.json"}
+    genotypes = [r["genotype"] for r in report["architectures"]]
+    assert len(genotypes) == 3 and not [g for g in genotypes if g in dataset["archs"]]
+    assert "lpm.json MAPE" in checked.stdout and "own.json MAPE" in checked.stdout
+
+
 def test_a_table_refuses_a_space_whose_stem_or_head_differs(tmp_path):
     """Rows are keyed by signature, the fixed part is one number: a table measured with 10
     classes must not price a 1000-class head (or a 5-class one)."""
