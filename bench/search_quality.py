@@ -41,9 +41,9 @@ import numpy as np
 from absl import flags
 
 from tfnas import cli
+from fashion import SHARED_NPZ, cached as _cached, subset as _subset
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_NPZ = ROOT.parent / "shared" / "data" / "fashion_mnist" / "fashion_mnist.npz"
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("npz", str(SHARED_NPZ), "Fashion-MNIST as an npz file.")
@@ -62,24 +62,6 @@ flags.DEFINE_float("band", 0.02, "Random and MobileNetV2-like networks: within t
 flags.DEFINE_list("noise_seeds", ["1", "2"], "More training seeds of the first searched "
                   "network (seed noise).")
 flags.DEFINE_string("out", "runs/search_quality", "Output folder (resumable).")
-
-
-def _subset(source: Path, out: Path, count: int) -> Path:
-    """The first `count` training images and every test image, as an npz in OUT."""
-    path = out / f"fashion_{count}.npz"
-    if not path.exists():
-        with np.load(source) as arrays:
-            np.savez(path, x_train=arrays["x_train"][:count], y_train=arrays["y_train"][:count],
-                     x_test=arrays["x_test"], y_test=arrays["y_test"])
-    return path
-
-
-def _cached(path: Path, make):
-    if path.exists():
-        return json.loads(path.read_text())
-    value = make()
-    path.write_text(json.dumps(value, indent=1) + "\n")
-    return value
 
 
 def _search(out: Path, dataset: str, table: Path, target: float, method: str, seed: int

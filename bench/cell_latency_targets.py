@@ -1,0 +1,163 @@
+"""Latency budgets on DARTS cells (LA-DARTS): do searches land on their targets, measured?
+
+    python bench/cell_latency_targets.py --lpm=lpm.json \
+        [--npz=../shared/data/fashion_mnist/fashion_mnist.npz] [--fractions=0.1,0.3,0.5,0.7,0.9] \
+        [--lams=0.1,1,10] [--noise=0.1] [--epochs=3] [--out=runs/cell_latency_targets]
+
+`--lpm` is a latency predictor of the evaluation network (tools/train_predictor.py on
+`--space=darts28 --cells=8 --init_channels=16`, with its latency dataset beside it, whose
+units the measurements here join). On Fashion-MNIST (the first `--train_examples` training
+and `--test_examples` test images; the default path is the project's shared data folder,
+which users do not have: pass `--npz`), DARTS (first order) searches `darts28_search` cells
+(`--search_cells`, `--search_channels`) for that evaluation network, and:
+
+1. one search per target T at `--fractions` of the predictor's range (`--target_ms`, nothing
+   else changed): the returned network's predicted and measured latency against T;
+2. LA-DARTS' loss CE + λ·LAT (`--cost=linear --lam=λ`, LAT the mean prediction over 20
+   networks sampled from α, its Eq. 2) for each λ of `--lams` (per ms): the derived network's
+   predicted and measured latency should fall as λ rises;
+3. the middle λ again with Gaussian noise of relative σ = `--noise` on the predicted latency
+   at every step (`--latency_noise`, LA-DARTS' robustness test): how far the derived
+   network's latency moves.
+
+Every search is kept in OUT (run again to resume); each returned network is measured once
+(local device, 1 thread, converted by TFLite), in the predictor's dataset units. Prints one
+table per part and writes OUT/results.json. Nothing is asserted: report what it prints.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from absl import flags
+
+from tfnas import cli
+from fashion import SHARED_NPZ, cached as _cached, subset as _subset
+
+ROOT = Path(__file__).resolve().parents[1]
+FLAGS = flags.FLAGS
+flags.DEFINE_string("lpm", None, "Latency predictor of the evaluation network (JSON).")
+flags.DEFINE_string("npz", str(SHARED_NPZ), "Fashion-MNIST as an npz file.")
+flags.DEFINE_list("fractions", ["0.1", "0.3", "0.5", "0.7", "0.9"], "Targets, as fractions "
+                  "of the predictor's latency range.")
+flags.DEFINE_list("lams", ["0.1", "1", "10"], "λ of the fixed-λ searches (per ms).")
+flags.DEFINE_float("noise", 0.1, "Relative σ of the noise on the predicted latency.")
+flags.DEFINE_integer("search_cells", 5, "Cells of the search network.")
+flags.DEFINE_integer("search_channels", 8, "C of the search network.")
+flags.DEFINE_integer("epochs", 3, "Epochs of each search.")
+flags.DEFINE_integer("train_examples", 2000, "Training images (the first N).")
+flags.DEFINE_integer("test_examples", 1000, "Validation images (the first N test images).")
+flags.DEFINE_integer("batch_size", 64, "Batch size of the searches.")
+flags.DEFINE_string("out", "runs/cell_latency_targets", "Output folder (resumable).")
+flags.mark_flag_as_required("lpm")
+
+
+def _search(name: str, dataset: str, lpm: Path, network, nodes: int, *args: str) -> dict:
+    model_dir = Path(FLAGS.out) / name
+    report = model_dir / "report.json"
+    if not report.exists():
+        command = [sys.executable, "-m", "tfnas.search", "--space=darts28_search",
+                   f"--cells={FLAGS.search_cells}", f"--init_channels={FLAGS.search_channels}",
+                   f"--eval_cells={network.cells}",
+                   f"--eval_init_channels={network.init_channels}", f"--nodes={nodes}",
+                   "--method=darts",
+                   f"--dataset={dataset}", f"--epochs={FLAGS.epochs}", "--warmup_epochs=1",
+                   f"--batch_size={FLAGS.batch_size}", f"--latency_model=predictor:{lpm}",
+                   f"--model_dir={model_dir}", *args]
+        print("$", " ".join(command[1:]), flush=True)
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"search {name} failed:\n{done.stderr[-3000:]}")
+    return json.loads(report.read_text())
+
+
+def main(argv: list[str]) -> None:
+    from tfnas.deploy.export import converted_network
+    from tfnas.latency import measured
+    from tfnas.latency.devices import LocalDevice
+    from tfnas.latency.meter import Meter, default_reference
+    from tfnas.latency.predictor import LatencyPredictor
+    from tfnas.latency.profiler import measure_network
+    from tfnas.search.budget import cost_range
+    from tfnas.search.cell_budget import predictor_nodes
+    from tfnas.space import load_architecture
+
+    source = Path(FLAGS.npz)
+    if not source.exists():
+        raise SystemExit(f"this bench needs Fashion-MNIST as an npz file at {source} (the "
+                         "project's shared data folder): pass --npz=PATH")
+    out = Path(FLAGS.out)
+    out.mkdir(parents=True, exist_ok=True)
+    lpm_path = Path(FLAGS.lpm).resolve()
+    lpm = LatencyPredictor.load(lpm_path)
+    network = lpm.space
+    dataset = f"npz:{_subset(source, out, FLAGS.train_examples, FLAGS.test_examples)}"
+    meter = Meter(LocalDevice(threads=1), reference=default_reference(network),
+                  network_model=converted_network)
+    units = lpm.metrics.get("dataset")
+    if units and Path(units).exists():
+        _, _, record = measured.load(units, network)
+        meter.join(record, units)
+    low, high = cost_range(lpm, network)
+    nodes = predictor_nodes(lpm)
+    print(f"{network.name}: {network.cells} cells, C={network.init_channels}; the predictor "
+          f"spans {low:.4f} to {high:.4f} ms")
+
+    def outcome(name: str, report: dict) -> dict:
+        def measure() -> float:
+            arch = load_architecture(out / name / "arch.json")
+            return measure_network(arch, meter)
+
+        ms = _cached(out / name / "measured.json", lambda: {"ms": measure()})["ms"]
+        return {"name": name, "predicted_ms": report["predicted_ms"], "measured_ms": ms,
+                "val_accuracy": report.get("val_accuracy"), "arch": report["arch"]}
+
+    results: dict = {"range_ms": [low, high], "targets": [], "lams": [], "noise": None}
+    for fraction in (float(f) for f in FLAGS.fractions):
+        target = round(low + fraction * (high - low), 4)
+        name = f"target_{target:g}"
+        row = outcome(name, _search(name, dataset, lpm_path, network, nodes, f"--target_ms={target}"))
+        row.update(target_ms=target, predicted_error=row["predicted_ms"] / target - 1,
+                   measured_error=row["measured_ms"] / target - 1)
+        results["targets"].append(row)
+    for lam in FLAGS.lams:
+        name = f"lam_{lam}"
+        row = outcome(name, _search(name, dataset, lpm_path, network, nodes, "--cost=linear",
+                                    f"--lam={lam}"))
+        results["lams"].append({**row, "lam": float(lam)})
+    middle = FLAGS.lams[len(FLAGS.lams) // 2]
+    name = f"lam_{middle}_noise_{FLAGS.noise:g}"
+    noisy = outcome(name, _search(name, dataset, lpm_path, network, nodes, "--cost=linear",
+                                  f"--lam={middle}", f"--latency_noise={FLAGS.noise}"))
+    clean = next(r for r in results["lams"] if r["name"] == f"lam_{middle}")
+    results["noise"] = {"sigma": FLAGS.noise, "lam": float(middle), "clean": clean,
+                        "noisy": noisy,
+                        "predicted_change": noisy["predicted_ms"] / clean["predicted_ms"] - 1,
+                        "measured_change": noisy["measured_ms"] / clean["measured_ms"] - 1}
+    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+
+    print("\n1. one search per --target_ms (DARTS, LPM, nothing else changed)")
+    print(f"{'target ms':>10} {'predicted':>10} {'error':>7} {'measured':>10} {'error':>7}")
+    for r in results["targets"]:
+        print(f"{r['target_ms']:>10.4f} {r['predicted_ms']:>10.4f} "
+              f"{r['predicted_error'] * 100:>6.2f}% {r['measured_ms']:>10.4f} "
+              f"{r['measured_error'] * 100:>6.2f}%")
+    errors = [abs(r["measured_error"]) for r in results["targets"]]
+    print(f"measured error: median {np.median(errors) * 100:.2f}%, max {max(errors) * 100:.2f}%")
+    print("\n2. LA-DARTS' loss CE + λ·LAT (fixed λ, no solver)")
+    print(f"{'λ per ms':>10} {'predicted':>10} {'measured':>10}")
+    for r in results["lams"]:
+        print(f"{r['lam']:>10g} {r['predicted_ms']:>10.4f} {r['measured_ms']:>10.4f}")
+    n = results["noise"]
+    print(f"\n3. noise σ = {n['sigma']:g} on the predicted latency (λ = {n['lam']:g}): derived "
+          f"network {n['noisy']['predicted_ms']:.4f} ms predicted "
+          f"({n['predicted_change'] * 100:+.2f}% vs without), {n['noisy']['measured_ms']:.4f} ms "
+          f"measured ({n['measured_change'] * 100:+.2f}%)")
+
+
+if __name__ == "__main__":
+    cli.run(main)
