@@ -36,7 +36,7 @@ import numpy as np
 from absl import flags
 
 from tfnas import cli
-from fashion import SHARED_NPZ, cached as _cached, subset as _subset
+from fashion import SHARED_NPZ, cached as _cached, dataset as fashion_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 FLAGS = flags.FLAGS
@@ -86,16 +86,11 @@ def main(argv: list[str]) -> None:
     from tfnas.search.cell_budget import predictor_nodes
     from tfnas.space import load_architecture
 
-    source = Path(FLAGS.npz)
-    if not source.exists():
-        raise SystemExit(f"this bench needs Fashion-MNIST as an npz file at {source} (the "
-                         "project's shared data folder): pass --npz=PATH")
     out = Path(FLAGS.out)
-    out.mkdir(parents=True, exist_ok=True)
+    dataset = fashion_dataset(FLAGS.npz, out, FLAGS.train_examples, FLAGS.test_examples)
     lpm_path = Path(FLAGS.lpm).resolve()
     lpm = LatencyPredictor.load(lpm_path)
     network = lpm.space
-    dataset = f"npz:{_subset(source, out, FLAGS.train_examples, FLAGS.test_examples)}"
     meter = Meter(LocalDevice(threads=1), reference=default_reference(network),
                   network_model=converted_network)
     units = lpm.metrics.get("dataset")

@@ -32,3 +32,14 @@ def cached(path: Path, make: Callable[[], Any]) -> Any:
     value = make()
     path.write_text(json.dumps(value, indent=1) + "\n")
     return value
+
+
+def dataset(npz: str, out: Path, count: int, test_count: int | None = None) -> str:
+    """The `npz:PATH` dataset of a subset (`subset`) written in `out` (created), after one
+    clear exit when the Fashion-MNIST file is missing."""
+    source = Path(npz)
+    if not source.exists():
+        raise SystemExit(f"this bench needs Fashion-MNIST as an npz file at {source} (the "
+                         "project's shared data folder): pass --npz=PATH")
+    out.mkdir(parents=True, exist_ok=True)
+    return f"npz:{subset(source, out, count, test_count)}"

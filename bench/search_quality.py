@@ -41,7 +41,7 @@ import numpy as np
 from absl import flags
 
 from tfnas import cli
-from fashion import SHARED_NPZ, cached as _cached, subset as _subset
+from fashion import SHARED_NPZ, cached as _cached, dataset as fashion_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -172,13 +172,8 @@ def main(argv: list[str]) -> None:
     from tfnas.space import Architecture, Op, get_space, parse_ops
 
     began = time.time()
-    source = Path(FLAGS.npz)
-    if not source.exists():
-        raise SystemExit(f"this bench needs Fashion-MNIST as an npz file at {source} (the "
-                         "project's shared data folder): pass --npz=PATH")
     out = Path(FLAGS.out)
-    out.mkdir(parents=True, exist_ok=True)
-    dataset = f"npz:{_subset(source, out, FLAGS.train_examples)}"
+    dataset = fashion_dataset(FLAGS.npz, out, FLAGS.train_examples)
     space = get_space(FLAGS.space)
     meter = Meter(LocalDevice(), reference=default_reference(space))
     table_path = out / "lut.json"
