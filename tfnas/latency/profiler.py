@@ -98,17 +98,24 @@ def measure_with_progress(meter: Meter, models: list[bytes], progress: bool, wha
                           label: Callable[[int], str] = lambda index: "") -> list[float]:
     """`meter.measure(models, on_value)` behind a progress bar that shows each latency."""
     bar = progress_bar(len(models), progress and bool(models), what, unit)
-
-    def done(index: int, ms: float, raw: BenchmarkResult) -> None:
-        if on_value:
-            on_value(index, ms, raw)
-        bar.update(1)
-        bar.set_postfix_str(f"{label(index)}{ms:.4g} ms")
-
     try:
-        return meter.measure(models, done)
+        return meter.measure(models, _reporter(bar, on_value, label))
     finally:
         bar.close()
+
+
+def _reporter(bar: Any, on_value: Callable[[int, float, BenchmarkResult], None] | None,
+              label: Callable[[int], str] = lambda index: "", start: int = 0
+              ) -> Callable[[int, float, BenchmarkResult], None]:
+    """The callback a meter calls per model: `on_value` (index shifted by `start`), then the
+    bar moved on and showing the latency."""
+    def done(index: int, ms: float, raw: BenchmarkResult) -> None:
+        if on_value:
+            on_value(start + index, ms, raw)
+        bar.update(1)
+        bar.set_postfix_str(f"{label(start + index)}{ms:.4g} ms")
+
+    return done
 
 
 def measure_network(arch: Architecture, meter: Meter) -> float:
@@ -135,14 +142,7 @@ def measure_networks(meter: Meter, archs: list[Any], progress: bool = True,
     try:
         for start in range(0, len(archs), chunk):
             models = [meter.model_of(arch) for arch in archs[start:start + chunk]]
-
-            def done(index: int, ms: float, raw: BenchmarkResult, start: int = start) -> None:
-                if on_value:
-                    on_value(start + index, ms, raw)
-                bar.update(1)
-                bar.set_postfix_str(f"{ms:.4g} ms")
-
-            values += meter.measure(models, done)
+            values += meter.measure(models, _reporter(bar, on_value, start=start))
     finally:
         bar.close()
     return values
