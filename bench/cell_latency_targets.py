@@ -20,8 +20,10 @@ which users do not have: pass `--npz`), DARTS (first order) searches `darts28_se
    at every step (`--latency_noise`, LA-DARTS' robustness test): how far the derived
    network's latency moves.
 
-Every search is kept in OUT (run again to resume); each returned network is measured once
-(local device, 1 thread, converted by TFLite), in the predictor's dataset units. Prints one
+Every search is kept in OUT (run again to resume); the returned networks are measured
+together at the end (local device, 1 thread, converted by TFLite) in the predictor's dataset
+units, and with `--latency_table` (a cell table calibrated on that dataset) anchored to its
+calibration networks, timed again beside them. Prints one
 table per part and writes OUT/results.json. Nothing is asserted: report what it prints.
 """
 
@@ -41,6 +43,9 @@ from fashion import SHARED_NPZ, cached as _cached, dataset as fashion_dataset
 ROOT = Path(__file__).resolve().parents[1]
 FLAGS = flags.FLAGS
 flags.DEFINE_string("lpm", None, "Latency predictor of the evaluation network (JSON).")
+flags.DEFINE_string("latency_table", None, "The network's cell latency table (optional): "
+                    "its calibration networks are timed again beside the returned networks, "
+                    "whose latencies are then in the units of the day it was measured.")
 flags.DEFINE_string("npz", str(SHARED_NPZ), "Fashion-MNIST as an npz file.")
 flags.DEFINE_list("fractions", ["0.1", "0.3", "0.5", "0.7", "0.9"], "Targets, as fractions "
                   "of the predictor's latency range.")
@@ -81,7 +86,7 @@ def main(argv: list[str]) -> None:
     from tfnas.latency.devices import LocalDevice
     from tfnas.latency.meter import Meter, default_reference
     from tfnas.latency.predictor import LatencyPredictor
-    from tfnas.latency.profiler import measure_network
+    from tfnas.latency.profiler import measure_networks
     from tfnas.search.budget import cost_range
     from tfnas.search.cell_budget import predictor_nodes
     from tfnas.space import load_architecture
@@ -102,32 +107,47 @@ def main(argv: list[str]) -> None:
     print(f"{network.name}: {network.cells} cells, C={network.init_channels}; the predictor "
           f"spans {low:.4f} to {high:.4f} ms")
 
-    def outcome(name: str, report: dict) -> dict:
-        def measure() -> float:
-            arch = load_architecture(out / name / "arch.json")
-            return measure_network(arch, meter)
+    if FLAGS.latency_table:
+        from tfnas.latency.cell_table import CellLatencyTable
 
-        ms = _cached(out / name / "measured.json", lambda: {"ms": measure()})["ms"]
-        return {"name": name, "predicted_ms": report["predicted_ms"], "measured_ms": ms,
-                "val_accuracy": report.get("val_accuracy"), "arch": report["arch"]}
+        meter.anchor_to(CellLatencyTable.load(FLAGS.latency_table))
+    reports: dict[str, dict] = {}
+    targets = [round(low + float(f) * (high - low), 4) for f in FLAGS.fractions]
+    for target in targets:
+        reports[f"target_{target:g}"] = _search(f"target_{target:g}", dataset, lpm_path,
+                                                network, nodes, f"--target_ms={target}")
+    for lam in FLAGS.lams:
+        reports[f"lam_{lam}"] = _search(f"lam_{lam}", dataset, lpm_path, network, nodes,
+                                        "--cost=linear", f"--lam={lam}")
+    middle = FLAGS.lams[len(FLAGS.lams) // 2]
+    noisy_name = f"lam_{middle}_noise_{FLAGS.noise:g}"
+    reports[noisy_name] = _search(noisy_name, dataset, lpm_path, network, nodes,
+                                  "--cost=linear", f"--lam={middle}",
+                                  f"--latency_noise={FLAGS.noise}")
 
-    results: dict = {"range_ms": [low, high], "targets": [], "lams": [], "noise": None}
-    for fraction in (float(f) for f in FLAGS.fractions):
-        target = round(low + fraction * (high - low), 4)
-        name = f"target_{target:g}"
-        row = outcome(name, _search(name, dataset, lpm_path, network, nodes, f"--target_ms={target}"))
+    def measure_all() -> dict:  # one call: the anchors are timed with them
+        names = list(reports)
+        archs = [load_architecture(out / name / "arch.json") for name in names]
+        return dict(zip(names, measure_networks(meter, archs, what="measuring the returned "
+                                                                   "networks")))
+
+    measured_ms = _cached(out / "measured.json", measure_all)
+
+    def outcome(name: str) -> dict:
+        report = reports[name]
+        return {"name": name, "predicted_ms": report["predicted_ms"],
+                "measured_ms": measured_ms[name], "arch": report["arch"]}
+
+    results: dict = {"range_ms": [low, high], "targets": [], "lams": [], "noise": None,
+                     "anchor_scales": meter.anchor_scales}
+    for target in targets:
+        row = outcome(f"target_{target:g}")
         row.update(target_ms=target, predicted_error=row["predicted_ms"] / target - 1,
                    measured_error=row["measured_ms"] / target - 1)
         results["targets"].append(row)
     for lam in FLAGS.lams:
-        name = f"lam_{lam}"
-        row = outcome(name, _search(name, dataset, lpm_path, network, nodes, "--cost=linear",
-                                    f"--lam={lam}"))
-        results["lams"].append({**row, "lam": float(lam)})
-    middle = FLAGS.lams[len(FLAGS.lams) // 2]
-    name = f"lam_{middle}_noise_{FLAGS.noise:g}"
-    noisy = outcome(name, _search(name, dataset, lpm_path, network, nodes, "--cost=linear",
-                                  f"--lam={middle}", f"--latency_noise={FLAGS.noise}"))
+        results["lams"].append({**outcome(f"lam_{lam}"), "lam": float(lam)})
+    noisy = outcome(noisy_name)
     clean = next(r for r in results["lams"] if r["name"] == f"lam_{middle}")
     results["noise"] = {"sigma": FLAGS.noise, "lam": float(middle), "clean": clean,
                         "noisy": noisy,

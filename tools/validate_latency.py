@@ -72,7 +72,7 @@ def main(argv: list[str]) -> None:
             seen |= {measured.key(a) for a in trained}
     meter = cli.meter_from_flags(FLAGS, space, network_model)
     meter.adopt(table.device)
-    if FLAGS.anchor and not cells:
+    if FLAGS.anchor:
         meter.anchor_to(table)
     archs = measured.sample_unique(space, FLAGS.num_archs, FLAGS.seed, exclude=seen,
                                    nodes=FLAGS.nodes)

@@ -20,8 +20,8 @@ from tfnas.run.files import write_text
 from tfnas.latency.meter import Meter
 from tfnas.latency.profiler import measure_networks
 from tfnas.space import Architecture
-from tfnas.space.architecture import space_from_dict
-from tfnas.space.cells import CellArchitecture, Genotype, is_cell_network
+from tfnas.space.architecture import arch_of_record, arch_record, space_from_dict
+from tfnas.space.cells import CellArchitecture, is_cell_network
 
 FORMAT = "tfnas.latency_dataset/1"
 
@@ -29,12 +29,6 @@ FORMAT = "tfnas.latency_dataset/1"
 def key(arch: Any) -> str:
     """What tells two architectures apart in a dataset (its `brief()` line)."""
     return arch.brief()
-
-
-def _arch(space: Any, item: Any) -> Any:
-    if is_cell_network(space):
-        return CellArchitecture(space, Genotype.from_dict(item))
-    return Architecture(space, tuple(item))
 
 
 def sample(space: Any, rng: np.random.Generator, nodes: int = 4) -> Any:
@@ -58,7 +52,7 @@ def load(path: str | Path,
         if space_from_dict(data["space"]) != space:
             raise TfnasError(f"{path} holds networks of another space "
                              f"({data['space'].get('name')!r}): choose another dataset file")
-        archs = [_arch(space, item) for item in data["archs"]]
+        archs = [arch_of_record(space, item) for item in data["archs"]]
         return archs, [float(x) for x in data["measured_ms"]], dict(data["measurement"])
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as err:
         raise TfnasError(f"malformed latency dataset {path}: {err}") from None
@@ -68,8 +62,7 @@ def save(path: str | Path, space: Any, archs: list[Any],
          measured_ms: list[float], measurement: dict[str, Any]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    items = [a.genotype.to_dict() if is_cell_network(space) else list(a.op_names)
-             for a in archs]
+    items = [arch_record(a) for a in archs]
     write_text(path, json.dumps({
         "format": FORMAT, "space": space.to_dict(), "measurement": measurement,
         "archs": items, "measured_ms": measured_ms}) + "\n")

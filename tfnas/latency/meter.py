@@ -53,7 +53,7 @@ from typing import Any, Callable, Sequence
 from tfnas.errors import TfnasError
 from tfnas.latency.devices import STATISTICS, BenchmarkResult, Device
 from tfnas.space import Architecture
-from tfnas.space.architecture import architecture_from_dict
+from tfnas.space.architecture import arch_of_record, arch_record, architecture_from_dict
 
 
 def default_reference(space: Any) -> Any:
@@ -85,6 +85,7 @@ class Meter:
     # how a whole network becomes the model timed (None: `timing_models.network`, the
     # hand-written graphs; networks of DARTS cells: `tfnas.deploy.export.converted_network`)
     network_model: Callable[[Any], bytes] | None = None
+    _anchor_models: list[bytes] = dataclasses.field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
         if self.statistic not in STATISTICS:
@@ -115,7 +116,7 @@ class Meter:
         if self.reference is not None:
             info.update(reference=self.reference.to_dict(), reference_ms=self.reference_ms)
         if self.anchors:
-            info["anchors"] = {"archs": [list(a.op_names) for a, _ in self.anchors],
+            info["anchors"] = {"archs": [arch_record(a) for a, _ in self.anchors],
                                "measured_ms": [ms for _, ms in self.anchors]}
         return info
 
@@ -141,7 +142,7 @@ class Meter:
         if recorded.get("anchors") and self.reference is not None:
             space = self.reference.space
             anchors = recorded["anchors"]
-            self.anchors = tuple((Architecture(space, tuple(ops)), float(ms)) for ops, ms in
+            self.anchors = tuple((arch_of_record(space, item), float(ms)) for item, ms in
                                  zip(anchors["archs"], anchors["measured_ms"]))
 
     def anchor_to(self, table: Any, count: int = 8) -> None:
@@ -152,7 +153,7 @@ class Meter:
         if not calibration.get("archs") or self.reference is None:
             return
         space = self.reference.space
-        self.anchors = tuple((Architecture(space, tuple(ops)), float(ms)) for ops, ms in
+        self.anchors = tuple((arch_of_record(space, item), float(ms)) for item, ms in
                              list(zip(calibration["archs"], calibration["measured_ms"]))[:count])
 
     def measure(self, models: Sequence[bytes],
@@ -164,7 +165,9 @@ class Meter:
             return self._measure(models, on_value)
         import numpy as np
 
-        anchor_models = [self.model_of(arch) for arch, _ in self.anchors]
+        if len(self._anchor_models) != len(self.anchors):  # built once (cells: seconds each)
+            self._anchor_models = [self.model_of(arch) for arch, _ in self.anchors]
+        anchor_models = self._anchor_models
         stored = np.array([ms for _, ms in self.anchors])
         values: list[float] = []
         for start in range(0, len(models), self.anchor_every):

@@ -182,6 +182,25 @@ def architecture_from_dict(data: Any) -> "Architecture | CellArchitecture":
     return Architecture.from_dict(data)
 
 
+def arch_record(arch: Any) -> Any:
+    """What files of measured networks (latency datasets, table calibrations, anchors) keep
+    of an architecture: a layer network's op names, a cell network's genotype."""
+    from tfnas.space.cells import CellArchitecture
+
+    if isinstance(arch, CellArchitecture):
+        return arch.genotype.to_dict()
+    return list(arch.op_names)
+
+
+def arch_of_record(space: Any, item: Any) -> "Architecture | CellArchitecture":
+    """The architecture of `space` that `arch_record` kept as `item`."""
+    from tfnas.space.cells import CellArchitecture, Genotype, is_cell_network
+
+    if is_cell_network(space):
+        return CellArchitecture(space, Genotype.from_dict(item))
+    return Architecture(space, tuple(item))
+
+
 def space_from_dict(data: Any) -> Any:
     """Either kind of space, from its JSON object: a layer `SearchSpace` or a `CellNetwork`."""
     from tfnas.space.cells import CellNetwork
