@@ -49,6 +49,8 @@ flags.DEFINE_string("latency_table", None, "The network's cell latency table (op
 flags.DEFINE_string("npz", str(SHARED_NPZ), "Fashion-MNIST as an npz file.")
 flags.DEFINE_list("fractions", ["0.1", "0.3", "0.5", "0.7", "0.9"], "Targets, as fractions "
                   "of the predictor's latency range.")
+flags.DEFINE_list("targets_ms", [], "Targets in ms instead of --fractions (the range of "
+                  "networks the predictor was trained on is where it is right).")
 flags.DEFINE_list("lams", ["0.1", "1", "10"], "λ of the fixed-λ searches (per ms).")
 flags.DEFINE_float("noise", 0.1, "Relative σ of the noise on the predicted latency.")
 flags.DEFINE_integer("search_cells", 5, "Cells of the search network.")
@@ -112,7 +114,8 @@ def main(argv: list[str]) -> None:
 
         meter.anchor_to(CellLatencyTable.load(FLAGS.latency_table))
     reports: dict[str, dict] = {}
-    targets = [round(low + float(f) * (high - low), 4) for f in FLAGS.fractions]
+    targets = ([float(t) for t in FLAGS.targets_ms] or
+               [round(low + float(f) * (high - low), 4) for f in FLAGS.fractions])
     for target in targets:
         reports[f"target_{target:g}"] = _search(f"target_{target:g}", dataset, lpm_path,
                                                 network, nodes, f"--target_ms={target}")
