@@ -182,3 +182,27 @@ def test_latency_targets_on_cells_are_met_by_the_predictor(lpm):
     with pytest.raises(TfnasError, match="below the cheapest network"):
         budget.check_feasible(Constraint(model, low * 0.9, "target", flag="--target_ms"),
                               NETWORK)
+
+
+def test_a_meter_anchored_to_a_cell_table_rescales_to_its_units_and_records_the_anchors():
+    """Cell networks drift against the small reference (5% in an hour here): the anchors,
+    the table's calibration networks timed again, bring values back to the table's units."""
+    def model(arch):
+        return arch.brief().encode() * 3
+
+    archs = [CellArchitecture.sample(NETWORK, s, 2) for s in range(4)]
+    stored = [2 * len(model(a)) / 1000 for a in archs]  # the table's day: twice as slow
+    table = cell_table.CellLatencyTable(NETWORK, 2, {}, 1.0, {"device": "fake:bytes"},
+                                        {"archs": [a.genotype.to_dict() for a in archs],
+                                         "measured_ms": stored})
+    placeholder = CellArchitecture(NETWORK, placeholder_genotype(2))
+    meter = Meter(ByteDevice(), group=1, repeats=1, min_seconds=0.0, reference=placeholder,
+                  network_model=model)
+    meter.anchor_to(table)
+    other = CellArchitecture.sample(NETWORK, 9, 2)
+    (value,) = meter.measure([model(other)])
+    assert value == pytest.approx(2 * len(model(other)) / 1000)
+    assert meter.anchor_scales == pytest.approx([2.0])
+    again = Meter(ByteDevice(), network_model=model)
+    again.adopt({**meter.describe(), "reference": placeholder.to_dict()})
+    assert [a for a, _ in again.anchors] == archs
