@@ -83,6 +83,7 @@ def main(argv: list[str]) -> None:
     for name, model in models.items():
         for row, value in zip(rows, model.predict(archs)):
             row[f"{name}_ms"] = float(value)
+            row.setdefault("predictor_ms", float(value))  # the first predictor's, as before
     raw = predictor.errors([r["raw_ms"] for r in rows], ms)
     cal = predictor.errors([r["calibrated_ms"] for r in rows], ms)
     mlps = {name: predictor.errors([r[f"{name}_ms"] for r in rows], ms) for name in models}
@@ -91,7 +92,6 @@ def main(argv: list[str]) -> None:
     scales = meter.anchor_scales or [1.0]
     plain = [m / scales[i // meter.anchor_every] for i, m in enumerate(ms)]
     anchor_scale = float(np.median(scales))
-    first = next(iter(models), None)
     report = {"space": space.name, "device": table.device, "table": FLAGS.latency_table,
               "predictor": FLAGS.predictor, "calibrated": table.calibrated,
               "num_archs": len(rows), "raw_mape": raw["mape"], "calibrated_mape": cal["mape"],
@@ -105,7 +105,7 @@ def main(argv: list[str]) -> None:
               "unanchored_calibrated_mape": predictor.errors(
                   [r["calibrated_ms"] for r in rows], plain)["mape"],
               "unanchored_predictor_mape": predictor.errors(
-                  [r[f"{first}_ms"] for r in rows], plain)["mape"] if mlp else None,
+                  [r["predictor_ms"] for r in rows], plain)["mape"] if mlp else None,
               "architectures": rows}
     out = Path(FLAGS.out)
     out.mkdir(parents=True, exist_ok=True)
