@@ -115,13 +115,9 @@ class CellCost:
 
     def sum_of(self, arch: Any) -> float:
         """`fixed` plus the table row of every kept edge's op (exact for params and FLOPs)."""
-        from tfnas.space.cells import CELL_OPS, edge_count
-
-        total = self.fixed
-        for k, kind in enumerate(CELL_KINDS):
-            for i, (op, source) in enumerate(getattr(arch.genotype, kind).edges):
-                total += self.tables[k][edge_count(i // 2) + source][CELL_OPS.index(op)]
-        return float(total)
+        return float(self.fixed + sum(self.tables[k][row][op]
+                                      for k, kind in enumerate(CELL_KINDS)
+                                      for row, op in getattr(arch.genotype, kind).kept()))
 
     @classmethod
     def counting(cls, what: str, network: Any, nodes: int = 4) -> "CellCost":

@@ -209,11 +209,8 @@ def solve(arch: CellArchitecture, scores: dict[str, Any], constraints: Sequence[
 
 def _weight(arch: CellArchitecture, scores: dict[str, Any]) -> float:
     """Σ over the kept edges of the op's log-weight (what `solve` maximises)."""
-    total = 0.0
-    for kind in CELL_KINDS:
-        for i, (op, source) in enumerate(getattr(arch.genotype, kind).edges):
-            total += float(scores[kind][edge_count(i // 2) + source][CELL_OPS.index(op)])
-    return total
+    return sum(float(scores[kind][row][op]) for kind in CELL_KINDS
+               for row, op in getattr(arch.genotype, kind).kept())
 
 
 def _genotype(choices: Sequence[tuple[int, int, int, int]], nodes: int) -> Genotype:

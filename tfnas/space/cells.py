@@ -134,11 +134,16 @@ class Cell:
         (`edge_sources` order: 14 for 4 nodes), one column per op (`CELL_OPS`), 1 where the
         derived cell keeps that op on that edge: 2 ones per node, 112 bits and 8 ones for
         DARTS' cell."""
-        rows = {edge: e for e, edge in enumerate(edge_sources(self.nodes))}
-        code = np.zeros((len(rows), len(CELL_OPS)), np.float32)
-        for i, (op, source) in enumerate(self.edges):
-            code[rows[(i // 2 + INPUT_NODES, source)], CELL_OPS.index(op)] = 1.0
+        code = np.zeros((edge_count(self.nodes), len(CELL_OPS)), np.float32)
+        for row, op in self.kept():
+            code[row, op] = 1.0
         return code
+
+    def kept(self) -> list[tuple[int, int]]:
+        """(row in `edge_sources` order, i.e. the α row; index in `CELL_OPS`) of each edge the
+        cell keeps: where its one-hot is 1, the table entries and α weights it is priced by."""
+        return [(edge_count(i // 2) + source, CELL_OPS.index(op))
+                for i, (op, source) in enumerate(self.edges)]
 
     @classmethod
     def sample(cls, nodes: int, rng: np.random.Generator) -> "Cell":
