@@ -86,10 +86,7 @@ def main(argv: list[str]) -> None:
         from tfnas.latency.cell_table import CellLatencyTable
 
         table = CellLatencyTable.load(FLAGS.latency_table)
-        if table.network != space or table.nodes != FLAGS.nodes:
-            raise TfnasError(f"--latency_table={FLAGS.latency_table} is the table of "
-                             f"{table.network.name} with {table.nodes}-node cells, not of "
-                             f"this {space.name} with --nodes={FLAGS.nodes}")
+        table.check_for(space, FLAGS.nodes, f"--latency_table={FLAGS.latency_table}")
     elif FLAGS.latency_table:
         table = LatencyTable.load(FLAGS.latency_table)
         table.check_covers(space, f"latency table {FLAGS.latency_table!r}")

@@ -132,12 +132,12 @@ def _layer_table(space: Any) -> tuple[Any, set[str], Any, Any, Any]:
     costs, and the meter's network model (None: the hand-written timing graphs)."""
     from tfnas.latency import measured
     from tfnas.latency.table import LatencyTable
-    from tfnas.space import Architecture
+    from tfnas.space.architecture import arch_of_record
 
     table = LatencyTable.load(FLAGS.latency_table)
     table.check_covers(space, f"latency table {FLAGS.latency_table!r}")
-    seen = {measured.key(Architecture(space, tuple(ops)))
-            for ops in table.calibration.get("archs", [])}
+    seen = {measured.key(arch_of_record(space, item))
+            for item in table.calibration.get("archs", [])}
     return table, seen, table.cost, table.calibrated_cost, None
 
 
@@ -145,18 +145,14 @@ def _cell_table(network: Any) -> tuple[Any, set[str], Any, Any, Any]:
     """The same of a network of cells: its per-edge table, networks through the converter."""
     from tfnas.costs import CellCost
     from tfnas.deploy.export import converted_network
-    from tfnas.errors import TfnasError
     from tfnas.latency import measured
     from tfnas.latency.cell_table import CellLatencyTable
-    from tfnas.space.cells import CellArchitecture, Genotype
+    from tfnas.space.architecture import arch_of_record
 
     table = CellLatencyTable.load(FLAGS.latency_table)
-    if table.network != network or table.nodes != FLAGS.nodes:
-        raise TfnasError(f"--latency_table={FLAGS.latency_table} is the table of "
-                         f"{table.network.name} with {table.nodes}-node cells, not of this "
-                         f"{network.name} with --nodes={FLAGS.nodes}")
-    seen = {measured.key(CellArchitecture(network, Genotype.from_dict(g)))
-            for g in table.calibration.get("archs", [])}
+    table.check_for(network, FLAGS.nodes, f"--latency_table={FLAGS.latency_table}")
+    seen = {measured.key(arch_of_record(network, item))
+            for item in table.calibration.get("archs", [])}
     return (table, seen, table.raw_ms, CellCost.from_table(table).of, converted_network)
 
 

@@ -50,6 +50,14 @@ class CellLatencyTable:
     def calibrated(self) -> bool:
         return "scale" in self.calibration
 
+    def check_for(self, network: CellNetwork, nodes: int, name: str, hint: str = "") -> None:
+        """One error (naming the table `name`, ending with `hint`) unless this is the table
+        of `network` with cells of `nodes` nodes."""
+        if self.network != network or self.nodes != nodes:
+            raise TfnasError(f"{name} is the table of another network of cells "
+                             f"({describe(self.network, self.nodes)}), not of "
+                             f"{describe(network, nodes)}" + (f": {hint}" if hint else ""))
+
     def check_complete(self) -> None:
         """One error when an edge or the placeholder network is still to be timed."""
         missing = [s for s in signatures(self.network, self.nodes) if s not in self.rows]
@@ -120,6 +128,12 @@ class CellLatencyTable:
             raise TfnasError(f"malformed cell latency table {path}: {err}") from None
 
 
+def describe(network: CellNetwork, nodes: int) -> str:
+    """A network of cells in one phrase, for messages."""
+    return (f"{network.name}: {network.cells} cells, C={network.init_channels}, "
+            f"{network.input_size}x{network.input_size}, {nodes}-node cells")
+
+
 def is_cell_table(path: str | Path) -> bool:
     """Whether the JSON file at `path` is a cell latency table (not a layer table)."""
     try:
@@ -149,10 +163,7 @@ def profile(network: CellNetwork, nodes: int, meter: Meter, out: str | Path,
     out = Path(out)
     if out.exists():
         table = CellLatencyTable.load(out)
-        if table.network != network or table.nodes != nodes:
-            raise TfnasError(f"{out} is the table of another network of cells "
-                             f"({table.network.name}, {table.nodes} nodes): choose another "
-                             "--out")
+        table.check_for(network, nodes, str(out), "choose another --out")
         meter.join(table.device, str(out))
     else:
         table = CellLatencyTable(network, nodes, {}, None,

@@ -337,15 +337,15 @@ def _cell_latency_model(f: Any, network: Any) -> tuple[Any, str | None]:
     and --nodes; (None, None) without one."""
     path = _predictor_path(f)
     if path:
+        from tfnas.latency.cell_table import describe
         from tfnas.latency.predictor import LatencyPredictor
         from tfnas.search.cell_budget import predictor_nodes
 
         model = LatencyPredictor.load(path)
         if model.space != network or predictor_nodes(model) != f.nodes:
-            raise TfnasError(f"predictor {path!r} was trained on {model.space.name!r} networks "
-                             f"({_network_line(model.space)}, {predictor_nodes(model)}-node "
-                             f"cells), not on this {_network_line(network)} with "
-                             f"--nodes={f.nodes}")
+            raise TfnasError(f"predictor {path!r} was trained on other networks of cells "
+                             f"({describe(model.space, predictor_nodes(model))}), not on "
+                             f"{describe(network, f.nodes)}")
         return model, f"predictor {path}"
     if not f.latency_table:
         return None, None
@@ -355,16 +355,8 @@ def _cell_latency_model(f: Any, network: Any) -> tuple[Any, str | None]:
         raise TfnasError(f"--latency_table={f.latency_table}: a search of DARTS cells needs a "
                          "cell latency table (tools/build_lut.py --space=darts28 ...)")
     table = CellLatencyTable.load(f.latency_table)
-    if table.network != network or table.nodes != f.nodes:
-        raise TfnasError(f"--latency_table={f.latency_table} is the table of "
-                         f"{_network_line(table.network)} with {table.nodes}-node cells, not "
-                         f"of this {_network_line(network)} with --nodes={f.nodes}")
+    table.check_for(network, f.nodes, f"--latency_table={f.latency_table}")
     return costs.CellCost.from_table(table), f"table {f.latency_table}"
-
-
-def _network_line(network: Any) -> str:
-    return (f"{network.name}: {network.cells} cells, C={network.init_channels}, "
-            f"{network.input_size}x{network.input_size}")
 
 
 def config_from_flags(flags_values: Any) -> SearchConfig:
