@@ -85,7 +85,9 @@ class Meter:
     # how a whole network becomes the model timed (None: `timing_models.network`, the
     # hand-written graphs; networks of DARTS cells: `tfnas.deploy.export.converted_network`)
     network_model: Callable[[Any], bytes] | None = None
-    _anchor_models: list[bytes] = dataclasses.field(default_factory=list, repr=False)
+    # (the anchors, their models): built once per set of anchors (a cell network: seconds)
+    _anchor_models: tuple[Any, list[bytes]] = dataclasses.field(
+        default_factory=lambda: ((), []), repr=False)
 
     def __post_init__(self) -> None:
         if self.statistic not in STATISTICS:
@@ -165,9 +167,9 @@ class Meter:
             return self._measure(models, on_value)
         import numpy as np
 
-        if len(self._anchor_models) != len(self.anchors):  # built once (cells: seconds each)
-            self._anchor_models = [self.model_of(arch) for arch, _ in self.anchors]
-        anchor_models = self._anchor_models
+        if self._anchor_models[0] != self.anchors:
+            self._anchor_models = (self.anchors, [self.model_of(a) for a, _ in self.anchors])
+        anchor_models = self._anchor_models[1]
         stored = np.array([ms for _, ms in self.anchors])
         values: list[float] = []
         for start in range(0, len(models), self.anchor_every):

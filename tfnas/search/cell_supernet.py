@@ -143,9 +143,8 @@ class CellSupernet(keras.Model):
         for k, kind in enumerate(KINDS):
             weights, edge_weights = self.weights_of(kind)
             if view not in _SOFT_VIEWS:
-                kept = derived_one_hot(weights, edge_weights, self.nodes)
-                weights = kept + ops.sum(kept, -1, keepdims=True) * (
-                    weights - ops.stop_gradient(weights))
+                weights = _straight_through(derived_one_hot(weights, edge_weights, self.nodes),
+                                            weights)
             total = total + ops.sum(weights * ops.convert_to_tensor(cost.tables[k], "float32"))
         return total
 
@@ -160,9 +159,8 @@ class CellSupernet(keras.Model):
                 codes.append(sampled_one_hots(weights, edge_weights, self.nodes,
                                               self.latency_samples, self.latency_seed))
             else:
-                kept = derived_one_hot(weights, edge_weights, self.nodes)
-                codes.append(ops.expand_dims(kept + ops.sum(kept, -1, keepdims=True) * (
-                    weights - ops.stop_gradient(weights)), 0))
+                codes.append(ops.expand_dims(_straight_through(
+                    derived_one_hot(weights, edge_weights, self.nodes), weights), 0))
         latency = ops.mean(predictor.soft_costs(ops.concatenate(codes, axis=1)))
         if self.latency_noise:
             noise = keras.random.normal((), seed=self.latency_seed)
@@ -211,22 +209,40 @@ def derive_cell(weights: Any, edge_weights: Any, nodes: int) -> Cell:
     return Cell(tuple(chosen), tuple(range(INPUT_NODES, INPUT_NODES + nodes)))
 
 
+def _straight_through(kept: Any, weights: Any) -> Any:
+    """The one-hot `kept` as value, with the gradient of the kept rows' op weights."""
+    return kept + ops.sum(kept, -1, keepdims=True) * (weights - ops.stop_gradient(weights))
+
+
+def _not_none() -> Any:
+    """[ops] 0 for `none`, 1 for every other op."""
+    return ops.convert_to_tensor([0.0 if op == "none" else 1.0 for op in CELL_OPS])
+
+
+def _strength(weights: Any, edge_weights: Any) -> Any:
+    """Each edge's strength as DARTS derives (Sec. 2.4): its largest op weight other than
+    `none`, times its normalised β (PC-DARTS) when there is one."""
+    strength = ops.max(weights * _not_none(), axis=-1)
+    return strength if edge_weights is None else strength * edge_weights
+
+
+def _two_per_node(scores: Any, nodes: int) -> Any:
+    """[..., edges] 1 on the two highest-scoring edges into each node, 0 elsewhere."""
+    kept = []
+    for rows in node_edges(nodes):
+        top = ops.top_k(scores[..., rows.start:rows.stop], 2)[1]
+        kept.append(ops.sum(ops.one_hot(top, len(rows)), axis=-2))
+    return ops.concatenate(kept, axis=-1)
+
+
 def derived_one_hot(weights: Any, edge_weights: Any, nodes: int) -> Any:
     """[edges, ops] one-hot of `derive_cell`'s choice, as a tensor (in the compiled step): per
     node the two strongest edges (ties: the earlier source), on each its strongest op other than
     `none`."""
-    n_ops = len(CELL_OPS)
-    not_none = ops.convert_to_tensor([0.0 if op == "none" else 1.0 for op in CELL_OPS])
-    masked = weights * not_none  # weights are positive: `none` never wins
-    strength = ops.max(masked, axis=-1)
-    if edge_weights is not None:
-        strength = strength * edge_weights
-    best_op = ops.one_hot(ops.argmax(masked, axis=-1), n_ops)
-    kept = []
-    for rows in node_edges(nodes):
-        top = ops.top_k(strength[rows.start:rows.stop], 2)[1]
-        kept.append(ops.sum(ops.one_hot(top, len(rows)), axis=0))
-    return ops.stop_gradient(best_op * ops.concatenate(kept)[:, None])
+    masked = weights * _not_none()  # weights are positive: `none` never wins
+    best_op = ops.one_hot(ops.argmax(masked, axis=-1), len(CELL_OPS))
+    kept = _two_per_node(_strength(weights, edge_weights), nodes)
+    return ops.stop_gradient(best_op * kept[:, None])
 
 
 def sampled_one_hots(weights: Any, edge_weights: Any, nodes: int, samples: int,
@@ -237,23 +253,16 @@ def sampled_one_hots(weights: Any, edge_weights: Any, nodes: int, samples: int,
     weight), by Gumbel top-2; on each an op other than `none` drawn from the op weights, as a
     straight-through Gumbel-softmax (value one-hot, gradient of softmax(log w + g))."""
     n_edges, n_ops = int(weights.shape[0]), len(CELL_OPS)
-    not_none = ops.convert_to_tensor([0.0 if op == "none" else 1.0 for op in CELL_OPS])
 
     def gumbel(shape: tuple[int, ...]) -> Any:
         u = keras.random.uniform(shape, minval=1e-6, maxval=1.0 - 1e-6, seed=seed)
         return -ops.log(-ops.log(u))
 
-    logits = ops.log(ops.maximum(weights, 1e-30)) + (not_none - 1.0) * 1e9  # never `none`
+    logits = ops.log(ops.maximum(weights, 1e-30)) + (_not_none() - 1.0) * 1e9  # never `none`
     perturbed = logits[None] + gumbel((samples, n_edges, n_ops))
     soft = ops.softmax(perturbed, axis=-1)
     hard = ops.one_hot(ops.argmax(perturbed, axis=-1), n_ops)
     chosen = hard + soft - ops.stop_gradient(soft)
-    strength = ops.max(weights * not_none, axis=-1)
-    if edge_weights is not None:
-        strength = strength * edge_weights
+    strength = _strength(weights, edge_weights)
     drawn = ops.log(ops.maximum(strength, 1e-30))[None] + gumbel((samples, n_edges))
-    kept = []
-    for rows in node_edges(nodes):
-        top = ops.top_k(drawn[:, rows.start:rows.stop], 2)[1]
-        kept.append(ops.sum(ops.one_hot(top, len(rows)), axis=1))
-    return ops.stop_gradient(ops.concatenate(kept, axis=1))[..., None] * chosen
+    return ops.stop_gradient(_two_per_node(drawn, nodes))[..., None] * chosen
