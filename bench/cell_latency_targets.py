@@ -21,7 +21,7 @@ which users do not have: pass `--npz`), DARTS (first order) searches `darts28_se
    network's latency moves.
 
 Every search is kept in OUT (run again to resume); the returned networks are measured
-together at the end (local device, 1 thread, converted by TFLite) in the predictor's dataset
+together at the end (local device, 1 thread) in the predictor's dataset
 units, and with `--latency_table` (a cell table calibrated on that dataset) anchored to its
 calibration networks, timed again beside them. Prints one
 table per part and writes OUT/results.json. Nothing is asserted: report what it prints.
@@ -83,7 +83,6 @@ def _search(name: str, dataset: str, lpm: Path, network, nodes: int, *args: str)
 
 
 def main(argv: list[str]) -> None:
-    from tfnas.deploy.export import converted_network
     from tfnas.latency import measured
     from tfnas.latency.devices import LocalDevice
     from tfnas.latency.meter import Meter, default_reference
@@ -98,8 +97,7 @@ def main(argv: list[str]) -> None:
     lpm_path = Path(FLAGS.lpm).resolve()
     lpm = LatencyPredictor.load(lpm_path)
     network = lpm.space
-    meter = Meter(LocalDevice(threads=1), reference=default_reference(network),
-                  network_model=converted_network)
+    meter = Meter(LocalDevice(threads=1), reference=default_reference(network))
     units = lpm.metrics.get("dataset")
     if units and Path(units).exists():
         _, _, record = measured.load(units, network)

@@ -8,7 +8,7 @@ import pytest
 
 from tfnas.costs import CellCost
 from tfnas.errors import TfnasError
-from tfnas.latency import cell_table, predictor
+from tfnas.latency import cell_table, predictor, timing_models
 from tfnas.latency.devices import BenchmarkResult
 from tfnas.latency.meter import Meter
 from tfnas.search import budget, cell_budget
@@ -72,23 +72,21 @@ class ByteDevice:
 
 
 def test_cell_table_prices_the_placeholder_network_as_measured_and_round_trips(tmp_path):
-    meter = Meter(ByteDevice(), group=1, repeats=1, min_seconds=0.0, reference=None,
-                  network_model=lambda arch: b"n" * 5000)
-    table = cell_table.profile(NETWORK, 2, meter, tmp_path / "t.json",
-                               lambda sig: b"e" * (100 + 10 * sig.channels + len(sig.op)),
-                               progress=False)
+    meter = Meter(ByteDevice(), group=1, repeats=1, min_seconds=0.0, reference=None)
+    table = cell_table.profile(NETWORK, 2, meter, tmp_path / "t.json", progress=False)
     sigs = cell_table.signatures(NETWORK, 2)
     assert set(table.rows) == set(sigs)
     assert all(ms == 0 for s, ms in table.rows.items()
                if s.op == "skip_connect" and s.stride == 1)  # the identity is no op
     placeholder = CellArchitecture(NETWORK, placeholder_genotype(2))
     cost = CellCost.from_table(table)
-    assert cost.of(placeholder) == pytest.approx(5.0)
+    placeholder_ms = len(timing_models.network(placeholder)) / 1000
+    assert cost.of(placeholder) == pytest.approx(placeholder_ms)
     loaded = cell_table.CellLatencyTable.load(tmp_path / "t.json")
     arch = CellArchitecture.sample(NETWORK, 3, 2)
     assert CellCost.from_table(loaded).of(arch) == pytest.approx(cost.of(arch))
     assert cost.of(arch) == pytest.approx(table.raw_ms(arch))
-    assert cost.of(arch) != pytest.approx(5.0)  # its edges are priced
+    assert cost.of(arch) != pytest.approx(placeholder_ms)  # its edges are priced
     archs = [CellArchitecture.sample(NETWORK, s, 2) for s in range(6)]
     loaded.fit_calibration(archs, [2 * table.raw_ms(a) + 0.5 for a in archs])
     assert CellCost.from_table(loaded).of(arch) == pytest.approx(2 * cost.of(arch) + 0.5)
@@ -99,7 +97,7 @@ def test_cell_table_of_another_network_is_one_error(tmp_path):
     cell_table.CellLatencyTable(NETWORK, 2, {}, None, {"device": "x"}).save(path)
     meter = Meter(ByteDevice(), group=1, repeats=1, min_seconds=0.0, reference=None)
     with pytest.raises(TfnasError, match="the table of another network of cells"):
-        cell_table.profile(NETWORK, 3, meter, path, lambda sig: b"e", progress=False)
+        cell_table.profile(NETWORK, 3, meter, path, progress=False)
     with pytest.raises(TfnasError, match="misses"):
         CellCost.from_table(cell_table.CellLatencyTable.load(path))
 
@@ -187,22 +185,19 @@ def test_latency_targets_on_cells_are_met_by_the_predictor(lpm):
 def test_a_meter_anchored_to_a_cell_table_rescales_to_its_units_and_records_the_anchors():
     """Cell networks drift against the small reference (5% in an hour here): the anchors,
     the table's calibration networks timed again, bring values back to the table's units."""
-    def model(arch):
-        return arch.brief().encode() * 3
-
+    model = timing_models.network
     archs = [CellArchitecture.sample(NETWORK, s, 2) for s in range(4)]
     stored = [2 * len(model(a)) / 1000 for a in archs]  # the table's day: twice as slow
     table = cell_table.CellLatencyTable(NETWORK, 2, {}, 1.0, {"device": "fake:bytes"},
                                         {"archs": [a.genotype.to_dict() for a in archs],
                                          "measured_ms": stored})
     placeholder = CellArchitecture(NETWORK, placeholder_genotype(2))
-    meter = Meter(ByteDevice(), group=1, repeats=1, min_seconds=0.0, reference=placeholder,
-                  network_model=model)
+    meter = Meter(ByteDevice(), group=1, repeats=1, min_seconds=0.0, reference=placeholder)
     meter.anchor_to(table)
     other = CellArchitecture.sample(NETWORK, 9, 2)
     (value,) = meter.measure([model(other)])
     assert value == pytest.approx(2 * len(model(other)) / 1000)
     assert meter.anchor_scales == pytest.approx([2.0])
-    again = Meter(ByteDevice(), network_model=model)
+    again = Meter(ByteDevice())
     again.adopt({**meter.describe(), "reference": placeholder.to_dict()})
     assert [a for a, _ in again.anchors] == archs

@@ -236,21 +236,39 @@ def test_la_darts_encoding_marks_the_kept_op_of_each_kept_edge():
     assert sampled != CellArchitecture.sample(arch.network, 8)
 
 
+def test_mixed_sampling_spans_cells_of_convolutions_to_cells_of_pools_and_skips():
+    """Uniform draws put 3 of 7 edges on a parameter-free op, and almost never 0 or 8 of 8 in a
+    cell; `mixed` cells draw their own share, so both ends come up often."""
+    from tfnas.space.cells import FREE_OPS, Cell
+
+    def free_counts(sampling):
+        rng = np.random.default_rng(0)
+        return np.array([sum(op in FREE_OPS for op, _ in Cell.sample(4, rng, sampling).edges)
+                         for _ in range(400)])
+
+    uniform, mixed = free_counts("uniform"), free_counts("mixed")
+    assert set(FREE_OPS) == {"max_pool_3x3", "avg_pool_3x3", "skip_connect"}
+    assert abs(uniform.mean() - 8 * 3 / 7) < 0.3 and abs(mixed.mean() - 4) < 0.4
+    extremes = (lambda c: np.mean((c == 0) | (c == 8)))
+    assert extremes(uniform) < 0.02 and extremes(mixed) > 0.15
+    for cell in (Cell.sample(4, np.random.default_rng(s), "mixed") for s in range(20)):
+        cell.check("sampled")
+    with pytest.raises(TfnasError, match="uniform or mixed"):
+        Cell.sample(4, np.random.default_rng(0), "skewed")
+
+
 @pytest.mark.e2e
 def test_a_cell_networks_latency_dataset_and_predictor(tmp_path):
-    """Random derived cells measured into a resumable dataset (timed as the converter builds
-    them) and an MLP on LA-DARTS' encoding fitted to them, saved and loaded."""
+    """Random derived cells measured into a resumable dataset and an MLP on LA-DARTS' encoding
+    fitted to them, saved and loaded."""
     from tfnas.latency import measured
     from tfnas.latency.meter import Meter, default_reference
     from tfnas.latency.predictor import LatencyPredictor, fit
     from tfnas.latency.devices import parse_device
 
     network = get_network("darts28", cells=3, init_channels=4)
-    from tfnas.deploy.export import converted_network
-
     meter = Meter(parse_device("local", threads=1), runs=3, warmup=1, min_seconds=0,
-                  reference=default_reference(network), repeats=1,
-                  network_model=converted_network)
+                  reference=default_reference(network), repeats=1)
     path = tmp_path / "cells.json"
     archs, ms = measured.collect(path, network, meter, 4, seed=0, progress=False, nodes=2)
     assert len({measured.key(a) for a in archs}) == 4 and min(ms) > 0

@@ -144,7 +144,6 @@ def test_build_lut_and_validate_latency_tools(tmp_path):
     assert (tmp_path / "val" / "validation.png").stat().st_size > 1000
 
 
-@pytest.mark.slow  # about a minute: every model goes through the TFLite converter
 def test_the_tools_chain_on_a_network_of_cells(tmp_path):
     """Issue 21 on a small network of cells: a latency dataset, the per-edge table calibrated
     on it (in its units), a predictor with the table prior, and validation on unseen
@@ -156,7 +155,8 @@ def test_the_tools_chain_on_a_network_of_cells(tmp_path):
     quick = ("--runs=3", "--warmup=1", "--min_seconds=0", "--repeats=1")
     data = tmp_path / "lpm.dataset.json"
     lpm = run_tool("train_predictor.py", *net, "--num_archs=6", "--steps=100",
-                   "--hidden=8", f"--out={tmp_path / 'lpm.json'}", *quick)
+                   "--hidden=8", "--cell_sampling=mixed", f"--out={tmp_path / 'lpm.json'}",
+                   *quick)
     assert lpm.returncode == 0, lpm.stderr[-2000:]
     lut = tmp_path / "cell_lut.json"
     built = run_tool("build_lut.py", *net, f"--calibration_dataset={data}", f"--out={lut}",
@@ -167,7 +167,7 @@ def test_the_tools_chain_on_a_network_of_cells(tmp_path):
     assert table.calibrated and len(table.calibration["archs"]) == 6
     assert table.device["reference_ms"] == dataset["measurement"]["reference_ms"]
     own = run_tool("train_predictor.py", *net, "--num_archs=6", "--steps=100", "--hidden=8",
-                   f"--latency_table={lut}", f"--dataset={data}",
+                   "--cell_sampling=mixed", f"--latency_table={lut}", f"--dataset={data}",
                    f"--out={tmp_path / 'own.json'}", *quick)
     assert own.returncode == 0 and "prior_decay" in own.stdout, own.stderr[-2000:]
     checked = run_tool("validate_latency.py", *net, f"--latency_table={lut}",

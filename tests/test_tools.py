@@ -82,11 +82,14 @@ def test_benchmark_table_compares_models(exported):
     ("train_predictor.py", ["--space=darts28", "--latency_table={table}",
                             "--out={folder}/p.json"], "is not a tfnas cell latency table"),
     ("build_lut.py", ["--space=tiny", "--nodes=3", "--out={folder}/t.json"],
-     "--calibration_dataset and --nodes are for networks of DARTS cells"),
+     "--calibration_dataset, --nodes and --cell_sampling are for networks of DARTS cells"),
     ("build_lut.py", ["--space=darts28", "--calibration_dataset={junk}",
                       "--out={folder}/t.json"], "malformed latency dataset"),
     ("train_predictor.py", ["--space=tiny", "--reduce_cell", "--out={folder}/p.json"],
-     "--reduce_cell and --nodes are for networks of DARTS cells"),
+     "--reduce_cell, --nodes and --cell_sampling are for networks of DARTS cells"),
+    ("validate_latency.py", ["--space=darts28", "--latency_table={table}",
+                             "--cell_sampling=skewed", "--out={folder}/v"],
+     "--cell_sampling=skewed: value should be one of <uniform|mixed>"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(exported, script, args, message):
     folder, arch_path, model_path = exported

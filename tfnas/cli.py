@@ -132,11 +132,8 @@ def define_measurement_flags(runs: int = 40, min_seconds: float = 1.0,
                       "network (see tfnas/latency/meter.py).")
 
 
-def meter_from_flags(values: flags.FlagValues, space: Any,
-                     network_model: Callable[[Any], bytes] | None = None) -> "Meter":
-    """The device and Meter the measurement flags describe (the device is checked);
-    `network_model`: how the meter turns a whole network into the model it times
-    (`Meter.network_model`)."""
+def meter_from_flags(values: flags.FlagValues, space: Any) -> "Meter":
+    """The device and Meter the measurement flags describe (the device is checked)."""
     from tfnas.latency.devices import parse_device
     from tfnas.latency.meter import Meter, default_reference
 
@@ -144,7 +141,7 @@ def meter_from_flags(values: flags.FlagValues, space: Any,
     device.check()
     return Meter(device, runs=values.runs, warmup=values.warmup,
                  min_seconds=values.min_seconds, repeats=values.repeats,
-                 statistic=values.statistic, network_model=network_model,
+                 statistic=values.statistic,
                  reference=default_reference(space) if values.reference else None)
 
 
@@ -192,6 +189,21 @@ def define_cell_flags(values: flags.FlagValues | None = None, prefix: str = "",
     flags.DEFINE_integer(f"{prefix}cells", None, f"{what}: override the number of cells.")
     flags.DEFINE_integer(f"{prefix}init_channels", None, f"{what}: override the first cells' "
                          "channels C.")
+
+
+def define_cell_sampling_flags(values: flags.FlagValues | None = None,
+                                module: str = __name__) -> None:
+    """How a tool draws random networks of DARTS cells: --nodes per cell, --cell_sampling."""
+    from tfnas.space.cells import CELL_SAMPLING
+
+    flags = Definer(values, module)
+    flags.DEFINE_integer("nodes", 4, "Cell networks: intermediate nodes of the sampled cells.",
+                         lower_bound=1)
+    flags.DEFINE_enum("cell_sampling", "uniform", list(CELL_SAMPLING), "Cell networks: how "
+                      "the sampled cells' ops are drawn: uniform (every op but none equally "
+                      "likely) or mixed (each cell draws its share of pools and skips "
+                      "uniformly in [0, 1], so the networks span the whole latency range, "
+                      "as searches with a latency target return them).")
 
 
 def cell_network_from_flags(values: flags.FlagValues, name: str | None = None,

@@ -30,7 +30,7 @@ FLAGS = flags.FLAGS
 cli.define_space_flags()
 cli.define_cell_flags()
 cli.define_measurement_flags()
-flags.DEFINE_integer("nodes", 4, "Cell networks: intermediate nodes per cell.", lower_bound=1)
+cli.define_cell_sampling_flags()
 flags.DEFINE_string("calibration_dataset", None, "Cell networks: calibrate on this latency "
                     "dataset's networks (in its units) instead of measuring new ones.")
 flags.DEFINE_integer("calibration_archs", 16, "Whole networks measured to calibrate the sum of "
@@ -51,9 +51,9 @@ def main(argv: list[str]) -> None:
     space = cli.search_space_from_flags(FLAGS)
     if is_cell_network(space):
         return _cell_table(space)
-    if FLAGS.calibration_dataset or FLAGS.nodes != 4:
-        raise TfnasError(f"--calibration_dataset and --nodes are for networks of DARTS cells, "
-                         f"not the {space.name} layer space")
+    if FLAGS.calibration_dataset or FLAGS.nodes != 4 or FLAGS.cell_sampling != "uniform":
+        raise TfnasError(f"--calibration_dataset, --nodes and --cell_sampling are for networks "
+                         f"of DARTS cells, not the {space.name} layer space")
     meter = cli.meter_from_flags(FLAGS, space)
     table = profile(space, meter, FLAGS.out)
     table = calibrate(table, space, meter, FLAGS.out, num_archs=FLAGS.calibration_archs,
@@ -66,11 +66,10 @@ def main(argv: list[str]) -> None:
 
 
 def _cell_table(network: Any) -> None:
-    from tfnas.deploy.export import converted_edge, converted_network
     from tfnas.errors import TfnasError
     from tfnas.latency import cell_table, measured
 
-    meter = cli.meter_from_flags(FLAGS, network, converted_network)
+    meter = cli.meter_from_flags(FLAGS, network)
     archs, ms = None, None
     if FLAGS.calibration_dataset:
         archs, ms, record = measured.load(FLAGS.calibration_dataset, network)
@@ -78,10 +77,10 @@ def _cell_table(network: Any) -> None:
             raise TfnasError(f"--calibration_dataset={FLAGS.calibration_dataset}: no "
                              "measured networks there")
         meter.join(record, FLAGS.calibration_dataset)  # the table in the dataset's units
-    table = cell_table.profile(network, FLAGS.nodes, meter, FLAGS.out, converted_edge)
+    table = cell_table.profile(network, FLAGS.nodes, meter, FLAGS.out)
     if archs is None and FLAGS.calibration_archs:
         archs = measured.sample_unique(network, FLAGS.calibration_archs, FLAGS.seed,
-                                       nodes=FLAGS.nodes)
+                                       nodes=FLAGS.nodes, sampling=FLAGS.cell_sampling)
     if archs is not None and len(archs) >= 2:
         table = cell_table.calibrate(table, archs, ms, meter, FLAGS.out)
     fit = (f"; calibration on {len(table.calibration['measured_ms'])} networks: measured = "

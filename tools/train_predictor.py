@@ -6,8 +6,8 @@
         --hidden=112,256,64 --activation=sigmoid --out=lpm.json      # LA-DARTS' LPM
 
 On a network of DARTS cells (`--space=darts28`, `darts_cifar`, ...; `--cells`,
-`--init_channels`) the networks are random derived cells (`--nodes` per cell), converted by
-TFLite's converter (seconds each), encoded as LA-DARTS does (the normal cell's 14 edges x 8
+`--init_channels`) the networks are random derived cells (`--nodes` per cell, their ops drawn
+as `--cell_sampling` says), encoded as LA-DARTS does (the normal cell's 14 edges x 8
 ops; `--reduce_cell`: the reduction cell too); their `--latency_table` is a per-edge table
 (tools/build_lut.py on the same network), the prior of tfnas' own predictor for cells.
 
@@ -30,8 +30,7 @@ FLAGS = flags.FLAGS
 cli.define_space_flags()
 cli.define_cell_flags()
 cli.define_measurement_flags()
-flags.DEFINE_integer("nodes", 4, "Cell networks: intermediate nodes of the sampled cells.",
-                     lower_bound=1)
+cli.define_cell_sampling_flags()
 flags.DEFINE_bool("reduce_cell", False, "Cell networks: encode the reduction cell too (LA-DARTS "
                   "encodes the normal cell alone).")
 flags.DEFINE_integer("num_archs", 300, "Networks to measure.", lower_bound=5)
@@ -75,9 +74,10 @@ def main(argv: list[str]) -> None:
 
     space = cli.search_space_from_flags(FLAGS)
     cells = is_cell_network(space)
-    if not cells and (FLAGS.reduce_cell or FLAGS.nodes != 4):
-        raise TfnasError(f"--reduce_cell and --nodes are for networks of DARTS cells, not "
-                         f"the {space.name} layer space")
+    if not cells and (FLAGS.reduce_cell or FLAGS.nodes != 4
+                      or FLAGS.cell_sampling != "uniform"):
+        raise TfnasError(f"--reduce_cell, --nodes and --cell_sampling are for networks of "
+                         f"DARTS cells, not the {space.name} layer space")
     dataset = FLAGS.dataset or f"{FLAGS.out.removesuffix('.json')}.dataset.json"
     check_output(FLAGS.out, "--out")
     check_output(dataset, "--dataset")
@@ -90,16 +90,12 @@ def main(argv: list[str]) -> None:
     elif FLAGS.latency_table:
         table = LatencyTable.load(FLAGS.latency_table)
         table.check_covers(space, f"latency table {FLAGS.latency_table!r}")
-    network_model = None
-    if cells:  # no hand-written timing graphs of cells: the converter's model
-        from tfnas.deploy.export import converted_network as network_model
-    meter = cli.meter_from_flags(FLAGS, space, network_model)
+    meter = cli.meter_from_flags(FLAGS, space)
     if table is not None:
         meter.adopt(table.device)
-        if not cells:
-            meter.anchor_to(table)  # the dataset in the table's units, even if the host moved
+        meter.anchor_to(table)  # the dataset in the table's units, even if the host moved
     archs, ms = measured.collect(dataset, space, meter, FLAGS.num_archs, seed=FLAGS.seed,
-                                 nodes=FLAGS.nodes)
+                                 nodes=FLAGS.nodes, sampling=FLAGS.cell_sampling)
     order = np.random.default_rng(FLAGS.seed).permutation(len(archs))
     n_test = max(1, len(archs) // 5)
     test, train = order[:n_test], order[n_test:]

@@ -36,8 +36,7 @@ flags.DEFINE_string("latency_table", None, "The table to validate.")
 flags.DEFINE_list("predictor", [], "Latency predictors to validate too (optional).")
 cli.define_cell_flags()
 cli.define_measurement_flags()
-flags.DEFINE_integer("nodes", 4, "Cell networks: intermediate nodes of the sampled cells.",
-                     lower_bound=1)
+cli.define_cell_sampling_flags()
 flags.DEFINE_integer("num_archs", 30, "Unseen architectures to measure.", lower_bound=1)
 flags.DEFINE_integer("seed", 1000, "Seed of the sampled architectures.")
 flags.DEFINE_bool("anchor", True, "Time the table's calibration networks again alongside and "
@@ -58,8 +57,7 @@ def main(argv: list[str]) -> None:
     check_output(FLAGS.out, "--out", kind="dir")
     space = cli.search_space_from_flags(FLAGS)
     cells = is_cell_network(space)
-    table, seen, raw_of, calibrated_of, network_model = (
-        _cell_table(space) if cells else _layer_table(space))
+    table, seen, raw_of, calibrated_of = _cell_table(space) if cells else _layer_table(space)
     models = {Path(path).name: predictor.LatencyPredictor.load(path) for path in FLAGS.predictor}
     for model in models.values():
         if model.space != space:
@@ -70,12 +68,12 @@ def main(argv: list[str]) -> None:
         if model.metrics.get("dataset"):
             trained, _, _ = measured.load(model.metrics["dataset"], space)
             seen |= {measured.key(a) for a in trained}
-    meter = cli.meter_from_flags(FLAGS, space, network_model)
+    meter = cli.meter_from_flags(FLAGS, space)
     meter.adopt(table.device)
     if FLAGS.anchor:
         meter.anchor_to(table)
     archs = measured.sample_unique(space, FLAGS.num_archs, FLAGS.seed, exclude=seen,
-                                   nodes=FLAGS.nodes)
+                                   nodes=FLAGS.nodes, sampling=FLAGS.cell_sampling)
     ms = measure_many(archs, meter)
     rows = [{**({"genotype": arch.genotype.to_dict()} if cells else
                 {"ops": list(arch.op_names)}), "measured_ms": m, "raw_ms": raw_of(arch),
@@ -127,9 +125,9 @@ def main(argv: list[str]) -> None:
               + (f", predictor MAPE {report['unanchored_predictor_mape']:.2f}%" if mlp else ""))
 
 
-def _layer_table(space: Any) -> tuple[Any, set[str], Any, Any, Any]:
+def _layer_table(space: Any) -> tuple[Any, set[str], Any, Any]:
     """A layer space's table, the keys of its calibration networks, its raw and calibrated
-    costs, and the meter's network model (None: the hand-written timing graphs)."""
+    costs."""
     from tfnas.latency import measured
     from tfnas.latency.table import LatencyTable
     from tfnas.space.architecture import arch_of_record
@@ -138,13 +136,12 @@ def _layer_table(space: Any) -> tuple[Any, set[str], Any, Any, Any]:
     table.check_covers(space, f"latency table {FLAGS.latency_table!r}")
     seen = {measured.key(arch_of_record(space, item))
             for item in table.calibration.get("archs", [])}
-    return table, seen, table.cost, table.calibrated_cost, None
+    return table, seen, table.cost, table.calibrated_cost
 
 
-def _cell_table(network: Any) -> tuple[Any, set[str], Any, Any, Any]:
-    """The same of a network of cells: its per-edge table, networks through the converter."""
+def _cell_table(network: Any) -> tuple[Any, set[str], Any, Any]:
+    """The same of a network of cells: its per-edge table."""
     from tfnas.costs import CellCost
-    from tfnas.deploy.export import converted_network
     from tfnas.latency import measured
     from tfnas.latency.cell_table import CellLatencyTable
     from tfnas.space.architecture import arch_of_record
@@ -153,7 +150,7 @@ def _cell_table(network: Any) -> tuple[Any, set[str], Any, Any, Any]:
     table.check_for(network, FLAGS.nodes, f"--latency_table={FLAGS.latency_table}")
     seen = {measured.key(arch_of_record(network, item))
             for item in table.calibration.get("archs", [])}
-    return (table, seen, table.raw_ms, CellCost.from_table(table).of, converted_network)
+    return table, seen, table.raw_ms, CellCost.from_table(table).of
 
 
 def _plot(rows: list[dict], path: Path, space: str, device: str,

@@ -69,3 +69,22 @@ def factorized_reduce(x: Any, k: ModuleType, c_out: int, name: str, sync_bn: boo
                         kernel_initializer="he_normal", name=f"{name}_conv2")(shifted)
     x = k.layers.Concatenate(name=f"{name}_concat")([a, b])
     return batch_norm(k, f"{name}_bn", sync_bn, affine)(x)
+
+
+def relu_conv_bn_timing(g: Any, x: int, c_out: int) -> int:
+    """ReLU → 1x1 conv-BN in a timing graph (`tfnas.latency.timing_models`)."""
+    return g.conv(g.relu(x), c_out, 1, 1, relu=False, padding="VALID")
+
+
+def factorized_reduce_timing(g: Any, x: int, c_out: int) -> int:
+    """The factorized reduce in a timing graph: its BN follows a concatenation, so the
+    converter keeps it as a multiply and an add."""
+    check_reduce(c_out)
+    x = g.relu(x)
+    a = g.conv(x, c_out // 2, 1, 2, relu=False, padding="VALID")
+    shifted = g.shift(x)
+    _, height, width, _ = g.shape(x)
+    if height % 2 or width % 2:
+        shifted = g.pad_after(shifted, height % 2, width % 2)
+    b = g.conv(shifted, c_out // 2, 1, 2, relu=False, padding="VALID")
+    return g.batch_norm(g.concat([a, b]))

@@ -42,3 +42,11 @@ def build(x: Any, k: ModuleType, sig: "EdgeSignature", name: str, sync_bn: bool 
     x = k.layers.Conv2D(sig.channels, 1, use_bias=False, kernel_initializer="he_normal",
                         name=f"{name}_pw")(x)
     return batch_norm(k, f"{name}_bn", sync_bn, affine)(x)
+
+
+def timing(g: Any, x: int, sig: "EdgeSignature") -> int:
+    """The op's operators in a timing graph (`tfnas.latency.timing_models`)."""
+    x = g.depthwise(g.relu(x), sig.kernel, 1, relu=False, dilation=DILATION)
+    if sig.stride > 1:
+        x = g.pool(x, "MAX", 1, sig.stride, padding="VALID")
+    return g.conv(x, sig.channels, 1, 1, relu=False, padding="VALID")

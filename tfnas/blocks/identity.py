@@ -29,3 +29,11 @@ def build(x: Any, k: ModuleType, sig: "EdgeSignature", name: str, sync_bn: bool 
     if sig.stride == 1:
         return x
     return cell_units.factorized_reduce(x, k, sig.channels, f"{name}_reduce", sync_bn, affine)
+
+
+def timing(g: Any, x: int, sig: "EdgeSignature") -> int:
+    """The op's operators in a timing graph (`tfnas.latency.timing_models`): none on a
+    normal edge."""
+    if sig.stride == 1:
+        return x
+    return cell_units.factorized_reduce_timing(g, x, sig.channels)

@@ -23,3 +23,8 @@ def build(x: Any, k: ModuleType, sig: "EdgeSignature", name: str, sync_bn: bool 
           affine: bool = True) -> Any:
     layer = k.layers.MaxPooling2D if sig.op.startswith("max") else k.layers.AveragePooling2D
     return layer(3, strides=sig.stride, padding="same", name=f"{name}_pool")(x)
+
+
+def timing(g: Any, x: int, sig: "EdgeSignature") -> int:
+    """The op's operator in a timing graph (`tfnas.latency.timing_models`)."""
+    return g.pool(x, "MAX" if sig.op.startswith("max") else "AVERAGE", 3, sig.stride)

@@ -35,3 +35,12 @@ def build(x: Any, k: ModuleType, sig: "EdgeSignature", name: str, sync_bn: bool 
                             name=f"{name}_pw{i}")(x)
         x = batch_norm(k, f"{name}_bn{i}", sync_bn, affine)(x)
     return x
+
+
+def timing(g: Any, x: int, sig: "EdgeSignature") -> int:
+    """The op's operators in a timing graph (`tfnas.latency.timing_models`): per half a ReLU,
+    the depthwise and the pointwise with the batch norm folded in."""
+    for stride in (sig.stride, 1):
+        x = g.depthwise(g.relu(x), sig.kernel, stride, relu=False)
+        x = g.conv(x, sig.channels, 1, 1, relu=False, padding="VALID")
+    return x

@@ -83,30 +83,6 @@ def to_tflite(model: Any, *, quantize: str = "none",
     return convert(converter, arch)
 
 
-def converted_network(arch: Any) -> bytes:
-    """The float32 .tflite of the network of `arch` as the converter builds it (untrained
-    weights): what a meter times for a network that has no hand-written timing model (a
-    network of DARTS cells, `tfnas.latency.meter.Meter.network_model`)."""
-    from tfnas import nets
-
-    return to_tflite(nets.build(arch, dropout=0.0))
-
-
-def converted_edge(sig: Any) -> bytes:
-    """The float32 .tflite of one edge of a DARTS cell alone (`EdgeSignature`: its op on a
-    channels x height x width input, untrained weights): a row of a per-edge latency table
-    (`tfnas.latency.cell_table`)."""
-    import keras
-
-    from tfnas.blocks import cell_family
-
-    inputs = keras.Input((sig.height, sig.width, sig.channels), name="edge_input")
-    outputs = cell_family(sig.op).build(inputs, keras, sig, "edge")
-    if outputs is inputs:
-        raise TfnasError(f"{sig.op} with stride 1 is the identity: no model to time")
-    return to_tflite(keras.Model(inputs, outputs, name=f"edge_{sig.op}"))
-
-
 def convert(make_converter: Callable[[], Any], arch: Architecture | None = None,
             what: str = "TFLite conversion") -> bytes:
     """Runs the TFLiteConverter `make_converter()` returns with the console output of both

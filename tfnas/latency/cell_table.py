@@ -1,7 +1,7 @@
 """A per-edge latency table of a network of DARTS cells: what a lookup table makes of cells.
 
 Every distinct edge (`EdgeSignature`: op, channels, size, stride) is timed alone, as a .tflite
-holding that op only (`edge_model`, the converter's graph of it), and the network of
+holding that op only (`tfnas.latency.timing_models.cell_edge`), and the network of
 placeholder cells (skip connections alone, `placeholder_genotype`) is timed whole. A network's
 latency is then the placeholder's less its edges plus the rows of its own edges
 (`raw_ms`; as a cost source, `tfnas.costs.CellCost.from_table`; an identity edge costs 0 ms, it adds no op to a
@@ -21,11 +21,12 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from tfnas.errors import TfnasError, missing_file
+from tfnas.latency import timing_models
 from tfnas.latency.meter import Meter
 from tfnas.latency.profiler import measure_networks, measure_with_progress
 from tfnas.run.files import write_text
@@ -154,10 +155,9 @@ def signatures(network: CellNetwork, nodes: int) -> list[EdgeSignature]:
     return list(seen)
 
 
-def profile(network: CellNetwork, nodes: int, meter: Meter, out: str | Path,
-            edge_model: Callable[[EdgeSignature], bytes], *,
+def profile(network: CellNetwork, nodes: int, meter: Meter, out: str | Path, *,
             progress: bool = True) -> CellLatencyTable:
-    """Times every edge missing from the table at `out` (`edge_model(sig)`: its .tflite) and
+    """Times every edge missing from the table at `out` (`timing_models.cell_edge`) and
     the placeholder network (`meter.model_of`), saving after each group (resumable; the meter
     adopts the units of a table it continues)."""
     out = Path(out)
@@ -172,7 +172,7 @@ def profile(network: CellNetwork, nodes: int, meter: Meter, out: str | Path,
         if sig.op == "skip_connect" and sig.stride == 1:
             table.rows[sig] = 0.0  # the identity adds no op to a TFLite network
     todo = [s for s in signatures(network, nodes) if s not in table.rows]
-    models = [edge_model(sig) for sig in todo]
+    models = [timing_models.cell_edge(sig) for sig in todo]
 
     def row_done(index: int, ms: float, raw: Any) -> None:
         table.rows[todo[index]] = ms

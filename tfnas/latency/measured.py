@@ -31,11 +31,12 @@ def key(arch: Any) -> str:
     return arch.brief()
 
 
-def sample(space: Any, rng: np.random.Generator, nodes: int = 4) -> Any:
+def sample(space: Any, rng: np.random.Generator, nodes: int = 4,
+           sampling: str = "uniform") -> Any:
     """A uniformly random architecture of a layer space, or of a cell network (derived cells
-    of `nodes` nodes)."""
+    of `nodes` nodes, their ops drawn as `sampling` says: `tfnas.space.cells.Cell.sample`)."""
     if is_cell_network(space):
-        return CellArchitecture.sample(space, rng, nodes)
+        return CellArchitecture.sample(space, rng, nodes, sampling)
     return Architecture.sample(space, rng)
 
 
@@ -69,14 +70,14 @@ def save(path: str | Path, space: Any, archs: list[Any],
 
 
 def sample_unique(space: Any, count: int, seed: int, exclude: set[str] = frozenset(),
-                  nodes: int = 4) -> list[Any]:
+                  nodes: int = 4, sampling: str = "uniform") -> list[Any]:
     """`count` distinct random architectures (`sample`), none in `exclude` (`key`s)."""
     rng = np.random.default_rng(seed)
     seen, archs = set(exclude), []
     for _ in range(count * 100):
         if len(archs) == count:
             break
-        arch = sample(space, rng, nodes)
+        arch = sample(space, rng, nodes, sampling)
         if key(arch) not in seen:
             seen.add(key(arch))
             archs.append(arch)
@@ -84,16 +85,18 @@ def sample_unique(space: Any, count: int, seed: int, exclude: set[str] = frozens
 
 
 def collect(path: str | Path, space: Any, meter: Meter, count: int, *, seed: int = 0,
-            progress: bool = True, nodes: int = 4) -> tuple[list[Any], list[float]]:
+            progress: bool = True, nodes: int = 4,
+            sampling: str = "uniform") -> tuple[list[Any], list[float]]:
     """Measures `count` seeded random architectures into the dataset at `path` (resumable)."""
     archs, measured, record = load(path, space)
-    if record:
+    have = {key(a) for a in archs}
+    todo = [a for a in sample_unique(space, count, seed, nodes=nodes, sampling=sampling)
+            if key(a) not in have]
+    if record and todo:  # new networks join the file's units (a complete file is any meter's)
         if record.get("anchors") != meter.describe().get("anchors"):
             raise TfnasError(f"{path} was measured against other anchor networks (another "
                              "latency table, or none): choose another dataset file")
         meter.join(record, str(path))
-    have = {key(a) for a in archs}
-    todo = [a for a in sample_unique(space, count, seed, nodes=nodes) if key(a) not in have]
 
     def network_done(index: int, ms: float, raw: Any) -> None:
         archs.append(todo[index])

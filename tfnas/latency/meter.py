@@ -82,10 +82,7 @@ class Meter:
     anchors: tuple[tuple[Architecture, float], ...] = ()  # (network, latency in table units)
     anchor_every: int = 32  # models measured per timing of the anchors
     anchor_scales: list[float] = dataclasses.field(default_factory=list)  # one per chunk
-    # how a whole network becomes the model timed (None: `timing_models.network`, the
-    # hand-written graphs; networks of DARTS cells: `tfnas.deploy.export.converted_network`)
-    network_model: Callable[[Any], bytes] | None = None
-    # (the anchors, their models): built once per set of anchors (a cell network: seconds)
+    # (the anchors, their models): built once per set of anchors
     _anchor_models: tuple[Any, list[bytes]] = dataclasses.field(
         default_factory=lambda: ((), []), repr=False)
 
@@ -103,9 +100,8 @@ class Meter:
             raise TfnasError(f"anchor_every must be at least 1, got {self.anchor_every}")
 
     def model_of(self, arch: Any) -> bytes:
-        """The .tflite this meter times for the whole network of `arch`."""
-        if self.network_model is not None:
-            return self.network_model(arch)
+        """The .tflite this meter times for the whole network of `arch` (its hand-written
+        graph, `tfnas.latency.timing_models.network`)."""
         from tfnas.latency import timing_models
 
         return timing_models.network(arch)

@@ -34,6 +34,9 @@ from tfnas.run.files import write_text
 CELL_OPS = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3",
             "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5")
 INPUT_NODES = 2
+# how `Cell.sample` draws ops: `uniform` (DARTS' ops but none, equally likely) or `mixed` (each
+# cell first draws its share of parameter-free ops, pools and skip, uniformly in [0, 1])
+CELL_SAMPLING = ("uniform", "mixed")
 AUX_CHANNELS = (128, 768)  # the auxiliary head's two convolutions (DARTS)
 
 
@@ -82,6 +85,10 @@ class EdgeSignature:
 
     def flops(self) -> int:
         return cell_family(self.op).flops(self)
+
+
+# the ops without weights on a normal edge: the pools and skip_connect
+FREE_OPS = tuple(op for op in CELL_OPS[1:] if not EdgeSignature(op, 2, 2, 2).params())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,14 +153,28 @@ class Cell:
                 for i, (op, source) in enumerate(self.edges)]
 
     @classmethod
-    def sample(cls, nodes: int, rng: np.random.Generator) -> "Cell":
-        """A uniformly random derived cell: per node two distinct earlier nodes, on each an
-        op other than `none`; the output concatenates every intermediate node."""
+    def sample(cls, nodes: int, rng: np.random.Generator,
+               sampling: str = "uniform") -> "Cell":
+        """A random derived cell: per node two distinct earlier nodes, on each an op other
+        than `none`, drawn as `sampling` says (`CELL_SAMPLING`: `mixed` spans cells of
+        convolutions alone to cells of pools and skips alone, which uniform draws almost
+        never give and latency searches return); the output concatenates every intermediate
+        node."""
+        if sampling not in CELL_SAMPLING:
+            raise TfnasError(f"unknown cell sampling {sampling!r}: choose "
+                             f"{' or '.join(CELL_SAMPLING)}")
+        ops = CELL_OPS[1:]
+        share = float(rng.uniform()) if sampling == "mixed" else 0.0
         edges = []
         for j in range(nodes):
             for source in sorted(rng.choice(INPUT_NODES + j, 2, replace=False)):
-                edges.append((CELL_OPS[1 + int(rng.integers(len(CELL_OPS) - 1))],
-                              int(source)))
+                if sampling == "uniform":
+                    op = ops[int(rng.integers(len(ops)))]
+                else:
+                    pool = FREE_OPS if rng.uniform() < share else [o for o in ops
+                                                                   if o not in FREE_OPS]
+                    op = pool[int(rng.integers(len(pool)))]
+                edges.append((op, int(source)))
         return cls(tuple(edges), tuple(range(INPUT_NODES, INPUT_NODES + nodes)))
 
 
@@ -573,11 +594,12 @@ class CellArchitecture:
 
     @classmethod
     def sample(cls, network: CellNetwork, seed: int | np.random.Generator,
-               nodes: int = 4) -> "CellArchitecture":
-        """Random derived cells (`Cell.sample`) in `network`; same seed, same network."""
+               nodes: int = 4, sampling: str = "uniform") -> "CellArchitecture":
+        """Random derived cells (`Cell.sample`, drawn as `sampling` says) in `network`; same
+        seed, same network."""
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-        normal = Cell.sample(nodes, rng)
-        return cls(network, Genotype(normal, Cell.sample(nodes, rng)))
+        normal = Cell.sample(nodes, rng, sampling)
+        return cls(network, Genotype(normal, Cell.sample(nodes, rng, sampling)))
 
     def brief(self) -> str:
         """One line: each cell's edges as op/source (the search log's `arch` column)."""
