@@ -20,6 +20,11 @@ which users do not have: pass `--npz`), DARTS (first order) searches `darts28_se
    at every step (`--latency_noise`, LA-DARTS' robustness test): how far the derived
    network's latency moves.
 
+`--search_flags=--device=local` adds flags to every search: with a device, each search
+measures its network there and solves again where it misses (`measured_networks` in its
+report), and the network the predictor alone gave is measured here too. `--lams=` (empty)
+leaves out parts 2 and 3.
+
 Every search is kept in OUT (run again to resume); the returned networks are measured
 together at the end (local device, 1 thread) in the predictor's dataset
 units, and with `--latency_table` (a cell table calibrated on that dataset) anchored to its
@@ -32,6 +37,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +65,9 @@ flags.DEFINE_integer("epochs", 3, "Epochs of each search.")
 flags.DEFINE_integer("train_examples", 2000, "Training images (the first N).")
 flags.DEFINE_integer("test_examples", 1000, "Validation images (the first N test images).")
 flags.DEFINE_integer("batch_size", 64, "Batch size of the searches.")
+flags.DEFINE_list("search_flags", [], "More flags for every search, e.g. --device=local "
+                  "(each returned network measured on the device and solved again where it "
+                  "misses the target).")
 flags.DEFINE_string("out", "runs/cell_latency_targets", "Output folder (resumable).")
 flags.mark_flag_as_required("lpm")
 
@@ -74,7 +83,7 @@ def _search(name: str, dataset: str, lpm: Path, network, nodes: int, *args: str)
                    "--method=darts",
                    f"--dataset={dataset}", f"--epochs={FLAGS.epochs}", "--warmup_epochs=1",
                    f"--batch_size={FLAGS.batch_size}", f"--latency_model=predictor:{lpm}",
-                   f"--model_dir={model_dir}", *args]
+                   f"--model_dir={model_dir}", *FLAGS.search_flags, *args]
         print("$", " ".join(command[1:]), flush=True)
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
         if done.returncode != 0:
@@ -91,6 +100,7 @@ def main(argv: list[str]) -> None:
     from tfnas.search.budget import cost_range
     from tfnas.search.cell_budget import predictor_nodes
     from tfnas.space import load_architecture
+    from tfnas.space.architecture import arch_of_record
 
     out = Path(FLAGS.out)
     dataset = fashion_dataset(FLAGS.npz, out, FLAGS.train_examples, FLAGS.test_examples)
@@ -120,17 +130,26 @@ def main(argv: list[str]) -> None:
     for lam in FLAGS.lams:
         reports[f"lam_{lam}"] = _search(f"lam_{lam}", dataset, lpm_path, network, nodes,
                                         "--cost=linear", f"--lam={lam}")
-    middle = FLAGS.lams[len(FLAGS.lams) // 2]
+    middle = FLAGS.lams[len(FLAGS.lams) // 2] if FLAGS.lams else None
     noisy_name = f"lam_{middle}_noise_{FLAGS.noise:g}"
-    reports[noisy_name] = _search(noisy_name, dataset, lpm_path, network, nodes,
-                                  "--cost=linear", f"--lam={middle}",
-                                  f"--latency_noise={FLAGS.noise}")
+    if middle is not None:
+        reports[noisy_name] = _search(noisy_name, dataset, lpm_path, network, nodes,
+                                      "--cost=linear", f"--lam={middle}",
+                                      f"--latency_noise={FLAGS.noise}")
+
+    def first_of(name: str) -> Any:
+        """With --device: the network the predictor alone gave, before the search measured
+        it and solved again (None when it was kept)."""
+        tried = reports[name].get("measured_networks") or []
+        return arch_of_record(network, tried[0]["genotype"]) if len(tried) > 1 else None
 
     def measure_all() -> dict:  # one call: the anchors are timed with them
         names = list(reports)
         archs = [load_architecture(out / name / "arch.json") for name in names]
-        return dict(zip(names, measure_networks(meter, archs, what="measuring the returned "
-                                                                   "networks")))
+        firsts = [(f"{n}/first", first_of(n)) for n in names if first_of(n) is not None]
+        values = measure_networks(meter, archs + [a for _, a in firsts],
+                                  what="measuring the returned networks")
+        return dict(zip(names + [n for n, _ in firsts], values))
 
     measured_ms = _cached(out / "measured.json", measure_all)
 
@@ -145,15 +164,23 @@ def main(argv: list[str]) -> None:
         row = outcome(f"target_{target:g}")
         row.update(target_ms=target, predicted_error=row["predicted_ms"] / target - 1,
                    measured_error=row["measured_ms"] / target - 1)
+        tried = reports[row["name"]].get("measured_networks")
+        if tried:  # --device: what the search measured, and the predictor's own network
+            row["searched_on_device"] = tried
+            if f"{row['name']}/first" in measured_ms:
+                first = measured_ms[f"{row['name']}/first"]
+                row["first"] = {"predicted_ms": tried[0]["predicted"], "measured_ms": first,
+                                "measured_error": first / target - 1}
         results["targets"].append(row)
     for lam in FLAGS.lams:
         results["lams"].append({**outcome(f"lam_{lam}"), "lam": float(lam)})
-    noisy = outcome(noisy_name)
-    clean = next(r for r in results["lams"] if r["name"] == f"lam_{middle}")
-    results["noise"] = {"sigma": FLAGS.noise, "lam": float(middle), "clean": clean,
-                        "noisy": noisy,
-                        "predicted_change": noisy["predicted_ms"] / clean["predicted_ms"] - 1,
-                        "measured_change": noisy["measured_ms"] / clean["measured_ms"] - 1}
+    if middle is not None:
+        noisy = outcome(noisy_name)
+        clean = next(r for r in results["lams"] if r["name"] == f"lam_{middle}")
+        results["noise"] = {
+            "sigma": FLAGS.noise, "lam": float(middle), "clean": clean, "noisy": noisy,
+            "predicted_change": noisy["predicted_ms"] / clean["predicted_ms"] - 1,
+            "measured_change": noisy["measured_ms"] / clean["measured_ms"] - 1}
     (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
 
     print("\n1. one search per --target_ms (DARTS, LPM, nothing else changed)")
@@ -164,6 +191,17 @@ def main(argv: list[str]) -> None:
               f"{r['measured_error'] * 100:>6.2f}%")
     errors = [abs(r["measured_error"]) for r in results["targets"]]
     print(f"measured error: median {np.median(errors) * 100:.2f}%, max {max(errors) * 100:.2f}%")
+    for r in results["targets"]:
+        if "first" in r:
+            tried, first = r["searched_on_device"], r["first"]
+            print(f"{r['target_ms']:g} ms: the predictor's network {first['predicted_ms']:.4f} "
+                  f"ms predicted, {first['measured_ms']:.4f} measured here "
+                  f"({first['measured_error'] * 100:+.2f}%); the search measured {len(tried)} "
+                  "networks on its device ("
+                  + ", ".join(f"{t['predicted']:.4f}→{t['measured']:.4f}" for t in tried)
+                  + " ms) and kept the one above")
+    if middle is None:
+        return
     print("\n2. LA-DARTS' loss CE + λ·LAT (fixed λ, no solver)")
     print(f"{'λ per ms':>10} {'predicted':>10} {'measured':>10}")
     for r in results["lams"]:

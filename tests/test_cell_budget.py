@@ -112,8 +112,11 @@ CELL_SEARCH = ("--space=darts_search", "--method=darts", "--cells=3", "--init_ch
     (("--max_mparams=0.001",), "--max_mparams=0.001 is below the cheapest network: the "
                                "darts_cifar space spans"),
     (("--target_ms=5",), "--target_ms needs a latency model"),
-    (("--device=local",), "--device: a search of DARTS cells prices latency with "
+    (("--device=local",), "--device=local: a search of DARTS cells measures its network "
+                          "there in the units of its latency model: give "
                           "--latency_model=predictor:PATH or a cell --latency_table"),
+    (("--energy_table=e.json",), "--energy_table: a search of DARTS cells prices latency with "
+                                 "--latency_model=predictor:PATH or a cell --latency_table"),
     (("--latency_table=pixel1",), "--latency_table=pixel1: a search of DARTS cells needs a "
                                   "cell latency table"),
     (("--latency_model=predictor:/nope.json",), "latency predictor '/nope.json' does not exist"),

@@ -182,6 +182,30 @@ def test_latency_targets_on_cells_are_met_by_the_predictor(lpm):
                               NETWORK)
 
 
+def test_a_cell_network_that_misses_on_the_device_is_solved_again_for_it(lpm):
+    """--device on a cell search: the device reads 12% above the predictor near the target;
+    the budget is rescaled by the measured/predicted ratio and solved again until the measured
+    network holds it."""
+    model, archs, _ = lpm
+    low, high = budget.cost_range(model, NETWORK)
+    rng = np.random.default_rng(1)
+    scores = {k: np.log(rng.dirichlet(np.ones(len(CELL_OPS)), size=14))
+              for k in ("normal", "reduce")}
+    target = Constraint(model, low + 0.5 * (high - low), "target")
+    first, _ = cell_budget.solve(archs[0], scores, [target], 0.02)
+
+    def device(arch):
+        return 1.12 * model.of(arch)
+
+    kept, tried = budget.match_measured(archs[0], budget.Measured(first, model.of(first),
+                                                                   device(first)),
+                                        scores, [target], 0.02, device)
+    assert tried[0].arch == first and len(tried) >= 2
+    assert kept.measured == pytest.approx(target.target, rel=0.02)
+    moved = budget.moves(archs[0], kept.arch, scores, [target])
+    assert moved and all(m.where.split()[0] in ("normal", "reduce") for m in moved)
+
+
 def test_a_meter_anchored_to_a_cell_table_rescales_to_its_units_and_records_the_anchors():
     """Cell networks drift against the small reference (5% in an hour here): the anchors,
     the table's calibration networks timed again, bring values back to the table's units."""

@@ -11,9 +11,19 @@ convolutions and fuses the ReLUs:
     layers    each op's operators, written by its family module (`tfnas.blocks`)
     head      CONV_2D 1x1 (ReLU) → MEAN over H, W → FULLY_CONNECTED
 
-All padding is SAME, weights are random. `tests/test_timing_models.py` checks, for every space
-preset, that the operator list (codes, tensor shapes, options) equals the converter's output
-for the same architecture, so a row timed here is the row a deployed network runs.
+Networks of DARTS cells (`cell_network`) are written the same way, op by op, and then
+rewritten as the converter rewrites them (`_Graph._finish`): operators without weights that
+repeat on the same input are merged (the ReLUs of the edges leaving one node become one),
+operators nobody reads are dropped, a ReLU that is the only reader of a CONV_2D, DEPTHWISE or
+ADD output is fused into it, and two dilated depthwise convolutions of one kernel size on one
+tensor stay SPACE_TO_BATCH_ND → depthwise → BATCH_TO_SPACE_ND (see `_space_to_batch_twins`).
+
+Weights are random (so no batch-norm offset is zero and folded away, as in a trained
+network). `tests/test_timing_models.py` checks, for every space preset and for networks of
+cells with each of those rewrites, that the operators (codes, tensor shapes, options, and for
+cells which operators feed which) equal the converter's for the same architecture, so a
+network timed here is the network a deployed model runs; `bench/cell_timing_models.py` times
+both side by side.
 """
 
 from __future__ import annotations

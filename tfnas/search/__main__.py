@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from tfnas.run.rundir import StopOnSignal, exit_when_interrupted
-from tfnas.search.command import (SearchRequest, config_from_flags, profile_device,
-                                  request_from_flags)
+from tfnas.search.command import (SearchRequest, cell_meter, config_from_flags,
+                                  profile_device, request_from_flags)
 from tfnas.search.flags import define_flags, run_settings, train_settings
 from tfnas.search.loop import Search
 from tfnas.space import architecture_from_dict
@@ -74,9 +74,12 @@ def _search_and_train(f: Any, request: SearchRequest, precision: str, run: Any,
     strategy = distribute.prepare(precision, f.tpu, f.deterministic)
     if not run.finished:
         meter = None
-        if f.device:  # build (or complete) the device's table, then search on it
+        cells = "eval_space" in request.settings
+        if f.device and cells:  # the predictor's or cell table's units on that device
+            meter = cell_meter(f, request.settings["eval_space"])
+        elif f.device:  # build (or complete) the device's table, then search on it
             meter = profile_device(f, request.space)
-        config = request.config(request.device_latency() if f.device else None)
+        config = request.config(request.device_latency() if f.device and not cells else None)
         search = Search(config, strategy)
         with exit_when_interrupted():
             report = search.run(StopOnSignal())

@@ -39,6 +39,7 @@ from tfnas.search import knapsack
 from tfnas.search.knapsack import Move
 from tfnas.search.objectives import Constraint
 from tfnas.space import Architecture, Op, SearchSpace
+from tfnas.space.architecture import arch_record
 
 
 def _extreme(cost_model: Any, space: SearchSpace, cheapest: bool) -> Architecture:
@@ -161,14 +162,23 @@ def _pick_checked(archs: Sequence[Architecture], costs: np.ndarray,
                   tolerance: float) -> int | None:
     """Of networks whose costs per budget are known (`costs`, one row each), the index `knapsack.pick`
     takes among those within every max budget; None when none is."""
-    weights = np.array([sum(scores[i].get(op, -1e9) for i, op in enumerate(a.ops))
-                        for a in archs])
+    weights = np.array([_weight(a, scores) for a in archs])
     limits = np.array([c.target if c.kind == "max" else np.inf for c in constraints])
     fits = np.all(costs <= limits * (1 + 1e-12), axis=1)
     if not np.any(fits):
         return None
     return int(np.flatnonzero(fits)[knapsack.pick(costs[fits], weights[fits], constraints,
                                                   tolerance)])
+
+
+def _weight(arch: Any, scores: Any) -> float:
+    """The architecture weight the solvers maximise: Σ of the chosen ops' scores (of a network
+    of cells, of its kept edges, `cell_budget.weight`)."""
+    if not isinstance(arch, Architecture):
+        from tfnas.search import cell_budget
+
+        return cell_budget.weight(arch, scores)
+    return sum(scores[i].get(op, -1e9) for i, op in enumerate(arch.ops))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,7 +190,8 @@ class Measured:
     measured: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ops": list(self.arch.op_names), "predicted": self.predicted,
+        which = "ops" if isinstance(self.arch, Architecture) else "genotype"
+        return {which: arch_record(self.arch), "predicted": self.predicted,
                 "measured": self.measured}
 
 
@@ -231,7 +242,12 @@ def _additive(cost_model: Any) -> bool:
 
 def moves(before: Architecture, after: Architecture, scores: Sequence[dict[Op, float]],
           constraints: Sequence[Constraint]) -> list[Move]:
-    """The layers `after` changed from `before`, with the weight given up and the costs."""
+    """The layers `after` changed from `before`, with the weight given up and the costs (of
+    a network of cells: the nodes, `cell_budget.moves`)."""
+    if not isinstance(before, Architecture):
+        from tfnas.search import cell_budget
+
+        return cell_budget.moves(before, after, scores, constraints)
     moves = []
     for i, (old, new) in enumerate(zip(before.ops, after.ops)):
         if old == new:

@@ -160,7 +160,7 @@ def solve(arch: CellArchitecture, scores: dict[str, Any], constraints: Sequence[
     additive = [isinstance(c.cost_model, CellCost) for c in constraints]
     targets = any(c.kind != "max" for c in constraints)
     pareto = next((j for j, c in enumerate(constraints) if c.kind == "max"), None)
-    groups = [(kind, j) for kind in CELL_KINDS for j in range(nodes)]
+    groups = _groups(nodes)
     steps = [0.0 if (all(additive) and not targets) else
              c.target * tolerance / (4 * len(groups)) for c in constraints]
     limits = [c.target if c.kind == "max" else np.inf for c in constraints]
@@ -175,13 +175,13 @@ def solve(arch: CellArchitecture, scores: dict[str, Any], constraints: Sequence[
             fixed[c] = base
         for g, (kind, j) in enumerate(groups):
             k = CELL_KINDS.index(kind)
-            picks, weight, costs = _choices(
+            picks, group_weight, costs = _choices(
                 [np.asarray(c.cost_model.tables[k]) if a else None
                  for c, a in zip(constraints, additive)],
                 np.asarray(scores[kind]), list(node_edges(nodes)[j]), not targets,
                 {c: dict(zip(parts[1][g], parts[2][g])) for c, parts in linear.items()})
             candidates.append(picks)
-            weights.append(dict(zip(picks, weight)))
+            weights.append(dict(zip(picks, group_weight)))
             for c in range(len(constraints)):
                 rows[c].append(dict(zip(picks, costs[:, c])))
         costs, total, choices_of = knapsack.dp(candidates, weights, fixed, rows, limits, steps,
@@ -197,17 +197,22 @@ def solve(arch: CellArchitecture, scores: dict[str, Any], constraints: Sequence[
             break
         around = answer
     true = np.array([[c.cost_model.of(a) for c in constraints] for a in tried])
-    weight = np.array([_weight(a, scores) for a in tried])
+    tried_weights = np.array([weight(a, scores) for a in tried])
     fits = np.all(true <= np.array(limits) * (1 + 1e-12), axis=1)
     if not np.any(fits):
         raise TfnasError("could not meet " + ", ".join(
             c.describe() for c in constraints if c.kind == "max") + " with this cost model")
-    best = int(np.flatnonzero(fits)[knapsack.pick(true[fits], weight[fits], constraints,
+    best = int(np.flatnonzero(fits)[knapsack.pick(true[fits], tried_weights[fits], constraints,
                                                   tolerance)])
-    return tried[best], _moves(arch, tried[best], groups, scores, constraints)
+    return tried[best], moves(arch, tried[best], scores, constraints)
 
 
-def _weight(arch: CellArchitecture, scores: dict[str, Any]) -> float:
+def _groups(nodes: int) -> list[tuple[str, int]]:
+    """What the solver chooses one at a time: (cell kind, node)."""
+    return [(kind, j) for kind in CELL_KINDS for j in range(nodes)]
+
+
+def weight(arch: CellArchitecture, scores: dict[str, Any]) -> float:
     """Σ over the kept edges of the op's log-weight (what `solve` maximises)."""
     return sum(float(scores[kind][row][op]) for kind in CELL_KINDS
                for row, op in getattr(arch.genotype, kind).kept())
@@ -225,21 +230,21 @@ def _genotype(choices: Sequence[tuple[int, int, int, int]], nodes: int) -> Genot
     return Genotype(*cells)
 
 
-def _moves(before: CellArchitecture, after: CellArchitecture, groups: list[tuple[str, int]],
-           scores: dict[str, Any], constraints: Sequence[Constraint]) -> list[Any]:
+def moves(before: CellArchitecture, after: CellArchitecture, scores: dict[str, Any],
+          constraints: Sequence[Constraint]) -> list[Any]:
     """Per node the solver changed: its edges before and after (op/source), the weight given
     up and the cost change of that node alone."""
     def node(arch: CellArchitecture, kind: str, j: int) -> tuple[tuple[str, int], ...]:
         cell = getattr(arch.genotype, kind)
         return cell.edges[2 * j:2 * j + 2]
 
-    def weight(edges: tuple[tuple[str, int], ...], kind: str, j: int) -> float:
+    def node_weight(edges: tuple[tuple[str, int], ...], kind: str, j: int) -> float:
         # (the α row of the edge from `src` into node j: `node_edges`' numbering)
         return sum(float(scores[kind][edge_count(j) + src][CELL_OPS.index(op)])
                    for op, src in edges)
 
-    moves = []
-    for g, (kind, j) in enumerate(groups):
+    found = []
+    for g, (kind, j) in enumerate(_groups(before.genotype.normal.nodes)):
         old, new = node(before, kind, j), node(after, kind, j)
         if old == new:
             continue
@@ -248,10 +253,10 @@ def _moves(before: CellArchitecture, after: CellArchitecture, groups: list[tuple
         edges[2 * j:2 * j + 2] = new
         cells[kind] = Cell(tuple(edges), cells[kind].concat)
         trial = CellArchitecture(before.network, Genotype(cells["normal"], cells["reduce"]))
-        lost = weight(old, kind, j) - weight(new, kind, j)
-        moves.append(knapsack.Move(
+        lost = node_weight(old, kind, j) - node_weight(new, kind, j)
+        found.append(knapsack.Move(
             g, " ".join(f"{o}/{s}" for o, s in old), " ".join(f"{o}/{s}" for o, s in new),
             lost if math.isfinite(lost) else None,
             {c.name: c.cost_model.of(trial) - c.cost_model.of(before) for c in constraints},
             where=f"{kind} node {INPUT_NODES + j}"))
-    return moves
+    return found

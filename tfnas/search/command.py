@@ -306,7 +306,7 @@ def _lookup_graph(f: Any) -> Any:
 
 
 # flags a cell search has no use for yet
-_UNSUPPORTED_ON_CELLS = ("device", "energy_table", "max_mj")
+_UNSUPPORTED_ON_CELLS = ("energy_table", "max_mj")
 
 
 def _cell_search(f: Any, space: Any) -> Any:
@@ -322,8 +322,12 @@ def _cell_search(f: Any, space: Any) -> Any:
         raise TfnasError(f"{', '.join('--' + n for n in given)}: a search of DARTS cells "
                          "prices latency with --latency_model=predictor:PATH or a cell "
                          "--latency_table (tools/train_predictor.py, tools/build_lut.py), "
-                         "params and FLOPs exactly; it has no --device profiling or energy "
-                         "model yet")
+                         "params and FLOPs exactly; it has no energy model yet")
+    if f.device and not (_predictor_path(f) or f.latency_table):
+        raise TfnasError(f"--device={f.device}: a search of DARTS cells measures its network "
+                         "there in the units of its latency model: give "
+                         "--latency_model=predictor:PATH or a cell --latency_table measured on "
+                         "that device (tools/train_predictor.py, tools/build_lut.py)")
     methods.get(f.method).check_widths(space, f.cell_bottleneck)
     name = f.eval_network or EVALUATED_IN.get(f.space, f.space)
     return cli.cell_network_from_flags(f, name, cells=f.eval_cells,
@@ -362,6 +366,38 @@ def _cell_latency_model(f: Any, network: Any) -> tuple[Any, str | None]:
 def config_from_flags(flags_values: Any) -> SearchConfig:
     """The SearchConfig the flags describe (no --device table to profile first)."""
     return request_from_flags(flags_values).config()
+
+
+def cell_meter(f: Any, network: Any) -> Any:
+    """The Meter that times a cell search's network on `--device`, in its latency model's
+    units: the predictor's dataset (statistic, reference network, anchors) or the cell
+    table's (anchored to its calibration networks); the device is checked."""
+    from tfnas.latency import measured
+    from tfnas.latency.devices import parse_device
+    from tfnas.latency.meter import Meter, default_reference
+
+    device = parse_device(f.device, threads=f.threads)
+    device.check()
+    meter = Meter(device, runs=f.profile_runs, min_seconds=f.profile_seconds,
+                  repeats=f.profile_repeats, reference=default_reference(network))
+    path = _predictor_path(f)
+    if path:
+        from tfnas.latency.predictor import LatencyPredictor
+
+        dataset = LatencyPredictor.load(path).metrics.get("dataset")
+        if not dataset or not Path(dataset).exists():
+            raise TfnasError(f"--device: predictor {path!r} does not name the dataset it was "
+                             f"trained on ({dataset or 'none'}), whose units the network must "
+                             "be measured in")
+        _, _, record = measured.load(dataset, network)
+        meter.join(record, dataset)
+    else:
+        from tfnas.latency.cell_table import CellLatencyTable
+
+        table = CellLatencyTable.load(f.latency_table)
+        meter.join(table.device, f.latency_table)
+        meter.anchor_to(table)
+    return meter
 
 
 def profile_device(f: Any, space: Any) -> Any:

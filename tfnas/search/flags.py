@@ -126,7 +126,10 @@ def define_flags(values: Any = None) -> None:
     flags.DEFINE_string("device", None, "Profile this device (local, adb:SERIAL or "
                         "cmd:TEMPLATE) into "
                         "--latency_table (default MODEL_DIR/lut.json; only missing rows are "
-                        "measured), search on it, and measure the derived network there.")
+                        "measured), search on it, and measure the derived network there. "
+                        "Cells: measure the derived network there, in the units of the "
+                        "predictor's dataset or the cell table, and solve again for the "
+                        "measured latency where it misses the target.")
     flags.DEFINE_integer("threads", 1, "Threads on --device.", lower_bound=1)
     flags.DEFINE_integer("profile_runs", 40, "Timed runs per table row and network, at least.",
                          lower_bound=1)
@@ -164,10 +167,14 @@ def run_settings(f: Any) -> dict[str, Any]:
     --device table is the run's own output; a built-in table is no file)."""
     from tfnas import cli
 
+    from tfnas.latency.cell_table import is_cell_table
+
     training = tuple(cli.flag_settings(f, ["tfnas.train.command"]))  # the --train_* flags
     own = cli.flag_settings(f, skip=NOT_SETTINGS + training)
+    # a --device layer table is the run's output; a cell table stays an input
+    output = f.device and not (f.latency_table and is_cell_table(f.latency_table))
     return {**own, "inputs": cli.input_fingerprints(
-        {"latency_table": None if f.device else f.latency_table,
+        {"latency_table": None if output else f.latency_table,
          "latency_model": f.latency_model, "energy_table": f.energy_table,
          "dataset": f.dataset}, f.model_dir)}
 

@@ -36,6 +36,7 @@ from tfnas.search import late, records
 from tfnas.search.config import SearchConfig
 from tfnas.search.step import SearchStep
 from tfnas.space import Architecture
+from tfnas.space.architecture import architecture_from_dict
 
 class Search(SearchStep):
     """Builds the supernet, data, optimizer and checkpoint of a search; `run()` executes it."""
@@ -367,7 +368,7 @@ class Search(SearchStep):
         from tfnas.search import budget
 
         config = self.config
-        arch = Architecture.from_dict(report["arch"])
+        arch = architecture_from_dict(report["arch"])
         timed = config.timed
         if timed is None or not config.repair:
             return self._write_report(arch, self._moves(arch), {"measured_ms": measure(arch)})
