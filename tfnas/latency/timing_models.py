@@ -73,6 +73,11 @@ class _Graph:
         self.tensors.append(t)
         return len(self.tensors) - 1
 
+    def ints(self, values: Any) -> int:
+        """An int32 constant (axes, slice bounds, paddings, block shapes)."""
+        data = np.array(values, np.int32)
+        return self.tensor(data.shape, data)
+
     def weights(self, *shape: int) -> int:
         fan_in = int(np.prod(shape[1:]))
         return self.tensor(shape, (self.rng.standard_normal(shape) / np.sqrt(fan_in))
@@ -185,16 +190,14 @@ class _Graph:
     def shift(self, x: int) -> int:
         """x[:, 1:, 1:, :] (Keras' Cropping2D((1, 0), (1, 0)))."""
         n, h, w, c = self.shape(x)
-        ints = (lambda *v: self.tensor([4], np.array(v, np.int32)))
-        return self.op("STRIDED_SLICE", [x, ints(0, 1, 1, 0), ints(0, 0, 0, 0),
-                                         ints(1, 1, 1, 1)], [n, h - 1, w - 1, c],
+        return self.op("STRIDED_SLICE", [x, self.ints([0, 1, 1, 0]), self.ints([0, 0, 0, 0]),
+                                         self.ints([1, 1, 1, 1])], [n, h - 1, w - 1, c],
                        "StridedSliceOptions", beginMask=9, endMask=15)
 
     def pad_after(self, x: int, rows: int, cols: int) -> int:
         """Zeros after the last `rows` rows and `cols` columns (Keras' ZeroPadding2D)."""
         n, h, w, c = self.shape(x)
-        paddings = self.tensor([4, 2], np.array([[0, 0], [0, rows], [0, cols], [0, 0]],
-                                                np.int32))
+        paddings = self.ints([[0, 0], [0, rows], [0, cols], [0, 0]])
         return self.op("PAD", [x, paddings], [n, h + rows, w + cols, c], "PadOptions")
 
     def dense(self, x: int, units: int) -> int:
@@ -207,7 +210,7 @@ class _Graph:
     def mean(self, x: int, keep_dims: bool) -> int:
         """Average over H and W."""
         n, _, _, c = self.shape(x)
-        axes = self.tensor([2], np.array([1, 2], np.int32))
+        axes = self.ints([1, 2])
         return self.op("MEAN", [x, axes], [n, 1, 1, c] if keep_dims else [n, c],
                        "ReducerOptions", keepDims=keep_dims)
 
@@ -288,11 +291,9 @@ class _Graph:
             total = (kernel - 1) * dilation  # SAME padding of the dilated kernel
             start = total // 2
             extra = [(-(size + total)) % dilation for size in (h, w)]
-            ints = (lambda *v: self.tensor([len(v)] if np.ndim(v) == 1 else list(np.shape(v)),
-                                           np.array(v, np.int32)))
             block = [dilation, dilation]
-            spread = self.op("SPACE_TO_BATCH_ND", [x, ints(*block), ints(
-                *[[start, total - start + e] for e in extra])],
+            spread = self.op("SPACE_TO_BATCH_ND", [x, self.ints(block), self.ints(
+                [[start, total - start + e] for e in extra])],
                 [n * dilation ** 2, (h + total + extra[0]) // dilation,
                  (w + total + extra[1]) // dilation, c], None)
             first = min(self.operators.index(op) for op in ops)
@@ -303,8 +304,8 @@ class _Graph:
                             [n * dilation ** 2, hs - kernel + 1, ws - kernel + 1, c],
                             "DepthwiseConv2DOptions", padding=1, strideW=1, strideH=1,
                             depthMultiplier=1, fusedActivationFunction=0)
-                self.op("BATCH_TO_SPACE_ND", [y, ints(*block), ints(
-                    *[[0, e] for e in extra])], [n, h, w, c], None)
+                self.op("BATCH_TO_SPACE_ND", [y, self.ints(block), self.ints(
+                    [[0, e] for e in extra])], [n, h, w, c], None)
                 self.operators[-1].outputs = op.outputs  # its readers read it unchanged
                 self.operators[at:at + 1] = self.operators[-2:]
                 del self.operators[-2:]

@@ -109,22 +109,22 @@ def _linearised(predictor: Any, around: CellArchitecture
     code = around.one_hot(reduce=predictor.reduce_cell)
     base = float(predictor.predict_codes(code[None])[0])
     n_edges = edge_count(nodes)
-    groups, picks, deltas = [], [], []
-    for k, kind in enumerate(CELL_KINDS):
-        for j, choices in enumerate(_node_choices(nodes)):
-            groups.append((kind, j))
-            picks.append(choices)
-            if k == 1 and not predictor.reduce_cell:
-                deltas.append(np.zeros(len(choices)))
-                continue
-            batch = np.repeat(code[None], len(choices), axis=0)
-            rows = node_edges(nodes)[j]
-            batch[:, k * n_edges + rows.start:k * n_edges + rows.stop] = 0.0
-            at = np.arange(len(choices))
-            c = np.array(choices)
-            batch[at, k * n_edges + c[:, 0], c[:, 1]] = 1.0
-            batch[at, k * n_edges + c[:, 2], c[:, 3]] = 1.0
-            deltas.append(predictor.predict_codes(batch) - base)
+    groups, picks, deltas = _groups(nodes), [], []
+    node_choices = _node_choices(nodes)
+    for kind, j in groups:
+        k, choices = CELL_KINDS.index(kind), node_choices[j]
+        picks.append(choices)
+        if k == 1 and not predictor.reduce_cell:
+            deltas.append(np.zeros(len(choices)))
+            continue
+        batch = np.repeat(code[None], len(choices), axis=0)
+        rows = node_edges(nodes)[j]
+        batch[:, k * n_edges + rows.start:k * n_edges + rows.stop] = 0.0
+        at = np.arange(len(choices))
+        c = np.array(choices)
+        batch[at, k * n_edges + c[:, 0], c[:, 1]] = 1.0
+        batch[at, k * n_edges + c[:, 2], c[:, 3]] = 1.0
+        deltas.append(predictor.predict_codes(batch) - base)
     return groups, picks, deltas, base
 
 

@@ -368,18 +368,25 @@ def config_from_flags(flags_values: Any) -> SearchConfig:
     return request_from_flags(flags_values).config()
 
 
-def cell_meter(f: Any, network: Any) -> Any:
-    """The Meter that times a cell search's network on `--device`, in its latency model's
-    units: the predictor's dataset (statistic, reference network, anchors) or the cell
-    table's (anchored to its calibration networks); the device is checked."""
-    from tfnas.latency import measured
+def _device_meter(f: Any, space: Any) -> Any:
+    """The Meter of `--device` (checked) with the --profile_* flags, timed beside `space`'s
+    reference network."""
     from tfnas.latency.devices import parse_device
     from tfnas.latency.meter import Meter, default_reference
 
     device = parse_device(f.device, threads=f.threads)
     device.check()
-    meter = Meter(device, runs=f.profile_runs, min_seconds=f.profile_seconds,
-                  repeats=f.profile_repeats, reference=default_reference(network))
+    return Meter(device, runs=f.profile_runs, min_seconds=f.profile_seconds,
+                 repeats=f.profile_repeats, reference=default_reference(space))
+
+
+def cell_meter(f: Any, network: Any) -> Any:
+    """The Meter that times a cell search's network on `--device`, in its latency model's
+    units: the predictor's dataset (statistic, reference network, anchors) or the cell
+    table's (anchored to its calibration networks); the device is checked."""
+    from tfnas.latency import measured
+
+    meter = _device_meter(f, network)
     path = _predictor_path(f)
     if path:
         from tfnas.latency.predictor import LatencyPredictor
@@ -403,14 +410,9 @@ def cell_meter(f: Any, network: Any) -> Any:
 def profile_device(f: Any, space: Any) -> Any:
     """Profiles `--device` into its table (only missing rows and calibration networks) and
     returns a Meter anchored to that table (measurements in the table's units)."""
-    from tfnas.latency.devices import parse_device
-    from tfnas.latency.meter import Meter, default_reference
     from tfnas.latency.profiler import calibrate, profile
 
-    device = parse_device(f.device, threads=f.threads)
-    device.check()
-    meter = Meter(device, runs=f.profile_runs, min_seconds=f.profile_seconds,
-                  repeats=f.profile_repeats, reference=default_reference(space))
+    meter = _device_meter(f, space)
     path = device_table_path(f)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     table = profile(space, meter, path)

@@ -164,6 +164,7 @@ class Cell:
             raise TfnasError(f"unknown cell sampling {sampling!r}: choose "
                              f"{' or '.join(CELL_SAMPLING)}")
         ops = CELL_OPS[1:]
+        convolutions = [op for op in ops if op not in FREE_OPS]
         share = float(rng.uniform()) if sampling == "mixed" else 0.0
         edges = []
         for j in range(nodes):
@@ -171,8 +172,7 @@ class Cell:
                 if sampling == "uniform":
                     op = ops[int(rng.integers(len(ops)))]
                 else:
-                    pool = FREE_OPS if rng.uniform() < share else [o for o in ops
-                                                                   if o not in FREE_OPS]
+                    pool = FREE_OPS if rng.uniform() < share else convolutions
                     op = pool[int(rng.integers(len(pool)))]
                 edges.append((op, int(source)))
         return cls(tuple(edges), tuple(range(INPUT_NODES, INPUT_NODES + nodes)))
