@@ -28,7 +28,8 @@ leaves out parts 2 and 3.
 Every search is kept in OUT (run again to resume); the returned networks are measured
 together at the end (local device, 1 thread) in the predictor's dataset
 units, and with `--latency_table` (a cell table calibrated on that dataset) anchored to its
-calibration networks, timed again beside them. Prints one
+calibration networks, timed again beside them; `--passes=N` times them N times (each pass
+anchored again) and keeps each network's median. Prints one
 table per part and writes OUT/results.json. Nothing is asserted: report what it prints.
 """
 
@@ -69,6 +70,12 @@ flags.DEFINE_list("search_flags", [], "More flags for every search, e.g. --devic
                   "(each returned network measured on the device and solved again where it "
                   "misses the target).")
 flags.DEFINE_string("out", "runs/cell_latency_targets", "Output folder (resumable).")
+flags.DEFINE_integer("passes", 1, "Timing passes over the returned networks (each anchored "
+                     "again): each network's latency is the median of its passes, and the "
+                     "spread between passes is printed (this host's measurement floor).",
+                     lower_bound=1)
+flags.DEFINE_integer("repeats", 3, "Timings of each group of models per pass (the meter's "
+                     "repeats; each model keeps its median).", lower_bound=1)
 flags.mark_flag_as_required("lpm")
 
 
@@ -107,7 +114,8 @@ def main(argv: list[str]) -> None:
     lpm_path = Path(FLAGS.lpm).resolve()
     lpm = LatencyPredictor.load(lpm_path)
     network = lpm.space
-    meter = Meter(LocalDevice(threads=1), reference=default_reference(network))
+    meter = Meter(LocalDevice(threads=1), reference=default_reference(network),
+                  repeats=FLAGS.repeats)
     units = lpm.metrics.get("dataset")
     if units and Path(units).exists():
         _, _, record = measured.load(units, network)
@@ -143,15 +151,22 @@ def main(argv: list[str]) -> None:
         tried = reports[name].get("measured_networks") or []
         return arch_of_record(network, tried[0]["genotype"]) if len(tried) > 1 else None
 
-    def measure_all() -> dict:  # one call: the anchors are timed with them
+    def measure_all() -> dict:  # one call a pass: the anchors are timed with them
         names = list(reports)
         archs = [load_architecture(out / name / "arch.json") for name in names]
         firsts = [(f"{n}/first", first_of(n)) for n in names if first_of(n) is not None]
-        values = measure_networks(meter, archs + [a for _, a in firsts],
-                                  what="measuring the returned networks")
-        return dict(zip(names + [n for n, _ in firsts], values))
+        passes = [measure_networks(meter, archs + [a for _, a in firsts],
+                                   what=f"measuring the returned networks, pass {k + 1} of "
+                                   f"{FLAGS.passes}") for k in range(FLAGS.passes)]
+        return dict(zip(names + [n for n, _ in firsts], map(list, zip(*passes))))
 
-    measured_ms = _cached(out / "measured.json", measure_all)
+    # each network's passes (an older file holds one value each), and their median
+    timings = {name: v if isinstance(v, list) else [v] for name, v in
+               _cached(out / f"measured_{FLAGS.passes}x{FLAGS.repeats}.json"
+                       if (FLAGS.passes, FLAGS.repeats) != (1, 3) else out / "measured.json",
+                       measure_all).items()}
+    measured_ms = {name: float(np.median(v)) for name, v in timings.items()}
+    spread = [max(v) / min(v) - 1 for v in timings.values()]
 
     def outcome(name: str) -> dict:
         report = reports[name]
@@ -159,7 +174,7 @@ def main(argv: list[str]) -> None:
                 "measured_ms": measured_ms[name], "arch": report["arch"]}
 
     results: dict = {"range_ms": [low, high], "targets": [], "lams": [], "noise": None,
-                     "anchor_scales": meter.anchor_scales}
+                     "anchor_scales": meter.anchor_scales, "passes": timings}
     for target in targets:
         row = outcome(f"target_{target:g}")
         row.update(target_ms=target, predicted_error=row["predicted_ms"] / target - 1,
@@ -191,6 +206,10 @@ def main(argv: list[str]) -> None:
               f"{r['measured_error'] * 100:>6.2f}%")
     errors = [abs(r["measured_error"]) for r in results["targets"]]
     print(f"measured error: median {np.median(errors) * 100:.2f}%, max {max(errors) * 100:.2f}%")
+    if FLAGS.passes > 1 or len(next(iter(timings.values()))) > 1:
+        print(f"(median of {len(next(iter(timings.values())))} passes a network; max/min of "
+              f"one network's passes: median {np.median(spread) * 100:.1f}%, max "
+              f"{max(spread) * 100:.1f}%)")
     for r in results["targets"]:
         if "first" in r:
             tried, first = r["searched_on_device"], r["first"]
