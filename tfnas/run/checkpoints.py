@@ -73,25 +73,40 @@ def _state_names(state: Path) -> str | None:
     return Path(match.group(1)).name if match else None
 
 
-def open_manager(checkpoint: Any, directory: str | Path, max_to_keep: int = 2,
-                 say: Callable[[str], None] = print) -> tuple[Any, str | None]:
-    """(a CheckpointManager of `directory`, the checkpoint restored or None for a fresh run).
-
-    Every object of `checkpoint` must be in the restored checkpoint. Damaged checkpoints are
-    moved aside with one line through `say`; none readable among several: one TfnasError."""
-    import tensorflow as tf
-
-    directory = Path(directory)
+def _restore_newest(checkpoint: Any, directory: Path
+                    ) -> tuple[Path | None, list[tuple[Path, str]]]:
+    """(the newest checkpoint of `directory` that `checkpoint` restored from, or None; the
+    newer ones that did not read, with why)."""
     damaged: list[tuple[Path, str]] = []
-    restored = None
     for prefix in on_disk(directory):
         try:
             checkpoint.restore(str(prefix)).assert_existing_objects_matched()
         except Exception as err:  # OpError, IndexError, ValueError, AssertionError: unreadable
             damaged.append((prefix, error_line(err)))
             continue
-        restored = prefix
-        break
+        return prefix, damaged
+    return None, damaged
+
+
+def open_manager(checkpoint: Any, directory: str | Path, max_to_keep: int = 2,
+                 say: Callable[[str], None] = print,
+                 source: str | Path | None = None) -> tuple[Any, str | None]:
+    """(a CheckpointManager of `directory`, the checkpoint restored or None for a fresh run).
+
+    Every object of `checkpoint` must be in the restored checkpoint. Damaged checkpoints are
+    moved aside with one line through `say`; none readable among several: one TfnasError.
+    With `source` (a worker other than the chief: `tfnas.run.distribute`), the newest readable
+    checkpoint of `source` is restored and nothing there is touched (the chief, reading the
+    same files, sets them right); the manager saves into `directory`, keeping one."""
+    import tensorflow as tf
+
+    if source is not None:  # (a damaged one: the chief reports it and moves it aside)
+        restored, _ = _restore_newest(checkpoint, Path(source))
+        manager = tf.train.CheckpointManager(checkpoint, str(directory), max_to_keep=1,
+                                             checkpoint_name=PREFIX)
+        return manager, None if restored is None else str(restored)
+    directory = Path(directory)
+    restored, damaged = _restore_newest(checkpoint, directory)
     for prefix, reason in damaged:
         for part in directory.glob(prefix.name + ".*"):
             if not part.name.endswith(".damaged"):

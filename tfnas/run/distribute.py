@@ -1,18 +1,139 @@
-"""The tf.distribute strategy of a run: TPUStrategy, MirroredStrategy or the default.
+"""The tf.distribute strategy of a run, and which worker of it this process is.
 
-`--tpu=NAME` (or `local`, or a grpc:// address) connects to the TPU and uses TPUStrategy.
-Without it, MirroredStrategy is used when the host has several devices of one kind (GPUs, or
-logical CPU devices set up for tests), else the default strategy (docs/design.md, rule 5).
+`--tpu=NAME` (or `local` on a TPU VM, or a grpc:// address) connects to the TPU and uses
+TPUStrategy (a pod slice's hosts each run the same command with `--tpu=local`). Without it,
+`--strategy=auto` uses MirroredStrategy when the host has several devices of one kind (GPUs,
+or logical CPU devices set up for tests), else the default strategy (docs/design.md, rule 5);
+`--strategy=multi_worker` uses MultiWorkerMirroredStrategy across the processes `TF_CONFIG`
+names (one process per host, each running the same command with its own `task`).
+
+Across workers one process is the chief (task `chief`, or `worker` 0 when the cluster has no
+chief): it alone owns the run directory and writes its outputs. The others (`Role.chief`
+False) compute the same steps, restore from the chief's checkpoints (a file system every
+worker reads: the model_dir on a shared disk) and write their own checkpoint copies, which
+TensorFlow needs every worker to take part in, to a scratch directory they remove.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
 from typing import Any
 
 from tfnas.errors import TfnasError, error_line
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 PRECISION_FLAG_CHOICES = ("auto",) + PRECISIONS
+STRATEGIES = ("auto", "multi_worker")
+STRATEGY_HELP = ("auto: TPUStrategy with --tpu, else MirroredStrategy over this host's GPUs "
+                 "(or the default strategy); multi_worker: MultiWorkerMirroredStrategy over "
+                 "the workers TF_CONFIG names, each running this same command (only the "
+                 "chief writes --model_dir, which every worker must be able to read).")
+
+
+@dataclasses.dataclass(frozen=True)
+class Role:
+    """This process's place among the workers of a run (one worker: the chief)."""
+
+    index: int = 0  # 0 for the chief, then the other workers in TF_CONFIG's order
+    workers: int = 1
+    chief: bool = True
+
+
+def cluster_role() -> Role:
+    """The Role that `TF_CONFIG` gives this process; one TfnasError (naming the variable) when
+    it is missing or is not a cluster with this task in it. Pure Python: checked before
+    TensorFlow loads."""
+    text = os.environ.get("TF_CONFIG")
+    if not text:
+        raise TfnasError("--strategy=multi_worker needs TF_CONFIG: set it on each worker to "
+                         '{"cluster": {"worker": ["host1:port", "host2:port"]}, "task": '
+                         '{"type": "worker", "index": I}} (README, "Beyond one machine")')
+    try:
+        config = json.loads(text)
+        cluster, task = config["cluster"], config["task"]
+        kind, index = task["type"], int(task["index"])
+        chiefs, workers = list(cluster.get("chief", [])), list(cluster.get("worker", []))
+        if kind not in ("chief", "worker"):
+            raise ValueError(f"task type {kind!r} (chief or worker)")
+        hosts = chiefs if kind == "chief" else workers
+        if not 0 <= index < len(hosts):
+            raise ValueError(f"task {kind} {index}: the cluster has {len(hosts)} {kind}(s)")
+        if len(chiefs) > 1:
+            raise ValueError("more than one chief")
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise TfnasError(f"TF_CONFIG is not a usable cluster ({error_line(err)}): "
+                         '{"cluster": {"worker": ["host1:port", ...]}, "task": {"type": '
+                         '"worker", "index": I}} expected') from None
+    position = index if kind == "chief" else len(chiefs) + index
+    return Role(index=position, workers=len(chiefs) + len(workers), chief=position == 0)
+
+
+def planned_role(kind: str, tpu: str | None) -> Role:
+    """The Role a run with `--strategy=kind` will have, checked before TensorFlow loads (one
+    TfnasError for --tpu with multi_worker, or a missing or broken TF_CONFIG)."""
+    if kind not in STRATEGIES:
+        raise TfnasError(f"unknown strategy {kind!r}: choose {', '.join(STRATEGIES)}")
+    if kind != "multi_worker":
+        return Role()
+    if tpu:
+        raise TfnasError("--strategy=multi_worker is for CPU and GPU hosts: a TPU pod "
+                         "slice runs under --tpu (each host with --tpu=local)")
+    return cluster_role()
+
+
+def role_of(strategy: Any) -> Role:
+    """The Role of this process under `strategy` (the chief unless it spans workers)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    spec = resolver.cluster_spec().as_dict() if resolver is not None else {}
+    if not spec or resolver.task_type not in ("chief", "worker"):
+        return Role()
+    chiefs, workers = len(spec.get("chief", [])), len(spec.get("worker", []))
+    position = resolver.task_id + (0 if resolver.task_type == "chief" else chiefs)
+    return Role(index=position, workers=chiefs + workers, chief=position == 0)
+
+
+def sharded_by_data(dataset: Any) -> Any:
+    """`dataset` (global batches) marked to be split over workers by data, not by file: every
+    worker builds the same pipeline (same seeds) and keeps its share of each global batch, so
+    a step sees exactly the batch one process would and a resumed run skips the same batches.
+    (With many hosts reading ImageNet, each host then decodes every image: the price of that
+    exactness.)"""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = \
+        tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
+
+
+def distribute_dataset(strategy: Any, dataset: Any) -> Any:
+    """`dataset` (global batches) split over the strategy's replicas (`sharded_by_data`)."""
+    return strategy.experimental_distribute_dataset(sharded_by_data(dataset))
+
+
+class Agreement:
+    """`agreement(flag)`: True when `flag` is True on any worker (one small compiled all-reduce;
+    no communication on one worker). Workers of one run must stop at the same step, or the
+    others wait for ever in the next step's all-reduce: a stop request (SIGTERM to one of
+    them) goes through this."""
+
+    def __init__(self, strategy: Any) -> None:
+        self.strategy = strategy
+        self.workers = role_of(strategy).workers
+        self._vote: Any = None
+
+    def __call__(self, flag: bool) -> bool:
+        if self.workers == 1:
+            return flag
+        import tensorflow as tf
+
+        if self._vote is None:
+            strategy = self.strategy
+            self._vote = tf.function(lambda x: strategy.reduce(
+                "SUM", strategy.run(lambda: tf.identity(x)), axis=None), autograph=False)
+        return float(self._vote(tf.constant(1.0 if flag else 0.0))) > 0
 
 
 def resolve_precision(precision: str, tpu: str | None) -> str:
@@ -23,9 +144,12 @@ def resolve_precision(precision: str, tpu: str | None) -> str:
     return precision
 
 
-def strategy_for(tpu: str | None = None) -> Any:
+def strategy_for(tpu: str | None = None, kind: str = "auto") -> Any:
     import tensorflow as tf
 
+    planned_role(kind, tpu)  # a bad kind or TF_CONFIG: one line
+    if kind == "multi_worker":  # every worker's replicas (its GPUs, or its CPU) take part in each step's all-reduce
+        return tf.distribute.MultiWorkerMirroredStrategy()
     if tpu:
         try:
             resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
@@ -44,7 +168,7 @@ def strategy_for(tpu: str | None = None) -> Any:
     return tf.distribute.get_strategy()
 
 
-def prepare(precision: str, tpu: str | None, deterministic: bool) -> Any:
+def prepare(precision: str, tpu: str | None, deterministic: bool, kind: str = "auto") -> Any:
     """What an entry point sets up before it builds a model: deterministic ops (a resumed run
     ends where an uninterrupted one does), the dtype policy, and the strategy it runs under."""
     import tensorflow as tf
@@ -52,7 +176,7 @@ def prepare(precision: str, tpu: str | None, deterministic: bool) -> Any:
     if deterministic:
         tf.config.experimental.enable_op_determinism()
     set_precision(precision)
-    return strategy_for(tpu)
+    return strategy_for(tpu, kind)
 
 
 def set_precision(precision: str) -> None:

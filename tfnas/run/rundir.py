@@ -175,6 +175,12 @@ def claim(path: str | Path, settings: Mapping[str, Any], *, overwrite: bool = Fa
         raise
 
 
+def peek(path: str | Path) -> dict[str, Any] | None:
+    """The run record of `path` without taking its lock (None if there is none yet): for a
+    worker that reads the run its chief owns (`tfnas.run.distribute`)."""
+    return _read_record(Path(path)) if Path(path).is_dir() else None
+
+
 def differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
     """`name: old → new` for every setting that differs (nested values by dotted names)."""
     out = []

@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tfnas.errors import TfnasError
 from tfnas.run.rundir import StopOnSignal, exit_when_interrupted
 from tfnas.search.command import (SearchRequest, cell_meter, config_from_flags,
                                   profile_device, request_from_flags)
@@ -35,11 +36,19 @@ def main(argv: list[str]) -> None:
     f = flags.FLAGS
     request = request_from_flags(f)  # bad flags stop here
     precision = distribute.resolve_precision(f.precision, f.tpu)
+    role = distribute.planned_role(f.strategy, f.tpu)
+    if role.workers > 1 and f.device:
+        raise TfnasError("--device with --strategy=multi_worker: time the table first "
+                         "(tools/build_lut.py --device=...), search with --latency_table=FILE, "
+                         "and measure the result with tools/benchmark.py")
     if f.dry_run:
         print(json.dumps({**request.summary(), "precision": precision, "tpu": f.tpu,
-                          "device": f.device}, indent=1))
+                          "device": f.device, "workers": role.workers}, indent=1))
         return
     from tfnas.run import rundir
+
+    if not role.chief:
+        return _work_beside_chief(f, request, precision, role)
 
     # one writer per run directory, and a rerun must be the same search (before any work)
     with rundir.claim(f.model_dir, run_settings(f), overwrite=f.overwrite,
@@ -71,7 +80,7 @@ def _search_and_train(f: Any, request: SearchRequest, precision: str, run: Any,
         if train_run is None or train_run.finished:
             return report
     cli.import_tensorflow_quietly()
-    strategy = distribute.prepare(precision, f.tpu, f.deterministic)
+    strategy = distribute.prepare(precision, f.tpu, f.deterministic, f.strategy)
     if not run.finished:
         meter = None
         cells = "eval_space" in request.settings
@@ -101,6 +110,38 @@ def _search_and_train(f: Any, request: SearchRequest, precision: str, run: Any,
         report["train"].pop("arch", None)
         files.write_text(report_path, json.dumps(report, indent=1) + "\n")
     return report
+
+
+def _work_beside_chief(f: Any, request: SearchRequest, precision: str,
+                       role: Any) -> None:
+    """A worker other than the chief (`tfnas.run.distribute`): the same search and training
+    steps, from the chief's checkpoints; the chief owns the run directory and its outputs."""
+    from tfnas import cli
+    from tfnas.run import distribute, rundir
+
+    record = rundir.peek(f.model_dir)
+    train_record = rundir.peek(Path(f.model_dir) / "train")
+    if record and record.get("finished") and (
+            not f.train_after_search or (train_record and train_record.get("finished"))):
+        print(f"worker {role.index}: {f.model_dir} holds this run, finished (the chief "
+              "reports it)", flush=True)
+        return
+    cli.import_tensorflow_quietly()
+    strategy = distribute.prepare(precision, f.tpu, f.deterministic, f.strategy)
+    with exit_when_interrupted():
+        stop = StopOnSignal()
+        report = Search(request.config(None), strategy).run(stop)
+        if f.train_after_search:
+            from tfnas.train import command as train
+            from tfnas.train import trainer
+
+            arch = architecture_from_dict(report["arch"])
+            config = train.config_from_flags(f, arch, f.dataset,
+                                             str(Path(f.model_dir) / "train"), f.seed,
+                                             request.settings["jit_compile"], prefix="train_")
+            trainer.train(config, strategy, stop)
+    print(f"worker {role.index} of {role.workers}: done; the chief wrote {f.model_dir}",
+          flush=True)
 
 
 def _summary(report: dict[str, Any], model_dir: str) -> str:

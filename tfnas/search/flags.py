@@ -16,6 +16,7 @@ def define_flags(values: Any = None) -> None:
     """Every flag of `python -m tfnas.search` (also the sweep's, which passes them on), into
     `values` (the process's FLAGS by default)."""
     from tfnas import cli, data
+    from tfnas.run import distribute
     from tfnas.search import methods, objectives
 
     flags = cli.Definer(values, __name__)
@@ -119,6 +120,7 @@ def define_flags(values: Any = None) -> None:
     flags.DEFINE_integer("seed", 0, "Seed of weights, data order and dropout.")
     flags.DEFINE_string("model_dir", "runs/search", "Output and checkpoint directory.")
     flags.DEFINE_string("tpu", None, "TPU name or address: runs under TPUStrategy.")
+    flags.DEFINE_enum("strategy", "auto", list(distribute.STRATEGIES), distribute.STRATEGY_HELP)
     flags.DEFINE_enum("precision", "auto", ["auto", "float32", "mixed_bfloat16"],
                       "Compute dtype (auto: mixed_bfloat16 with --tpu, else float32).")
     flags.DEFINE_bool("jit_compile", False, "Compile the train step with XLA (on for TPUs).")
@@ -157,7 +159,7 @@ def define_flags(values: Any = None) -> None:
 
 # flags that do not change a search's result: where it writes, how often it checkpoints, which
 # TPU runs it, whether training follows (the training has its own run directory)
-NOT_SETTINGS = ("model_dir", "overwrite", "dry_run", "checkpoint_every", "tpu",
+NOT_SETTINGS = ("model_dir", "overwrite", "dry_run", "checkpoint_every", "tpu", "strategy",
                 "train_after_search")
 
 

@@ -16,17 +16,21 @@ SIGTERM saves before exiting.
 Outputs in `model_dir`: arch.json, report.json, search_log.csv (one row per epoch),
 search_steps.csv (per step: CE, every budget's R, λ and T; `tfnas.search.records`),
 late_window.json (budgeted searches: `tfnas.search.late`), checkpoints (ckpt-*), TensorBoard
-events (tb/).
+events (tb/). Across workers (MultiWorkerMirroredStrategy) only the chief writes them; the
+other workers restore from its checkpoints and write to a scratch directory they remove
+(`tfnas.run.distribute`), and a stop request on any worker stops all at the same step.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-from tfnas.run import checkpoints, csvlog
+from tfnas.run import checkpoints, csvlog, distribute
 from tfnas.search import methods
 from tfnas.errors import TfnasError
 from tfnas.quiet import live_progress
@@ -50,6 +54,10 @@ class Search(SearchStep):
 
         self.config = config
         self.strategy = strategy or tf.distribute.get_strategy()
+        self.role = distribute.role_of(self.strategy)
+        # where this process writes: the run directory, or a worker's scratch directory
+        self.out_dir = (Path(config.model_dir) if self.role.chief else Path(tempfile.mkdtemp(
+            prefix=f"tfnas-worker{self.role.index}-")))
         replicas = self.strategy.num_replicas_in_sync
         if config.batch_size % replicas:
             raise TfnasError(f"batch size {config.batch_size} does not split over {replicas} "
@@ -150,8 +158,7 @@ class Search(SearchStep):
         if self.multi_path:
             batch += (images if arch_images is None else arch_images,
                       labels if arch_labels is None else arch_labels)
-        dist = self.strategy.experimental_distribute_dataset(
-            tf.data.Dataset.from_tensors(batch))
+        dist = distribute.distribute_dataset(self.strategy, tf.data.Dataset.from_tensors(batch))
         return {k: float(v) for k, v in self._step_function(True)(*next(iter(dist))).items()}
 
     def _epoch_batches(self, epoch: int) -> Any:
@@ -169,8 +176,9 @@ class Search(SearchStep):
     def restore(self) -> bool:
         """Continues from the newest readable checkpoint in model_dir, if any (a damaged newer
         one is moved aside with one line: `tfnas.run.checkpoints`)."""
-        self.manager, restored = checkpoints.open_manager(self.checkpoint,
-                                                          self.config.model_dir)
+        self.manager, restored = checkpoints.open_manager(
+            self.checkpoint, self.out_dir,
+            source=None if self.role.chief else self.config.model_dir)
         return restored is not None
 
     def validate(self) -> float:
@@ -197,13 +205,20 @@ class Search(SearchStep):
 
     def run(self, should_stop: Callable[[], bool] = lambda: False) -> dict[str, Any]:
         """Runs (or resumes) the search; returns the report. Raises Interrupted on stop."""
+        try:
+            return self._run(should_stop)
+        finally:
+            if not self.role.chief:  # a worker's copies: the chief's files are the run's
+                shutil.rmtree(self.out_dir, ignore_errors=True)
+
+    def _run(self, should_stop: Callable[[], bool]) -> dict[str, Any]:
         import keras
         import tensorflow as tf
 
         from tfnas.search import supernet
 
         config = self.config
-        model_dir = Path(config.model_dir)
+        model_dir = self.out_dir
         model_dir.mkdir(parents=True, exist_ok=True)
         resumed = self.restore()
         writer = tf.summary.create_file_writer(str(model_dir / "tb"))
@@ -216,29 +231,31 @@ class Search(SearchStep):
                   f"{config.dataset} ({self.data.spec.train_examples} train images), space "
                   f"{config.space.name}, {config.epochs} epochs x {steps} steps, "
                   f"{self.strategy.num_replicas_in_sync} replica(s)"
+                  + (f" on {self.role.workers} workers" if self.role.workers > 1 else "")
                   + (f"; budgets: {budgets}" if budgets else ""), flush=True)
         # the logs are cut back to the checkpoint: rows written after it are written again
-        position = (int(self.epoch), int(self.step))
+        position = (int(self.epoch.numpy()), int(self.step.numpy()))
         step_log = records.StepLog(model_dir / "search_steps.csv", config.constraints, position)
-        csvlog.cut_epochs(log_path, records.LOG_FIELDS, int(self.epoch))
+        csvlog.cut_epochs(log_path, records.LOG_FIELDS, int(self.epoch.numpy()))
         window = self._window(position)
         window_start = late.first_epoch(config.epochs, config.warmup_epochs)
+        agreed = distribute.Agreement(self.strategy)
 
         def save() -> None:  # the logs first, then the checkpoint that says how far they hold
             step_log.flush()
             if window is not None:
-                window.flush((int(self.epoch), int(self.step)))
+                window.flush((int(self.epoch.numpy()), int(self.step.numpy())))
             self.manager.save()
 
-        while int(self.epoch) < config.epochs:
-            epoch = int(self.epoch)
+        while int(self.epoch.numpy()) < config.epochs:
+            epoch = int(self.epoch.numpy())
             learning = epoch >= config.warmup_epochs
             self.lam.assign(config.objective.lam if learning and config.objective else 0.0)
             self.arch_on.assign(1.0 if learning else 0.0)
             supernet.anneal(self.model, _annealed(config.temperature, epoch, config.epochs),
                             config.kernel_dropout if epoch < config.dropout_epochs else 0.0)
             step_fn = self._step_function(learning)
-            first = int(self.step)
+            first = int(self.step.numpy())
             # the bar: CE and accuracy, the fixed-λ cost term if there is one, and each
             # budget's R and multiplier (negative for a target while the network is under it:
             # the term then pushes the cost up); redirected output gets the epoch line only
@@ -248,25 +265,25 @@ class Search(SearchStep):
             live = config.verbose and live_progress()
             bar = keras.utils.Progbar(steps, verbose=1 if live else 0, stateful_metrics=shown)
             epoch_start = time.time()
-            dist = self.strategy.experimental_distribute_dataset(
-                self._epoch_batches(epoch).skip(first))
+            dist = distribute.distribute_dataset(self.strategy,
+                                                 self._epoch_batches(epoch).skip(first))
             for i, batch in enumerate(dist, start=first):
                 terms = {k: float(v) for k, v in step_fn(*batch).items()}
                 self.step.assign(i + 1)
-                lams = [float(v) for v in self.multipliers]
+                lams = [float(v.numpy()) for v in self.multipliers]
                 step_log.write(epoch, i, terms, lams)
                 if window is not None and epoch >= window_start:
                     window.update(*self._snapshot())
                 bar.update(i + 1, [("ce", terms["ce"]), ("acc", terms["accuracy"])]
-                           + [(name, terms[key] if key else float(self.lam))
+                           + [(name, terms[key] if key else float(self.lam.numpy()))
                               for name, key in fixed]
                            + [(f"{k}_{c.name}", v) for c, lam in zip(config.constraints, lams)
                               for k, v in (("R", terms[f"cost_{c.name}"]), ("lam", lam))])
-                if should_stop():
+                if agreed(should_stop()):  # every worker stops at the same step
                     save()
                     clock.save()
                     raise Interrupted(f"stopped at epoch {epoch} step {i + 1}; checkpoint saved"
-                                      f" in {model_dir}: run the same command to resume")
+                                      f" in {config.model_dir}: run the same command to resume")
                 if (i + 1) % config.checkpoint_every == 0:
                     save()
             arch = supernet.derive(self.model, config.derived_space)
@@ -274,14 +291,14 @@ class Search(SearchStep):
             row = {"epoch": epoch, "ce": means["ce"], "accuracy": means["accuracy"],
                    "val_accuracy": self.validate(),
                    "cost": float(supernet.expected_cost(self.model, config.cost_model)),
-                   "lam": float(self.lam), "seconds": time.time() - epoch_start,
+                   "lam": float(self.lam.numpy()), "seconds": time.time() - epoch_start,
                    "arch": arch.brief()}
             records.append_log(log_path, row)
             with writer.as_default(step=epoch):
                 for key in ("ce", "accuracy", "val_accuracy", "cost", "lam"):
                     tf.summary.scalar(key, row[key])
                 for c, lam in zip(config.constraints, self.multipliers):
-                    tf.summary.scalar(f"lam_{c.name}", float(lam))
+                    tf.summary.scalar(f"lam_{c.name}", float(lam.numpy()))
                     tf.summary.scalar(f"{c.name}_of_derived", c.cost_model.of(arch))
             self.epoch.assign(epoch + 1)
             self.step.assign(0)
@@ -289,7 +306,7 @@ class Search(SearchStep):
             clock.save()
             if config.verbose:
                 budgets = "".join(f", {c.name} of the derived net {c.cost_model.of(arch):.4g} "
-                                  f"{c.cost_model.unit} (λ {float(lam):.3g})"
+                                  f"{c.cost_model.unit} (λ {float(lam.numpy()):.3g})"
                                   for c, lam in zip(config.constraints, self.multipliers))
                 print(f"epoch {epoch}: val accuracy {row['val_accuracy']:.3f}, "
                       f"{config.cost_model.name} {row['cost']:.4g} {config.cost_model.unit}"
@@ -322,7 +339,7 @@ class Search(SearchStep):
         own network) and returns the report."""
         config, answer = self.config, self._answer
         derived = answer["derived"]
-        model_dir = Path(config.model_dir)
+        model_dir = self.out_dir
         arch.save(model_dir / "arch.json")
         timed = config.timed  # the budget a device measures, if any
         latency_model = config.cost_model if config.cost_model.timed else (
@@ -392,8 +409,7 @@ class Search(SearchStep):
         the checkpoint there left it; default, the last one saved."""
         if not self.config.constraints or self.config.cells:
             return None  # (the late window holds networks of layers, not cells)
-        return late.LateWindow(Path(self.config.model_dir) / late.FILE, self.config.space,
-                               position)
+        return late.LateWindow(self.out_dir / late.FILE, self.config.space, position)
 
     def _snapshot(self) -> tuple[Any, Any]:
         """(one-hot of the network the search would return, the relaxation's probabilities),
@@ -412,7 +428,7 @@ class Search(SearchStep):
 
     @property
     def step_log_path(self) -> Path:
-        return Path(self.config.model_dir) / "search_steps.csv"
+        return self.out_dir / "search_steps.csv"
 
 
 def _schedule(rate: float, kind: str, steps: int) -> Any:

@@ -111,29 +111,47 @@ def main(argv: list[str]) -> None:
     config = config_from_flags(FLAGS, arch, FLAGS.dataset, FLAGS.model_dir, FLAGS.seed,
                                FLAGS.jit_compile or bool(FLAGS.tpu))
     # the run directory: one writer, and a rerun must train the same network the same way
-    settings = {**cli.flag_settings(FLAGS, skip=("arch", "model_dir", "overwrite", "tpu")),
+    settings = {**cli.flag_settings(FLAGS, skip=("arch", "model_dir", "overwrite", "tpu",
+                                                        "strategy")),
                 "arch": arch.to_dict(), "inputs": cli.input_fingerprints(
                     {"dataset": FLAGS.dataset}, FLAGS.model_dir)}
+    role = distribute.planned_role(FLAGS.strategy, FLAGS.tpu)
+
+    def strategy() -> Any:
+        cli.import_tensorflow_quietly()
+        return distribute.prepare(distribute.resolve_precision(FLAGS.precision, FLAGS.tpu),
+                                  FLAGS.tpu, FLAGS.deterministic, FLAGS.strategy)
+
+    if not role.chief:  # the chief owns the run directory (`tfnas.run.distribute`)
+        record = rundir.peek(FLAGS.model_dir)
+        if not (record and record.get("finished")):
+            from tfnas.train import trainer
+            from tfnas.run.rundir import StopOnSignal, exit_when_interrupted
+
+            with exit_when_interrupted():
+                trainer.train(config, strategy(), StopOnSignal())
+        print(f"worker {role.index} of {role.workers}: done; the chief wrote "
+              f"{FLAGS.model_dir}", flush=True)
+        return
     with rundir.claim(FLAGS.model_dir, settings, overwrite=FLAGS.overwrite,
                       what="training") as run:
         report = finished_report(run, FLAGS.model_dir)
         if report is None:
-            cli.import_tensorflow_quietly()
-            strategy = distribute.prepare(
-                distribute.resolve_precision(FLAGS.precision, FLAGS.tpu), FLAGS.tpu,
-                FLAGS.deterministic)
-            report = train_in(run, config, strategy)
+            report = train_in(run, config, strategy())
     print(summary(report, FLAGS.model_dir))
 
 
 def define_command_flags() -> None:
     """Every flag of `python -m tfnas.train`: the training flags and the run's own."""
+    from tfnas.run import distribute
+
     define = cli.Definer(None, __name__)
     define.DEFINE_string("arch", None, "The architecture to train (arch.json from a search, or "
                         "tools/make_arch.py; a layer space's or a DARTS cell network's).")
     define.DEFINE_string("model_dir", None, "Output and checkpoint directory.")
     define_flags()
     define.DEFINE_string("tpu", None, "TPU name or address: runs under TPUStrategy.")
+    define.DEFINE_enum("strategy", "auto", list(distribute.STRATEGIES), distribute.STRATEGY_HELP)
     define.DEFINE_enum("precision", "auto", ["auto", "float32", "mixed_bfloat16"],
                       "Compute dtype (auto: mixed_bfloat16 with --tpu, else float32).")
     define.DEFINE_bool("jit_compile", False, "Compile the train step with XLA (on for TPUs).")

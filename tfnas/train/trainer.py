@@ -21,6 +21,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -86,17 +88,35 @@ class TrainConfig:
 
 def train(config: TrainConfig, strategy: Any = None,
           should_stop: Callable[[], bool] = lambda: False) -> dict[str, Any]:
-    """Trains (or resumes) the network and writes model.keras and train_report.json."""
+    """Trains (or resumes) the network and writes model.keras and train_report.json. Across
+    workers only the chief writes model_dir; the others restore from it and write to a
+    scratch directory they remove (`tfnas.run.distribute`)."""
+    import tensorflow as tf
+
+    from tfnas.run import distribute
+
+    strategy = strategy or tf.distribute.get_strategy()
+    role = distribute.role_of(strategy)
+    if role.chief:
+        return _train(config, strategy, should_stop, Path(config.model_dir))
+    scratch = Path(tempfile.mkdtemp(prefix=f"tfnas-worker{role.index}-"))
+    try:
+        return _train(config, strategy, should_stop, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _train(config: TrainConfig, strategy: Any, should_stop: Callable[[], bool],
+           model_dir: Path) -> dict[str, Any]:
     import keras
     import tensorflow as tf
 
     from tfnas import data
-    from tfnas.run import checkpoints, csvlog
+    from tfnas.run import checkpoints, csvlog, distribute
     from tfnas import nets
     from tfnas.nets import drop_path
 
     arch, space = config.arch, config.arch.space
-    strategy = strategy or tf.distribute.get_strategy()
     if config.batch_size % strategy.num_replicas_in_sync:
         raise TfnasError(f"batch size {config.batch_size} does not split over "
                          f"{strategy.num_replicas_in_sync} replicas")
@@ -105,7 +125,6 @@ def train(config: TrainConfig, strategy: Any = None,
     if dataset.spec.num_classes != space.num_classes:
         raise TfnasError(f"{config.dataset} has {dataset.spec.num_classes} classes but the "
                          f"architecture's space has {space.num_classes}")
-    model_dir = Path(config.model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     steps = dataset.steps_per_epoch
     keras.utils.set_random_seed(config.seed)
@@ -132,8 +151,10 @@ def train(config: TrainConfig, strategy: Any = None,
         epoch = tf.Variable(0, trainable=False, dtype=tf.int64, name="epoch")
     rng = checkpoints.rng_states(model)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch, rng=rng)
-    manager, _ = checkpoints.open_manager(checkpoint, model_dir)
-    start_epoch = int(epoch)
+    chief_dir = Path(config.model_dir)
+    manager, _ = checkpoints.open_manager(checkpoint, model_dir,
+                                          source=None if model_dir == chief_dir else chief_dir)
+    start_epoch = int(epoch.numpy())
     log_path = model_dir / "train_log.csv"
     csvlog.cut_epochs(log_path, LOG_FIELDS, start_epoch)  # later epochs' rows: again
     clock = Stopwatch(model_dir / "train_seconds.txt")
@@ -155,40 +176,39 @@ def train(config: TrainConfig, strategy: Any = None,
               f"{config.dataset} ({dataset.spec.train_examples} train images), "
               f"{config.epochs} epochs x {steps} steps"
               + (f", from epoch {start_epoch}" if start_epoch else ""), flush=True)
+    across = distribute.role_of(strategy).workers > 1  # Keras' fit cannot run there
     if start_epoch < config.epochs:
-        train_data = functools.reduce(
-            lambda a, b: a.concatenate(b),
-            [dataset.train(e) for e in range(start_epoch, config.epochs)]).map(one_hot_targets)
+        def epoch_begins(index: int) -> None:
+            if config.drop_path:  # DARTS: p · epoch / epochs, from 0
+                drop_path.set_rate(model, config.drop_path * index / config.epochs)
 
-        class EpochCheckpoint(keras.callbacks.Callback):
-            stopped = False
+        def epoch_ends(index: int, values: dict[str, float]) -> None:
+            # the row first, then the checkpoint that says how far the log holds
+            csvlog.append_rows(log_path, LOG_FIELDS, [{"epoch": index, **values}])
+            epoch.assign(index + 1)
+            manager.save()
+            clock.save()
 
-            def on_epoch_end(self, index: int, logs: Any = None) -> None:
-                if self.stopped:  # Keras ends a stopped epoch early: it is not finished
-                    return
-                # the row first, then the checkpoint that says how far the log holds
-                csvlog.append_rows(log_path, LOG_FIELDS, [
-                    {"epoch": index, **{k: logged(logs, k) for k in LOG_FIELDS[1:]}}])
-                epoch.assign(index + 1)
-                manager.save()
-                clock.save()
+        if across:
+            from tfnas.train import across_workers
 
-            def on_epoch_begin(self, index: int, logs: Any = None) -> None:
-                if config.drop_path:  # DARTS: p · epoch / epochs, from 0
-                    drop_path.set_rate(model, config.drop_path * index / config.epochs)
-
-            def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
-                if should_stop():
-                    self.stopped = self.model.stop_training = True
-
-        board = keras.callbacks.TensorBoard(str(model_dir / "tb"), write_graph=False)
-        model.fit(train_data, epochs=config.epochs, initial_epoch=start_epoch,
-                  steps_per_epoch=steps, verbose=2 if config.verbose else 0,
-                  shuffle=False,  # the pipeline shuffles per epoch (Keras warns otherwise)
-                  callbacks=[EpochCheckpoint(), board])
-        if int(epoch) < config.epochs:
-            raise Interrupted(f"stopped during epoch {int(epoch)}; epochs up to it are saved "
-                              f"in {model_dir}: run the same command to resume")
+            across_workers.fit(
+                model, optimizer, strategy, batches=dataset.train, steps=steps,
+                start_epoch=start_epoch, epochs=config.epochs, global_batch=config.batch_size,
+                num_classes=space.num_classes, label_smoothing=config.label_smoothing,
+                auxiliary_weight=config.auxiliary_weight if auxiliary else None,
+                on_epoch_begin=epoch_begins, on_epoch_end=epoch_ends, should_stop=should_stop)
+        else:
+            _fit(model, functools.reduce(
+                lambda a, b: a.concatenate(b),
+                [dataset.train(e) for e in range(start_epoch, config.epochs)]
+            ).map(one_hot_targets), config, start_epoch, steps, model_dir, epoch_begins,
+                lambda index, logs: epoch_ends(index, {k: logged(logs, k)
+                                                       for k in LOG_FIELDS[1:]}),
+                should_stop)
+        if int(epoch.numpy()) < config.epochs:
+            raise Interrupted(f"stopped during epoch {int(epoch.numpy())}; epochs up to it "
+                              f"are saved in {chief_dir}: run the same command to resume")
     # the network of arch.json: without drop-path layers (the weights are the same), and
     # evaluated on its logits alone
     network, evaluated = model, model
@@ -207,8 +227,15 @@ def train(config: TrainConfig, strategy: Any = None,
     # statistics are set from training images before the network is evaluated and saved
     images = next(iter(dataset.train(0).unbatch().batch(min(1024, steps * config.batch_size))))
     nets.recalibrate_batchnorm(network, images[0])
-    results = evaluated.evaluate(dataset.val(drop_remainder=False).map(one_hot), verbose=0,
-                                 return_dict=True)
+    if across:
+        from tfnas.train import across_workers
+
+        results = across_workers.evaluate(evaluated, dataset.val(drop_remainder=False),
+                                          num_classes=space.num_classes,
+                                          label_smoothing=config.label_smoothing)
+    else:
+        results = evaluated.evaluate(dataset.val(drop_remainder=False).map(one_hot),
+                                     verbose=0, return_dict=True)
     seconds = clock.seconds()
     network.save(model_dir / "model.keras")
     arch.save(model_dir / "arch.json")  # beside the model: export_tflite finds it there
@@ -223,6 +250,34 @@ def train(config: TrainConfig, strategy: Any = None,
               "arch": arch.to_dict()}
     write_text(model_dir / "train_report.json", json.dumps(report, indent=1) + "\n")
     return report
+
+
+def _fit(model: Any, train_data: Any, config: TrainConfig, start_epoch: int, steps: int,
+         model_dir: Path, epoch_begins: Callable[[int], None],
+         epoch_ends: Callable[[int, Any], None], should_stop: Callable[[], bool]) -> None:
+    """The epochs through Keras' `model.fit` (one worker), with TensorBoard events; a stop
+    request ends the epoch under way unfinished (not logged, not saved)."""
+    import keras
+
+    class EpochCheckpoint(keras.callbacks.Callback):
+        stopped = False
+
+        def on_epoch_end(self, index: int, logs: Any = None) -> None:
+            if not self.stopped:  # Keras ends a stopped epoch early: it is not finished
+                epoch_ends(index, logs)
+
+        def on_epoch_begin(self, index: int, logs: Any = None) -> None:
+            epoch_begins(index)
+
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            if should_stop():
+                self.stopped = self.model.stop_training = True
+
+    board = keras.callbacks.TensorBoard(str(model_dir / "tb"), write_graph=False)
+    model.fit(train_data, epochs=config.epochs, initial_epoch=start_epoch,
+              steps_per_epoch=steps, verbose=2 if config.verbose else 0,
+              shuffle=False,  # the pipeline shuffles per epoch (Keras warns otherwise)
+              callbacks=[EpochCheckpoint(), board])
 
 
 def _compile_args(keras: Any, config: TrainConfig, num_classes: int) -> dict[str, Any]:
