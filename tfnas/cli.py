@@ -118,7 +118,9 @@ def define_measurement_flags(runs: int = 40, min_seconds: float = 1.0,
     from tfnas.latency.devices import STATISTICS
 
     flags.DEFINE_string("device", "local", "Where to measure: local (this host, LiteRT), "
-                        "adb:SERIAL (Android, benchmark_model) or cmd:TEMPLATE.")
+                        "adb:SERIAL (Android, benchmark_model) or cmd:TEMPLATE; several "
+                        "devices of one model, comma-separated or @FILE (one per line), share "
+                        "the work (tfnas/latency/pool.py).")
     flags.DEFINE_enum("delegate", None, ["gpu", "nnapi"], "adb devices: GPU or NNAPI delegate.")
     flags.DEFINE_integer("threads", 1, "Interpreter threads.", lower_bound=1)
     flags.DEFINE_integer("runs", runs, "Timed runs per model, at least.", lower_bound=1)
@@ -134,10 +136,10 @@ def define_measurement_flags(runs: int = 40, min_seconds: float = 1.0,
 
 def meter_from_flags(values: flags.FlagValues, space: Any) -> "Meter":
     """The device and Meter the measurement flags describe (the device is checked)."""
-    from tfnas.latency.devices import parse_device
     from tfnas.latency.meter import Meter, default_reference
+    from tfnas.latency.pool import parse_devices
 
-    device = parse_device(values.device, threads=values.threads, delegate=values.delegate)
+    device = parse_devices(values.device, threads=values.threads, delegate=values.delegate)
     device.check()
     return Meter(device, runs=values.runs, warmup=values.warmup,
                  min_seconds=values.min_seconds, repeats=values.repeats,

@@ -158,7 +158,10 @@ class Meter:
                 on_value: Callable[[int, float, BenchmarkResult], None] | None = None
                 ) -> list[float]:
         """Latency in ms of each .tflite flatbuffer; `on_value(index, ms, raw stats)` is called
-        as each group finishes (each chunk, when anchored), for progress and resumable writes."""
+        as each group finishes (each chunk, when anchored), for progress and resumable writes.
+        On a pool of devices (`tfnas.latency.pool`) the groups are spread over them."""
+        if hasattr(self.device, "measure_with"):  # a DevicePool
+            return self.device.measure_with(self, models, on_value)
         if not self.anchors or not models:
             return self._measure(models, on_value)
         import numpy as np

@@ -197,11 +197,11 @@ def request_from_flags(flags_values: Any) -> SearchRequest:
 
     f = flags_values
     if f.device:
-        from tfnas.latency.devices import parse_device
+        from tfnas.latency.pool import parse_devices
         from tfnas.latency.table import BUILTIN_TABLES
         from tfnas.run.rundir import check_output
 
-        parse_device(f.device, threads=f.threads)  # a bad spec stops here
+        parse_devices(f.device, threads=f.threads)  # a bad spec stops here
         if f.latency_table in BUILTIN_TABLES:
             raise TfnasError(f"--latency_table={f.latency_table} is a built-in table; with "
                              "--device the table is that device's own: give a JSON path to "
@@ -371,10 +371,10 @@ def config_from_flags(flags_values: Any) -> SearchConfig:
 def _device_meter(f: Any, space: Any) -> Any:
     """The Meter of `--device` (checked) with the --profile_* flags, timed beside `space`'s
     reference network."""
-    from tfnas.latency.devices import parse_device
     from tfnas.latency.meter import Meter, default_reference
+    from tfnas.latency.pool import parse_devices
 
-    device = parse_device(f.device, threads=f.threads)
+    device = parse_devices(f.device, threads=f.threads)
     device.check()
     return Meter(device, runs=f.profile_runs, min_seconds=f.profile_seconds,
                  repeats=f.profile_repeats, reference=default_reference(space))
