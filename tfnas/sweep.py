@@ -21,6 +21,14 @@ every unfinished target where it stopped). When all are done, each trained netwo
 to float32 TFLite (`model.tflite` in its target's folder) and all are timed together on the
 device (one run, interleaved, in the table's units), and MODEL_DIR/pareto.csv, pareto.json and
 pareto.png are written.
+
+Several sweep processes started with the same flags on one MODEL_DIR (on one host, or on
+hosts sharing the folder) are workers of one sweep: each target is searched by the first
+worker that takes its lock (`.sweep.lock` in its folder), the others skip it; a worker with
+nothing left waits for the others' targets and takes over one whose worker stopped or died
+(its search resumes from its checkpoint). The table is profiled, and the Pareto table
+written, by one worker at a time (a lock in MODEL_DIR): the first profiles, the others find
+the table complete; each worker writes the Pareto table once every target is done.
 """
 
 from __future__ import annotations
@@ -37,6 +45,8 @@ from tfnas import cli
 from absl import flags
 
 FLAGS = flags.FLAGS
+SWEEP_LOCK = ".sweep.lock"  # in a target's folder: the sweep worker that runs it; in
+# MODEL_DIR: held while a worker profiles the table or writes the Pareto table
 SWEEP_FLAGS = ("target_fractions", "targets_ms", "budgets_mparams", "budgets_mflops",
                "parallel")
 # list flag → (the search flag each value sets, its folder prefix, the lowest value allowed)
@@ -118,43 +128,69 @@ def _done(folder: Path) -> bool:
     return "arch" in done and (not FLAGS.train_after_search or "train" in done)
 
 
+def _claim(folder: Path) -> Any:
+    """The target's sweep lock (`.sweep.lock` in its folder), or None when another sweep
+    worker holds it: that worker runs the target."""
+    from tfnas.errors import TfnasError
+    from tfnas.run import rundir
+
+    try:
+        return rundir.lock(folder, name=SWEEP_LOCK)
+    except TfnasError:
+        return None
+
+
 def _run_searches(model_dir: Path, targets: list[tuple[str, str]], args: list[str]) -> None:
     """Runs the targets' searches, `--parallel` at a time; SIGTERM / SIGINT stop them (each
-    saves first) and exit 143."""
+    saves first) and exit 143. Other sweep processes on the same MODEL_DIR (this host or
+    others sharing the folder) are workers of the same sweep: each target is run by the one
+    that takes its lock first; the others skip it, wait for it at the end, and take it over
+    if its worker dies (its search then resumes from its checkpoint)."""
     from tfnas.errors import TfnasError
 
     pending = [(name, flag) for name, flag in targets if not _done(model_dir / name)]
     for name, _ in targets:
         if _done(model_dir / name):
             print(f"{name}: done before, kept", flush=True)
-    running: dict[str, tuple[subprocess.Popen, Any]] = {}
+    running: dict[str, tuple[subprocess.Popen, Any, Any]] = {}
+    elsewhere: dict[str, str] = {}  # targets other workers run: name → flag
     stop = {"signal": None}
 
     def forward(signum: int, _: Any) -> None:
         stop["signal"] = signum
-        for process, _ in running.values():
+        for process, _, _ in running.values():
             process.send_signal(signal.SIGTERM)
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, forward)
     failed = []
-    while pending or running:
+    said_waiting = False
+    while pending or running or elsewhere:
         while pending and len(running) < FLAGS.parallel and stop["signal"] is None:
             name, flag = pending.pop(0)
             folder = model_dir / name
-            folder.mkdir(parents=True, exist_ok=True)
+            claim = _claim(folder)
+            if claim is None:
+                elsewhere[name] = flag
+                print(f"{name}: another sweep worker runs it", flush=True)
+                continue
+            if _done(folder):  # finished by another worker meanwhile
+                claim.close()
+                print(f"{name}: done by another worker, kept", flush=True)
+                continue
             log = (folder / "sweep.log").open("a")
             command = [sys.executable, "-m", "tfnas.search", *args, flag,
                        f"--model_dir={folder}"]
             print(f"{name}: searching ({' '.join(command[3:])}); log {folder / 'sweep.log'}",
                   flush=True)
             running[name] = (subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT),
-                             log)
+                             log, claim)
         time.sleep(0.5)
-        for name, (process, log) in list(running.items()):
+        for name, (process, log, claim) in list(running.items()):
             if process.poll() is None:
                 continue
             log.close()
+            claim.close()
             del running[name]
             if process.returncode == 0:
                 print(f"{name}: {_summary(model_dir / name)}", flush=True)
@@ -166,6 +202,23 @@ def _run_searches(model_dir: Path, targets: list[tuple[str, str]], args: list[st
             print("sweep stopped; every target's search saved its progress: run the same "
                   "command to resume", flush=True)
             raise SystemExit(143)
+        if elsewhere and not pending and not running:  # the others' targets: wait, or take
+            if not said_waiting:
+                print(f"waiting for {', '.join(elsewhere)} (other sweep workers)", flush=True)
+                said_waiting = True
+            time.sleep(2)
+            for name, flag in list(elsewhere.items()):
+                folder = model_dir / name
+                if _done(folder):
+                    print(f"{name}: {_summary(folder)} (another worker)", flush=True)
+                    del elsewhere[name]
+                    continue
+                claim = _claim(folder)
+                if claim is not None:  # its worker stopped or died: this one goes on with it
+                    claim.close()
+                    print(f"{name}: its worker stopped; taking it over", flush=True)
+                    del elsewhere[name]
+                    pending.append((name, flag))
     if failed:
         raise TfnasError(f"{len(failed)} target(s) failed ({', '.join(failed)}): see their "
                          "sweep.log; run the same command again to retry them")
@@ -252,21 +305,25 @@ def main(argv: list[str]) -> None:
                 FLAGS[k].value = v
     model_dir.mkdir(parents=True, exist_ok=True)
     cli.import_tensorflow_quietly()  # after the checks: bad flags stop in a second
+    from tfnas.run import rundir
+
     meter = None
-    if FLAGS.device:  # one table for every target, profiled before they start
-        if not FLAGS.latency_table:
+    if FLAGS.device:  # one table for every target, profiled before they start (by the
+        if not FLAGS.latency_table:  # first worker; the others then find it complete)
             FLAGS.latency_table = str(model_dir / "lut.json")
-        meter = profile_device(FLAGS, cli.space_from_flags(FLAGS))
+        with rundir.lock(model_dir, name=SWEEP_LOCK, wait=True):
+            meter = profile_device(FLAGS, cli.space_from_flags(FLAGS))
     began = time.time()
     _run_searches(model_dir, targets, args)
-    if FLAGS.budgets_mparams or FLAGS.budgets_mflops:
-        _write_lug(model_dir, targets)
-    rows = _export_and_time(model_dir, targets, meter)
-    timed = [r for r in rows if r.get("measured_ms") is not None and r["top1"] is not None]
-    if timed:
-        pareto.write_table(rows, model_dir / "pareto")
-        pareto.plot(timed, model_dir / "pareto.png",
-                    targets=[r["target_ms"] for r in timed if r["target_ms"]])
+    with rundir.lock(model_dir, name=SWEEP_LOCK, wait=True):  # one worker writes at a time
+        if FLAGS.budgets_mparams or FLAGS.budgets_mflops:
+            _write_lug(model_dir, targets)
+        rows = _export_and_time(model_dir, targets, meter)
+        timed = [r for r in rows if r.get("measured_ms") is not None and r["top1"] is not None]
+        if timed:
+            pareto.write_table(rows, model_dir / "pareto")
+            pareto.plot(timed, model_dir / "pareto.png",
+                        targets=[r["target_ms"] for r in timed if r["target_ms"]])
     print(f"\n{'target':16s} {'target ms':>10s} {'predicted':>10s} {'measured':>10s} "
           f"{'top-1':>7s} {'params':>8s}")
     for r in rows:

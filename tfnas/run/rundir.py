@@ -112,16 +112,20 @@ class Run:
         self.release()
 
 
-def lock(path: str | Path) -> Any:
-    """Takes the directory's lock (creating the directory); returns the open lock file, which
-    holds the lock until it is closed or the process ends. A live holder: one TfnasError."""
+def lock(path: str | Path, name: str = LOCK_FILE, wait: bool = False) -> Any:
+    """Takes the directory's lock `name` (creating the directory); returns the open lock file,
+    which holds the lock until it is closed or the process ends. A live holder: one
+    TfnasError, or with `wait`, the call waits for it. The file names the holder (pid and
+    host: directories on a shared disk are locked across hosts)."""
     import fcntl  # POSIX (Linux, macOS): imported here so tfnas itself loads anywhere
+    import socket
+
     path = Path(path)
     check_output(path, "--model_dir", kind="dir")
     path.mkdir(parents=True, exist_ok=True)
-    handle = (path / LOCK_FILE).open("a+")
+    handle = (path / name).open("a+")
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
     except OSError:
         handle.seek(0)
         holder = handle.read().strip() or "unknown"
@@ -130,7 +134,7 @@ def lock(path: str | Path) -> Any:
                          "wait for it to end, or pick another --model_dir") from None
     handle.seek(0)
     handle.truncate()
-    handle.write(f"{os.getpid()}\n")
+    handle.write(f"{os.getpid()} on {socket.gethostname()}\n")
     handle.flush()
     return handle
 
@@ -148,7 +152,8 @@ def claim(path: str | Path, settings: Mapping[str, Any], *, overwrite: bool = Fa
     settings = json.loads(json.dumps({**settings, "tfnas": __version__}))
     handle = lock(path)
     try:
-        has_files = any(p.name != LOCK_FILE for p in path.iterdir())
+        has_files = any(not (p.name.startswith(".") and p.name.endswith(".lock"))
+                        for p in path.iterdir())  # (this run's lock, a sweep worker's)
         if overwrite and has_files:  # whatever is there, a damaged record included
             handle.close()
             aside = _move_aside(path)
