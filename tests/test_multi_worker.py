@@ -187,3 +187,21 @@ def test_two_worker_training_stops_together_on_one_sigterm_and_resumes(tmp_path)
     assert "stopped during epoch" in outs[0]  # the chief stopped too, at the same step
     finish(start_workers(train(stopped), tmp_path, "c"))
     assert (stopped / "train_log.csv").read_text().splitlines() == rows
+
+
+def test_a_worker_on_a_run_of_other_settings_stops_with_the_chiefs_line(tmp_path):
+    """A worker that is not the chief does not claim the run directory, but it checks the
+    record as the chief does: other settings stop it at once instead of leaving it waiting
+    for a chief that stopped."""
+    from tfnas.run import rundir
+
+    model_dir = tmp_path / "run"
+    with rundir.claim(model_dir, {"space": "other"}):
+        pass
+    out = subprocess.run([sys.executable, "-m", "tfnas.search", *TINY_SEARCH,
+                          "--strategy=multi_worker", f"--model_dir={model_dir}"],
+                         capture_output=True, text=True, timeout=300, cwd=ROOT,
+                         env=worker_env([1, 2], 1, tmp_path / "tmp"))
+    lines = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert out.returncode == 2 and len(lines) == 1, out.stderr[-2000:]
+    assert "holds a search made with other settings" in lines[0]

@@ -144,12 +144,10 @@ def claim(path: str | Path, settings: Mapping[str, Any], *, overwrite: bool = Fa
     """Locks `path` and checks `settings` (plain JSON values, flag names as keys) against the
     run it holds (see the module doc). Returns the Run; other settings raise one TfnasError
     naming them, unless `overwrite` (the old run is moved aside first)."""
-    from tfnas import __version__
     from tfnas.run import checkpoints  # checkpoints writes with this module
 
     path = Path(path)
-    # plain JSON, as it will be compared; the code's version is a setting too
-    settings = json.loads(json.dumps({**settings, "tfnas": __version__}))
+    settings = _comparable(settings)
     handle = lock(path)
     try:
         has_files = any(not (p.name.startswith(".") and p.name.endswith(".lock"))
@@ -161,12 +159,7 @@ def claim(path: str | Path, settings: Mapping[str, Any], *, overwrite: bool = Fa
             handle = lock(path)
             has_files = False
         record = _read_record(path)
-        if record is not None and record["settings"] != settings:
-            raise TfnasError(
-                f"{path} holds a {what} made with other settings ("
-                + ", ".join(differences(record["settings"], settings))
-                + "): rerun with those settings to resume it, pass --overwrite to start "
-                "afresh (the old run is moved aside), or pick another --model_dir")
+        _check_same(path, record, settings, what)
         if record is None and has_files and checkpoints.on_disk(path):
             raise TfnasError(f"{path} holds checkpoints of a {what} whose settings were not "
                              "recorded (an older tfnas): pass --overwrite to start afresh, or "
@@ -180,10 +173,33 @@ def claim(path: str | Path, settings: Mapping[str, Any], *, overwrite: bool = Fa
         raise
 
 
-def peek(path: str | Path) -> dict[str, Any] | None:
-    """The run record of `path` without taking its lock (None if there is none yet): for a
-    worker that reads the run its chief owns (`tfnas.run.distribute`)."""
-    return _read_record(Path(path)) if Path(path).is_dir() else None
+def peek(path: str | Path, settings: Mapping[str, Any] | None, what: str = "run"
+         ) -> dict[str, Any] | None:
+    """The run record of `path` without taking its lock (None if there is none yet), checked
+    against `settings` as `claim` does (None: not checked, e.g. under --overwrite): for a
+    worker that reads the run its chief owns (`tfnas.run.distribute`), which then stops with
+    the chief's line instead of waiting for a chief that has stopped."""
+    record = _read_record(Path(path)) if Path(path).is_dir() else None
+    if settings is not None:
+        _check_same(Path(path), record, _comparable(settings), what)
+    return record
+
+
+def _comparable(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Plain JSON, as it is compared; the code's version is a setting too."""
+    from tfnas import __version__
+
+    return json.loads(json.dumps({**settings, "tfnas": __version__}))
+
+
+def _check_same(path: Path, record: dict[str, Any] | None, settings: dict[str, Any],
+                what: str) -> None:
+    if record is not None and record["settings"] != settings:
+        raise TfnasError(
+            f"{path} holds a {what} made with other settings ("
+            + ", ".join(differences(record["settings"], settings))
+            + "): rerun with those settings to resume it, pass --overwrite to start "
+            "afresh (the old run is moved aside), or pick another --model_dir")
 
 
 def differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:

@@ -119,8 +119,11 @@ def _work_beside_chief(f: Any, request: SearchRequest, precision: str,
     from tfnas import cli
     from tfnas.run import distribute, rundir
 
-    record = rundir.peek(f.model_dir)
-    train_record = rundir.peek(Path(f.model_dir) / "train")
+    keep = not f.overwrite  # (with --overwrite the chief moves the old run aside)
+    record = rundir.peek(f.model_dir, run_settings(f) if keep else None, "search")
+    train_record = (rundir.peek(Path(f.model_dir) / "train",
+                                train_settings(f) if keep else None, "training")
+                    if f.train_after_search else None)
     if record and record.get("finished") and (
             not f.train_after_search or (train_record and train_record.get("finished"))):
         print(f"worker {role.index}: {f.model_dir} holds this run, finished (the chief "

@@ -123,7 +123,8 @@ def main(argv: list[str]) -> None:
                                   FLAGS.tpu, FLAGS.deterministic, FLAGS.strategy)
 
     if not role.chief:  # the chief owns the run directory (`tfnas.run.distribute`)
-        record = rundir.peek(FLAGS.model_dir)
+        record = rundir.peek(FLAGS.model_dir, None if FLAGS.overwrite else settings,
+                             "training")
         if not (record and record.get("finished")):
             from tfnas.train import trainer
             from tfnas.run.rundir import StopOnSignal, exit_when_interrupted
