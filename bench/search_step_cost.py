@@ -28,8 +28,11 @@ step. This measures it on one space and batch, in one run:
 - memory: each method runs in its own subprocess with glibc's mmap threshold fixed at 64 KiB,
   so that freed tensors go back to the OS and the resident set follows live memory; after
   three warm-up steps the peak resident set is reset (/proc/self/clear_refs) and the bench
-  reports how far the timed steps raise it above the resident set before them (activations,
-  gradients and workspace of one step; the model and optimizer are already resident).
+  reports how far the timed steps raise it above the resident set before them (`step MiB`:
+  activations, gradients and workspace of one step; the model and optimizer are already
+  resident), and how far above the process with TensorFlow loaded and no model (`peak MiB`:
+  everything the method holds at its peak, weights, optimizer state and compiled functions
+  included: what must fit).
 
 Both are printed with their ratio to the superkernel. No figure is asserted: report what you
 measure, whatever it is.
@@ -65,6 +68,8 @@ flags.DEFINE_integer("steps", 10, "Timed steps of each kind (after 3 warm-up ste
 flags.DEFINE_list("methods", ["superkernel", "softmax", "gumbel", "proxyless"],
                   f"Search methods to compare ({', '.join(METHODS)}); the first is the "
                   "reference of the ratios.")
+flags.DEFINE_enum("path_select", "auto", ["auto", "switch", "mask"], "How hard Gumbel and "
+                  "proxyless run their chosen path (the search's --path_select).")
 flags.DEFINE_string("memory_of", None, "(internal) measure the peak memory of this method's "
                     "step (or `child`) and print it as JSON.")
 
@@ -121,7 +126,7 @@ def _step(name: str, folder: str) -> Callable[[], Any]:
         space=space, dataset="synthetic", cost_model=flops,
         objective=Objective("log", 0.02), model_dir=str(Path(folder) / name.replace(":", "_")),
         method=method, batch_size=FLAGS.batch_size, nodes=FLAGS.nodes, verbose=False,
-        **overrides))
+        path_select=FLAGS.path_select, **overrides))
     search.lam.assign(0.02)
     images, labels = next(iter(search.data.train(0)))
     if name != CHILD:
@@ -168,7 +173,10 @@ def _status_kib(field: str) -> int:
 def _measure_memory(name: str) -> None:
     """Worker: peak resident growth of `name`'s steps after warm-up, printed as JSON (MiB)."""
     import gc
+    import importlib
 
+    importlib.import_module("tensorflow")  # the baseline: TensorFlow loaded, no model yet
+    start = _status_kib("VmRSS")
     with tempfile.TemporaryDirectory() as folder:
         step = _step(name, folder)
         for _ in range(3):
@@ -179,7 +187,8 @@ def _measure_memory(name: str) -> None:
         for _ in range(FLAGS.steps):
             _timed(step)
         peak = _status_kib("VmHWM")
-    print(json.dumps({"step_mib": (peak - before) / 1024, "resident_mib": before / 1024}))
+    print(json.dumps({"step_mib": (peak - before) / 1024, "resident_mib": before / 1024,
+                      "total_mib": (peak - start) / 1024}))
 
 
 def _memory(name: str) -> dict[str, float]:
@@ -187,7 +196,8 @@ def _memory(name: str) -> dict[str, float]:
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
     args = [sys.executable, __file__, f"--memory_of={name}", f"--space={FLAGS.space}",
             f"--batch_size={FLAGS.batch_size}", f"--steps={FLAGS.steps}",
-            f"--methods={','.join(FLAGS.methods)}", f"--nodes={FLAGS.nodes}"]
+            f"--methods={','.join(FLAGS.methods)}", f"--nodes={FLAGS.nodes}",
+            f"--path_select={FLAGS.path_select}"]
     args += [f"--{k}={FLAGS[k].value}" for k in ("cells", "init_channels")
              if FLAGS[k].value is not None]
     out = subprocess.run(args, capture_output=True, text=True, env=env)
@@ -223,12 +233,13 @@ def main(argv: list[str]) -> None:
     ref = names[0]
     wide = max(16, len(ref) + 4)  # the ratio columns, named by the reference
     print(f"\n{'step':<34}{'median ms':>10}{'x ' + ref:>{wide}}{'step MiB':>10}"
-          f"{'x ' + ref:>{wide}}")
+          f"{'x ' + ref:>{wide}}{'peak MiB':>10}{'x child':>9}")
     for name in names:
         label = "largest child (train)" if name == CHILD else f"{name} (search)"
-        mib = memory[name]["step_mib"]
+        mib, total = memory[name]["step_mib"], memory[name]["total_mib"]
         print(f"{label:<34}{medians[name]:>10.1f}{medians[name] / medians[ref]:>{wide}.2f}"
-              f"{mib:>10.1f}{mib / max(memory[ref]['step_mib'], 1e-9):>{wide}.2f}")
+              f"{mib:>10.1f}{mib / max(memory[ref]['step_mib'], 1e-9):>{wide}.2f}"
+              f"{total:>10.1f}{total / max(memory[CHILD]['total_mib'], 1e-9):>9.2f}")
 
 
 if __name__ == "__main__":
