@@ -2,6 +2,7 @@
 
     python bench/search_step_cost.py [--space=cifar] [--batch_size=64] [--steps=10]
         [--methods=superkernel,softmax,gumbel,proxyless]
+    python bench/search_step_cost.py --phases=gumbel [--space=cifar --batch_size=64]
     python bench/search_step_cost.py --space=darts28_search --methods=darts,pc_darts
         [--cells=5 --init_channels=8 --nodes=4]
     python bench/search_step_cost.py --space=darts_search \
@@ -70,6 +71,9 @@ flags.DEFINE_list("methods", ["superkernel", "softmax", "gumbel", "proxyless"],
                   "reference of the ratios.")
 flags.DEFINE_enum("path_select", "auto", ["auto", "switch", "mask"], "How hard Gumbel and "
                   "proxyless run their chosen path (the search's --path_select).")
+flags.DEFINE_string("phases", None, "Print the resident set of one process through the "
+                    "phases of this method's step (TensorFlow loaded, search network built, "
+                    "step traced, first and second step) and stop: where the peak comes from.")
 flags.DEFINE_string("memory_of", None, "(internal) measure the peak memory of this method's "
                     "step (or `child`) and print it as JSON.")
 
@@ -191,6 +195,21 @@ def _measure_memory(name: str) -> None:
                       "total_mib": (peak - start) / 1024}))
 
 
+def _phases(name: str) -> None:
+    """Resident set (MiB) after each phase of `name`'s search step, one line each."""
+    import importlib
+
+    importlib.import_module("tensorflow")
+    print(f"{name}: TensorFlow loaded {_status_kib('VmRSS') / 1024:.0f} MiB", flush=True)
+    with tempfile.TemporaryDirectory() as folder:
+        step = _step(name, folder)  # (builds the search network and its optimizer)
+        print(f"{name}: built {_status_kib('VmRSS') / 1024:.0f} MiB", flush=True)
+        for phase in ("traced and first step", "second step"):
+            _timed(step)
+            print(f"{name}: {phase} {_status_kib('VmRSS') / 1024:.0f} MiB "
+                  f"(peak {_status_kib('VmHWM') / 1024:.0f})", flush=True)
+
+
 def _memory(name: str) -> dict[str, float]:
     """Runs the memory worker of `name` in a fresh process."""
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
@@ -209,6 +228,9 @@ def _memory(name: str) -> dict[str, float]:
 def main(argv: list[str]) -> None:
     if FLAGS.memory_of:
         _measure_memory(FLAGS.memory_of)
+        return
+    if FLAGS.phases:
+        _phases(FLAGS.phases)
         return
     names = list(FLAGS.methods) + [CHILD]
     print(f"space {FLAGS.space}, batch {FLAGS.batch_size}, {FLAGS.steps} timed steps each"
