@@ -9,11 +9,12 @@ spec per line, `#` comments).
 `DevicePool.measure_with(meter, models, on_value)` (what `Meter.measure` does on a pool):
 
 1. Agreement, once per pool: every device times the meter's reference network (or the job's
-   first model) alone, one after another; a device whose time differs from the first device's by
-   more than `tolerance` (10%) is not the same kind of device (another model, another thread
-   count, a throttled or busy unit) and is left out, with one line saying by how much. Values are normalised by each
-   device's own reference timing (`tfnas.latency.meter`), which would hide a uniformly slower
-   device: this check is what keeps it out of the rows.
+   first model) alone, one after another; a device whose time differs from the first
+   device's by more than `tolerance` (10%) is not the same kind of device (another model,
+   another thread count, a throttled or busy unit) and is left out, with one line saying by
+   how much. Values are normalised by each device's own reference timing
+   (`tfnas.latency.meter`), which would hide a uniformly slower device: this check is what
+   keeps it out of the rows.
 2. The units are set once (the reference's latency, timed on the first device, unless the
    table or dataset being completed already has it), then each device takes the next unit
    of work (a group of models, or an anchored chunk) from one queue, with its own Meter: its
@@ -112,7 +113,7 @@ class DevicePool:
 
     def benchmark_many(self, model_paths: Sequence[str | Path], **kwargs: Any
                        ) -> list[BenchmarkResult]:
-        """Times models on the first kept device (a Meter's plain timing; `measure` is the
+        """Times models on the first kept device (a Meter's plain timing; `measure_with` is the
         parallel path)."""
         return self.devices[(self.agreeing or [0])[0]].benchmark_many(model_paths, **kwargs)
 
@@ -135,15 +136,12 @@ class DevicePool:
                  for d in self.devices]
         times: list[float | None] = [None] * len(self.devices)
         errors: list[str] = [""] * len(self.devices)
-
-        def time_reference(i: int) -> None:
+        # one after another: devices behind one host (cmd: wrappers) would slow each other
+        for i, timed in enumerate(plain):
             try:
-                times[i] = plain[i]._measure([model])[0]
+                times[i] = timed._measure([model])[0]
             except Exception as err:  # a device that cannot run: reported below
                 errors[i] = error_line(err)
-
-        for i in range(len(self.devices)):  # one after another: devices behind one host
-            time_reference(i)  # (cmd: wrappers) would otherwise slow each other down
         names = self.labels()
         if times[0] is None:
             raise TfnasError(f"the pool's first device {names[0]} failed: {errors[0]}")
@@ -164,8 +162,8 @@ class DevicePool:
         return self.agreeing
 
     def measure_with(self, meter: Any, models: Sequence[bytes],
-                on_value: Callable[[int, float, BenchmarkResult], None] | None = None
-                ) -> list[float]:
+                     on_value: Callable[[int, float, BenchmarkResult], None] | None = None
+                     ) -> list[float]:
         """`meter.measure(models, on_value)` spread over the kept devices."""
         if not models:
             return []

@@ -16,10 +16,14 @@ TensorFlow needs every worker to take part in, to a scratch directory they remov
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
-from typing import Any
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
 
 from tfnas.errors import TfnasError, error_line
 
@@ -66,8 +70,14 @@ def cluster_role() -> Role:
         raise TfnasError(f"TF_CONFIG is not a usable cluster ({error_line(err)}): "
                          '{"cluster": {"worker": ["host1:port", ...]}, "task": {"type": '
                          '"worker", "index": I}} expected') from None
-    position = index if kind == "chief" else len(chiefs) + index
-    return Role(index=position, workers=len(chiefs) + len(workers), chief=position == 0)
+    return _role(kind, index, len(chiefs), len(workers))
+
+
+def _role(kind: str, index: int, chiefs: int, workers: int) -> Role:
+    """The Role of task `kind` `index` in a cluster of `chiefs` chief and `workers` worker
+    tasks: the chief first, then the workers in order."""
+    position = index if kind == "chief" else chiefs + index
+    return Role(index=position, workers=chiefs + workers, chief=position == 0)
 
 
 def planned_role(kind: str, tpu: str | None) -> Role:
@@ -89,9 +99,23 @@ def role_of(strategy: Any) -> Role:
     spec = resolver.cluster_spec().as_dict() if resolver is not None else {}
     if not spec or resolver.task_type not in ("chief", "worker"):
         return Role()
-    chiefs, workers = len(spec.get("chief", [])), len(spec.get("worker", []))
-    position = resolver.task_id + (0 if resolver.task_type == "chief" else chiefs)
-    return Role(index=position, workers=chiefs + workers, chief=position == 0)
+    return _role(resolver.task_type, resolver.task_id, len(spec.get("chief", [])),
+                 len(spec.get("worker", [])))
+
+
+@contextlib.contextmanager
+def output_dir(role: Role, model_dir: str | Path) -> Iterator[Path]:
+    """Where this process writes a run's files: the chief, `model_dir`; another worker, a
+    scratch directory (its checkpoint copies, which TensorFlow has every worker write), removed
+    when the run ends however it ends."""
+    if role.chief:
+        yield Path(model_dir)
+        return
+    scratch = Path(tempfile.mkdtemp(prefix=f"tfnas-worker{role.index}-"))
+    try:
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def sharded_by_data(dataset: Any) -> Any:
@@ -148,7 +172,7 @@ def strategy_for(tpu: str | None = None, kind: str = "auto") -> Any:
     import tensorflow as tf
 
     planned_role(kind, tpu)  # a bad kind or TF_CONFIG: one line
-    if kind == "multi_worker":  # every worker's replicas (its GPUs, or its CPU) take part in each step's all-reduce
+    if kind == "multi_worker":  # every worker's replicas (GPUs, or its CPU) in each all-reduce
         return tf.distribute.MultiWorkerMirroredStrategy()
     if tpu:
         try:

@@ -24,8 +24,6 @@ other workers restore from its checkpoints and write to a scratch directory they
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -55,9 +53,8 @@ class Search(SearchStep):
         self.config = config
         self.strategy = strategy or tf.distribute.get_strategy()
         self.role = distribute.role_of(self.strategy)
-        # where this process writes: the run directory, or a worker's scratch directory
-        self.out_dir = (Path(config.model_dir) if self.role.chief else Path(tempfile.mkdtemp(
-            prefix=f"tfnas-worker{self.role.index}-")))
+        # where this process writes: the run directory, or during `run` a worker's scratch
+        self.out_dir = Path(config.model_dir)
         replicas = self.strategy.num_replicas_in_sync
         if config.batch_size % replicas:
             raise TfnasError(f"batch size {config.batch_size} does not split over {replicas} "
@@ -205,11 +202,8 @@ class Search(SearchStep):
 
     def run(self, should_stop: Callable[[], bool] = lambda: False) -> dict[str, Any]:
         """Runs (or resumes) the search; returns the report. Raises Interrupted on stop."""
-        try:
+        with distribute.output_dir(self.role, self.config.model_dir) as self.out_dir:
             return self._run(should_stop)
-        finally:
-            if not self.role.chief:  # a worker's copies: the chief's files are the run's
-                shutil.rmtree(self.out_dir, ignore_errors=True)
 
     def _run(self, should_stop: Callable[[], bool]) -> dict[str, Any]:
         import keras

@@ -21,8 +21,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -97,22 +95,19 @@ def train(config: TrainConfig, strategy: Any = None,
 
     strategy = strategy or tf.distribute.get_strategy()
     role = distribute.role_of(strategy)
-    if role.chief:
-        return _train(config, strategy, should_stop, Path(config.model_dir))
-    scratch = Path(tempfile.mkdtemp(prefix=f"tfnas-worker{role.index}-"))
-    try:
-        return _train(config, strategy, should_stop, scratch)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    with distribute.output_dir(role, config.model_dir) as model_dir:
+        return _train(config, strategy, should_stop, model_dir, across=role.workers > 1)
 
 
 def _train(config: TrainConfig, strategy: Any, should_stop: Callable[[], bool],
-           model_dir: Path) -> dict[str, Any]:
+           model_dir: Path, across: bool) -> dict[str, Any]:
+    """`train` writing to `model_dir`; `across`: over several workers (Keras' fit cannot run
+    there: `tfnas.train.across_workers`)."""
     import keras
     import tensorflow as tf
 
     from tfnas import data
-    from tfnas.run import checkpoints, csvlog, distribute
+    from tfnas.run import checkpoints, csvlog
     from tfnas import nets
     from tfnas.nets import drop_path
 
@@ -176,7 +171,6 @@ def _train(config: TrainConfig, strategy: Any, should_stop: Callable[[], bool],
               f"{config.dataset} ({dataset.spec.train_examples} train images), "
               f"{config.epochs} epochs x {steps} steps"
               + (f", from epoch {start_epoch}" if start_epoch else ""), flush=True)
-    across = distribute.role_of(strategy).workers > 1  # Keras' fit cannot run there
     if start_epoch < config.epochs:
         def epoch_begins(index: int) -> None:
             if config.drop_path:  # DARTS: p · epoch / epochs, from 0
