@@ -1,12 +1,23 @@
 """What does one search step cost per method? Step time and peak memory, side by side.
 
-    python bench/search_step_cost.py [--space=cifar] [--batch_size=64] [--steps=10]
-        [--methods=superkernel,softmax,gumbel,proxyless]
-    python bench/search_step_cost.py --phases=gumbel [--space=cifar --batch_size=64]
+    python bench/search_step_cost.py [--space=cifar] [--batch_sizes=64,256] [--steps=10]
+        [--methods=superkernel,softmax,gumbel,proxyless,gumbel:xla=1,gumbel:select=switch]
+        [--quickstart [--quickstart_before=REV]]
+    python bench/search_step_cost.py --phases=gumbel [--space=cifar --batch_sizes=64]
     python bench/search_step_cost.py --space=darts28_search --methods=darts,pc_darts
         [--cells=5 --init_channels=8 --nodes=4]
     python bench/search_step_cost.py --space=darts_search \
         --methods=dca_nas:b=1:derived=0,dca_nas:b=2:derived=0,dca_nas:b=1:derived=1,dca_nas
+
+A method may carry overrides, `METHOD:key=value:...`: `xla=1` compiles its step with XLA
+(the search's --jit_compile), `select=gather|switch|mask` picks how hard Gumbel and proxyless
+run their one path (--path_select; gather by default), and the cell methods' below. The table
+is printed once per batch size (the second lets a user see what fits).
+
+With `--quickstart`, the README's quickstart command (without its pip install) also runs on a
+copy of this tree in a fresh directory, its wall time printed; `--quickstart_before=REV` runs
+the quickstart of git revision REV (its own README's command) first, in the same bench run:
+before and after on the same machine, minutes apart.
 
 The DARTS cell space (second form): DARTS' search network (every edge a softmax over the eight
 ops) against PC-DARTS' (a quarter of the channels through the mixed edges), and the largest
@@ -63,13 +74,17 @@ flags.DEFINE_integer("cells", None, "Cell networks: override the number of cells
 flags.DEFINE_integer("init_channels", None, "Cell networks: override the first cells' "
                      "channels C.")
 flags.DEFINE_integer("nodes", 4, "Cell networks: intermediate nodes per cell.")
-flags.DEFINE_integer("batch_size", 64, "Batch size of every step.", lower_bound=1)
+flags.DEFINE_list("batch_sizes", ["64", "256"], "Batch sizes: one table each.")
+flags.DEFINE_bool("quickstart", False, "Also time the README's quickstart on a copy of this "
+                  "tree.")
+flags.DEFINE_string("quickstart_before", None, "Also time the quickstart of this git revision "
+                    "(before --quickstart's), in the same run.")
 flags.DEFINE_integer("steps", 10, "Timed steps of each kind (after 3 warm-up steps).",
                      lower_bound=1)
 flags.DEFINE_list("methods", ["superkernel", "softmax", "gumbel", "proxyless"],
                   f"Search methods to compare ({', '.join(METHODS)}); the first is the "
                   "reference of the ratios.")
-flags.DEFINE_enum("path_select", "auto", ["auto", "switch", "mask"], "How hard Gumbel and "
+flags.DEFINE_enum("path_select", "auto", ["auto", "gather", "switch", "mask"], "How hard Gumbel and "
                   "proxyless run their chosen path (the search's --path_select).")
 flags.DEFINE_string("phases", None, "Print the resident set of one process through the "
                     "phases of this method's step (TensorFlow loaded, search network built, "
@@ -81,7 +96,8 @@ flags.DEFINE_string("memory_of", None, "(internal) measure the peak memory of th
 def _variant(name: str) -> tuple[str, dict[str, Any]]:
     """`METHOD[:b=B][:derived=0|1]` → (method, SearchConfig overrides); ValueError if bad."""
     method, *parts = name.split(":")
-    keys = {"b": ("cell_bottleneck", int), "derived": ("derived_cells", lambda v: bool(int(v)))}
+    keys = {"b": ("cell_bottleneck", int), "derived": ("derived_cells", lambda v: bool(int(v))),
+            "xla": ("jit_compile", lambda v: bool(int(v))), "select": ("path_select", _select)}
     overrides = {}
     for part in parts:
         key, _, value = part.partition("=")
@@ -92,6 +108,12 @@ def _variant(name: str) -> tuple[str, dict[str, Any]]:
     return method, overrides
 
 
+def _select(value: str) -> str:
+    if value not in ("gather", "switch", "mask"):
+        raise ValueError(value)
+    return value
+
+
 def _valid_methods(names: list[str]) -> bool:
     try:
         return bool(names) and all(_variant(n) for n in names)
@@ -100,18 +122,21 @@ def _valid_methods(names: list[str]) -> bool:
 
 
 flags.register_validator("methods", _valid_methods,
-                         f"--methods takes names among {', '.join(METHODS)}, cell methods with "
-                         "optional :b=B:derived=0|1")
+                         f"--methods takes names among {', '.join(METHODS)}, with optional "
+                         ":xla=0|1, :select=gather|switch|mask, cell methods :b=B:derived=0|1")
+flags.register_validator("batch_sizes", lambda v: bool(v) and all(
+    str(b).isdigit() and int(b) > 0 for b in v), "--batch_sizes takes positive integers")
 
 CHILD = "child"
 
 
-def _step(name: str, folder: str) -> Callable[[], Any]:
+def _step(name: str, folder: str, batch_size: int) -> Callable[[], Any]:
     """A no-argument callable running one step of `name` (a method or `child`) on one batch."""
     import keras
     import tensorflow as tf
 
     from tfnas import nets
+    from tfnas.search.adam import StepAdam
     from tfnas.search.objectives import Objective
     from tfnas.search import Search, SearchConfig
     from tfnas.space import Architecture, get_space
@@ -129,8 +154,8 @@ def _step(name: str, folder: str) -> Callable[[], Any]:
     search = Search(SearchConfig(
         space=space, dataset="synthetic", cost_model=flops,
         objective=Objective("log", 0.02), model_dir=str(Path(folder) / name.replace(":", "_")),
-        method=method, batch_size=FLAGS.batch_size, nodes=FLAGS.nodes, verbose=False,
-        path_select=FLAGS.path_select, **overrides))
+        method=method, batch_size=batch_size, nodes=FLAGS.nodes, verbose=False,
+        **{"path_select": FLAGS.path_select, **overrides}))
     search.lam.assign(0.02)
     images, labels = next(iter(search.data.train(0)))
     if name != CHILD:
@@ -145,7 +170,7 @@ def _step(name: str, folder: str) -> Callable[[], Any]:
         child = nets.build(CellArchitecture(space, extreme(flops, dearest=True)))
     else:
         child = nets.build(Architecture.uniform(space, space.largest_op))
-    optimizer = keras.optimizers.Adam(0.01)
+    optimizer = StepAdam(0.01)  # the search's own
     optimizer.build(child.trainable_variables)
 
     @tf.function
@@ -174,7 +199,7 @@ def _status_kib(field: str) -> int:
     raise RuntimeError(f"no {field} in /proc/self/status")
 
 
-def _measure_memory(name: str) -> None:
+def _measure_memory(name: str, batch_size: int) -> None:
     """Worker: peak resident growth of `name`'s steps after warm-up, printed as JSON (MiB)."""
     import gc
     import importlib
@@ -182,7 +207,7 @@ def _measure_memory(name: str) -> None:
     importlib.import_module("tensorflow")  # the baseline: TensorFlow loaded, no model yet
     start = _status_kib("VmRSS")
     with tempfile.TemporaryDirectory() as folder:
-        step = _step(name, folder)
+        step = _step(name, folder, batch_size)
         for _ in range(3):
             _timed(step)
         gc.collect()
@@ -195,14 +220,14 @@ def _measure_memory(name: str) -> None:
                       "total_mib": (peak - start) / 1024}))
 
 
-def _phases(name: str) -> None:
+def _phases(name: str, batch_size: int) -> None:
     """Resident set (MiB) after each phase of `name`'s search step, one line each."""
     import importlib
 
     importlib.import_module("tensorflow")
     print(f"{name}: TensorFlow loaded {_status_kib('VmRSS') / 1024:.0f} MiB", flush=True)
     with tempfile.TemporaryDirectory() as folder:
-        step = _step(name, folder)  # (builds the search network and its optimizer)
+        step = _step(name, folder, batch_size)  # (builds the search network and its optimizer)
         print(f"{name}: built {_status_kib('VmRSS') / 1024:.0f} MiB", flush=True)
         for phase in ("traced and first step", "second step"):
             _timed(step)
@@ -210,11 +235,11 @@ def _phases(name: str) -> None:
                   f"(peak {_status_kib('VmHWM') / 1024:.0f})", flush=True)
 
 
-def _memory(name: str) -> dict[str, float]:
+def _memory(name: str, batch_size: int) -> dict[str, float]:
     """Runs the memory worker of `name` in a fresh process."""
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
     args = [sys.executable, __file__, f"--memory_of={name}", f"--space={FLAGS.space}",
-            f"--batch_size={FLAGS.batch_size}", f"--steps={FLAGS.steps}",
+            f"--batch_sizes={batch_size}", f"--steps={FLAGS.steps}",
             f"--methods={','.join(FLAGS.methods)}", f"--nodes={FLAGS.nodes}",
             f"--path_select={FLAGS.path_select}"]
     args += [f"--{k}={FLAGS[k].value}" for k in ("cells", "init_channels")
@@ -225,22 +250,18 @@ def _memory(name: str) -> dict[str, float]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main(argv: list[str]) -> None:
-    if FLAGS.memory_of:
-        _measure_memory(FLAGS.memory_of)
-        return
-    if FLAGS.phases:
-        _phases(FLAGS.phases)
-        return
+def _table(batch_size: int) -> None:
+    """Time (round-robin, one process) and memory (one process each) of every method and the
+    largest child at one batch size, printed as a table."""
     names = list(FLAGS.methods) + [CHILD]
-    print(f"space {FLAGS.space}, batch {FLAGS.batch_size}, {FLAGS.steps} timed steps each"
+    print(f"\nspace {FLAGS.space}, batch {batch_size}, {FLAGS.steps} timed steps each"
           + "".join(f", {k} {FLAGS[k].value}" for k in ("cells", "init_channels")
                     if FLAGS[k].value is not None), flush=True)
     with tempfile.TemporaryDirectory() as folder:
         steps = {}
         for name in names:
             start = time.perf_counter()
-            steps[name] = _step(name, folder)
+            steps[name] = _step(name, folder, batch_size)
             for _ in range(3):
                 _timed(steps[name])
             print(f"  built and warmed up {name} in {time.perf_counter() - start:.0f} s",
@@ -249,19 +270,91 @@ def main(argv: list[str]) -> None:
         for _ in range(FLAGS.steps):  # round-robin: drifts of the host hit every method alike
             for name in names:
                 times[name].append(_timed(steps[name]))
+        del steps
     medians = {name: float(np.median(t)) * 1e3 for name, t in times.items()}
     print("  measuring memory, one process per method", flush=True)
-    memory = {name: _memory(name) for name in names}
+    memory = {name: _memory(name, batch_size) for name in names}
     ref = names[0]
     wide = max(16, len(ref) + 4)  # the ratio columns, named by the reference
-    print(f"\n{'step':<34}{'median ms':>10}{'x ' + ref:>{wide}}{'step MiB':>10}"
-          f"{'x ' + ref:>{wide}}{'peak MiB':>10}{'x child':>9}")
+    label_width = max(34, max(len(n) for n in names) + 12)
+    print(f"\n{'step':<{label_width}}{'median ms':>10}{'x ' + ref:>{wide}}{'x child':>9}"
+          f"{'step MiB':>10}{'x ' + ref:>{wide}}{'peak MiB':>10}{'x child':>9}")
     for name in names:
         label = "largest child (train)" if name == CHILD else f"{name} (search)"
         mib, total = memory[name]["step_mib"], memory[name]["total_mib"]
-        print(f"{label:<34}{medians[name]:>10.1f}{medians[name] / medians[ref]:>{wide}.2f}"
+        print(f"{label:<{label_width}}{medians[name]:>10.1f}"
+              f"{medians[name] / medians[ref]:>{wide}.2f}{medians[name] / medians[CHILD]:>9.2f}"
               f"{mib:>10.1f}{mib / max(memory[ref]['step_mib'], 1e-9):>{wide}.2f}"
-              f"{total:>10.1f}{total / max(memory[CHILD]['total_mib'], 1e-9):>9.2f}")
+              f"{total:>10.1f}{total / max(memory[CHILD]['total_mib'], 1e-9):>9.2f}", flush=True)
+
+
+def _quickstart_command(tree: Path) -> str:
+    """The quickstart command of `tree`'s README, without its `pip install ... &&`."""
+    for line in (tree / "README.md").read_text().splitlines():
+        if line.startswith("pip install -e . && python -m tfnas.search"):
+            return line.split("&&", 1)[1].strip()
+    raise RuntimeError(f"no quickstart command in {tree / 'README.md'}")
+
+
+def _tree(revision: str | None, into: Path) -> Path:
+    """A copy of this repository's tree at `revision` (git archive), or of the working tree
+    (tracked and untracked files, ignored ones left out) when None."""
+    repo = Path(__file__).resolve().parents[1]
+    into.mkdir(parents=True)
+    if revision is not None:
+        archive = subprocess.run(["git", "-C", str(repo), "archive", revision],
+                                 capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+        return into
+    files = subprocess.run(["git", "-C", str(repo), "ls-files", "-z", "--cached", "--others",
+                            "--exclude-standard"], capture_output=True, check=True,
+                           text=True).stdout.split("\0")
+    for name in filter(None, files):
+        source = repo / name
+        if source.is_file():
+            (into / name).parent.mkdir(parents=True, exist_ok=True)
+            (into / name).write_bytes(source.read_bytes())
+    return into
+
+
+def _time_quickstart(revision: str | None, folder: Path) -> float:
+    """Wall time (s) of the quickstart of `revision` (None: this tree), run in a copy."""
+    tree = _tree(revision, folder / (revision or "this_tree"))
+    command = _quickstart_command(tree)
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    start = time.perf_counter()
+    out = subprocess.run(command, shell=True, cwd=tree, env=env, capture_output=True,
+                         text=True)
+    seconds = time.perf_counter() - start
+    if out.returncode != 0:
+        raise RuntimeError(f"the quickstart of {revision or 'this tree'} failed:\n"
+                           f"{out.stderr[-2000:]}")
+    said = [line for line in (out.stdout + out.stderr).splitlines()
+            if line.startswith(("latency:", "trained", "search took"))]
+    print(f"  quickstart of {revision or 'this tree'}: {seconds:.1f} s", flush=True)
+    for line in said:
+        print(f"    {line}", flush=True)
+    return seconds
+
+
+def main(argv: list[str]) -> None:
+    batch_sizes = [int(b) for b in FLAGS.batch_sizes]
+    if FLAGS.memory_of:
+        _measure_memory(FLAGS.memory_of, batch_sizes[0])
+        return
+    if FLAGS.phases:
+        _phases(FLAGS.phases, batch_sizes[0])
+        return
+    for batch_size in batch_sizes:
+        _table(batch_size)
+    if FLAGS.quickstart or FLAGS.quickstart_before:
+        print("\nquickstart (the README's command, without pip install)", flush=True)
+        with tempfile.TemporaryDirectory() as folder:
+            before = (_time_quickstart(FLAGS.quickstart_before, Path(folder))
+                      if FLAGS.quickstart_before else None)
+            after = _time_quickstart(None, Path(folder))
+        if before is not None:
+            print(f"  this tree / {FLAGS.quickstart_before}: {after / before:.2f}x")
 
 
 if __name__ == "__main__":

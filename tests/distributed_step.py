@@ -3,7 +3,7 @@ gradients under the default strategy and under MirroredStrategy on two logical C
 (which must be configured before TensorFlow starts, hence the separate process).
 
 Prints one JSON object: {"default": {...}, "mirrored": {...}, "mirrored_unsynced": {...},
-"mirrored_gumbel": {...}}.
+"default_gumbel": {...}, "mirrored_gumbel": {...}}.
 """
 
 from __future__ import annotations
@@ -69,8 +69,10 @@ def main() -> None:
         assert isinstance(mirrored, tf.distribute.MirroredStrategy), mirrored
         results["mirrored"] = first_step(mirrored, True, folder + "/b")
         results["mirrored_unsynced"] = first_step(mirrored, False, folder + "/c")
-        # one path per step (hard Gumbel): batch norm inside a switch cannot sync replicas
-        results["mirrored_gumbel"] = first_step(mirrored, True, folder + "/d", "gumbel")
+        # one path per step (hard Gumbel), gathered: its batch norm syncs across replicas
+        results["default_gumbel"] = first_step(tf.distribute.get_strategy(), False,
+                                               folder + "/d", "gumbel")
+        results["mirrored_gumbel"] = first_step(mirrored, True, folder + "/e", "gumbel")
     print(json.dumps(results))
 
 

@@ -3,6 +3,8 @@ that touch only sampled paths, E[R] of a one-hot p, and save/load."""
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -18,8 +20,8 @@ SPACE = get_space("tiny")
 IMAGES = tf.random.stateless_normal((4, 16, 16, 3), seed=(1, 2))
 
 
-def _net(method):
-    net = supernet.build(SPACE, method=method, seed=0)
+def _net(method, select=None):
+    net = supernet.build(SPACE, method=method, seed=0, select=select)
     net(IMAGES[:1])
     return net
 
@@ -63,7 +65,7 @@ def test_probabilities_sum_to_one(method):
 
 @pytest.mark.e2e
 def test_hard_gumbel_runs_one_path_per_layer_yet_alpha_learns(path_counter):
-    net = _net("gumbel")
+    net = _net("gumbel", "switch")  # (gathered paths run no OpPath: counted below)
     _favour(net, 0)  # an MBConv in every layer, so each layer runs exactly one path
     alphas = supernet.architecture_variables(net)
 
@@ -124,7 +126,7 @@ def test_a_hard_gate_on_skip_still_gives_alpha_the_losss_gradient():
 def test_proxyless_changes_only_the_alpha_of_sampled_paths(path_counter):
     import keras
 
-    net = _net("proxyless")
+    net = _net("proxyless", "switch")
     layers = supernet.searchable_layers(net)
     alphas = supernet.architecture_variables(net)
     optimizer = keras.optimizers.Adam(0.1, beta_1=0.0)  # as the search sets it for proxyless
@@ -143,6 +145,42 @@ def test_proxyless_changes_only_the_alpha_of_sampled_paths(path_counter):
     path_counter.assign(0)
     net(IMAGES, training=True)
     assert int(path_counter.numpy()) <= SPACE.num_layers
+
+
+def _depthwise_convolutions(model, arch_step=False):
+    """Depthwise convolutions (forward and backward) in a traced training step of `model`,
+    nested functions (a conditional's branches) included."""
+    layers = supernet.searchable_layers(model)
+
+    @tf.function
+    def step(images):
+        with (mixed.arch_phase(layers) if arch_step else contextlib.nullcontext()), \
+                tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.square(model(images, training=True)))
+        return tape.gradient(loss, model.trainable_variables)
+
+    graph = step.get_concrete_function(IMAGES).graph.as_graph_def()
+    nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
+    return sum(n.op.startswith("DepthwiseConv2dNative") for n in nodes)
+
+
+@pytest.mark.parametrize("method", ["gumbel", "proxyless"])
+def test_a_gathered_step_holds_one_network_not_every_path(method):
+    """By default hard Gumbel's and proxyless' steps hold the largest child network's
+    depthwise convolutions, forward and backward: one MBConv per layer, not a branch per
+    candidate (the switch: several times more). A proxyless architecture step runs the closed
+    path forward only: one more forward convolution per layer, no more backward ones."""
+    from tfnas import nets
+    from tfnas.space import Architecture
+
+    child = nets.build(Architecture.uniform(SPACE, SPACE.largest_op))
+    gathered, switched = _net(method), _net(method, "switch")
+    expected = _depthwise_convolutions(child)
+    assert expected >= 3 * SPACE.num_layers  # forward, input and filter gradients
+    assert _depthwise_convolutions(gathered) == expected
+    assert _depthwise_convolutions(switched) >= 2 * expected
+    if method == "proxyless":
+        assert _depthwise_convolutions(gathered, True) == expected + SPACE.num_layers
 
 
 @pytest.mark.parametrize("method", ["softmax", "gumbel", "proxyless"])
@@ -217,33 +255,60 @@ def test_the_superkernel_refuses_an_se_space_in_one_line():
     methods.get("proxyless").check_space(space)
 
 
+# kernels 3-7, an e=1 candidate (no expand unit) and searched SE: every case of gathering
+WIDE_SPACE = get_space("tiny", kernels=(3, 5, 7), expansions=(1, 3, 6),
+                       squeeze_excite=(False, True))
+
+
 @pytest.mark.parametrize("method", ["gumbel", "proxyless"])
-def test_mask_selection_gives_the_switchs_values_and_gradients(method):
-    """`select="mask"` (for XLA off TPUs) computes every path but must equal the one-path
-    switch: same output, same α and path-weight gradients, for the same noise."""
+@pytest.mark.parametrize("select", ["mask", "gather"])
+def test_one_path_selections_give_the_switchs_values_and_gradients(method, select):
+    """`select="gather"` (the chosen path's weights zero-padded into one MBConv of the layer's
+    largest shape) and `select="mask"` (every path computed, one kept) must equal the one-path
+    switch: same output, same α and path-weight gradients, same moving statistics (gather),
+    same evaluation output, for the same noise; with random weights, so that padded batch-norm
+    offsets and SE biases would show. A weight step and an architecture step (proxyless: the
+    closed path's output without a backward pass)."""
+    space = WIDE_SPACE if select == "gather" else SPACE
     nets = []
-    for select in ("switch", "mask"):
-        net = supernet.build(SPACE, method=method, seed=0, select=select, dropout=0.0)
+    for chosen in ("switch", select):
+        net = supernet.build(space, method=method, seed=0, select=chosen, dropout=0.0)
         net(IMAGES[:1])
         nets.append(net)
-    nets[1].set_weights(nets[0].get_weights())
-    results = []
-    for net in nets:
-        layers = supernet.searchable_layers(net)
-        for layer in layers:
-            layer.seed_generator.state.assign([7, 0])  # the same Gumbel draws in both
-        variables = supernet.architecture_variables(net) + net.trainable_variables
-        with mixed.arch_phase(layers), tf.GradientTape() as tape:
-            out = net(IMAGES, training=True)
-            loss = tf.reduce_mean(tf.square(out))
-        grads = tape.gradient(loss, variables)
-        results.append((out.numpy(), [np.zeros(v.shape) if g is None else g.numpy()
-                                      for v, g in zip(variables, grads)]))
-    (out_s, grads_s), (out_m, grads_m) = results
-    np.testing.assert_allclose(out_m, out_s, rtol=1e-5, atol=1e-6)
-    assert any(np.abs(g).max() > 0 for g in grads_s[:SPACE.num_layers])
-    for g_s, g_m in zip(grads_s, grads_m):
-        np.testing.assert_allclose(g_m, g_s, rtol=1e-4, atol=1e-6)
+    rng = np.random.default_rng(5)
+    weights = [w + rng.normal(0, 0.1, w.shape).astype(w.dtype) if w.dtype == np.float32 else w
+               for w in nets[0].get_weights()]
+    for phase in (False, True):
+        results = []
+        for net in nets:
+            net.set_weights(weights)
+            initial = [np.asarray(v).copy() for v in net.non_trainable_variables]
+            layers = supernet.searchable_layers(net)
+            for layer in layers:
+                layer.seed_generator.state.assign([7, 0])  # the same draws in both
+                layer.alpha.assign(np.arange(len(layer.candidates)) % 3)
+            variables = supernet.architecture_variables(net) + net.trainable_variables
+            with (mixed.arch_phase(layers) if phase else contextlib.nullcontext()), \
+                    tf.GradientTape() as tape:
+                out = net(IMAGES, training=True)
+                loss = tf.reduce_mean(tf.square(out))
+            grads = tape.gradient(loss, variables)
+            results.append((out.numpy(), [np.zeros(v.shape) if g is None else g.numpy()
+                                          for v, g in zip(variables, grads)],
+                            [np.asarray(v) for v in net.non_trainable_variables],
+                            net(IMAGES, training=False).numpy()))
+        (out_s, grads_s, stats_s, eval_s), (out_x, grads_x, stats_x, eval_x) = results
+        np.testing.assert_allclose(out_x, out_s, rtol=1e-5, atol=1e-6 * np.abs(out_s).max())
+        if phase or method == "gumbel":  # (a proxyless weight step gives α no gradient)
+            assert any(np.abs(g).max() > 0 for g in grads_s[:space.num_layers])
+        for g_s, g_x in zip(grads_s, grads_x):
+            np.testing.assert_allclose(g_x, g_s, rtol=1e-4, atol=1e-6)
+        if select == "gather":  # (the mask moves every path's statistics)
+            assert any(np.any(a != b) for a, b in zip(stats_s, initial))
+            for a, b in zip(stats_s, stats_x):
+                np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(eval_x, eval_s, rtol=1e-5,
+                                       atol=1e-6 * np.abs(eval_s).max())
 
 
 def _proxyless_layer(probabilities):

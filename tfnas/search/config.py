@@ -43,7 +43,7 @@ class SearchConfig:
     temperature: tuple[float, float] = (5.0, 0.5)  # Gumbel τ, first and last epoch
     rl_samples: int = 10  # proxyless_reinforce: networks sampled per α step
     rl_baseline_weight: float = 0.99  # proxyless_reinforce: baseline ← b + w·(mean reward − b)
-    path_select: str = "auto"  # mixed ops: switch | mask | auto (mask under XLA off TPUs)
+    path_select: str = "auto"  # gather | switch | mask | auto (loop._path_select)
     repair: bool = True  # return the best-weighted network that meets every budget (budget.solve)
     target_tolerance: float = 0.01  # a target budget holds within ±1%
     latency_source: str | None = None  # what predicts latency, for the report
@@ -131,8 +131,8 @@ class SearchConfig:
             problems.append("rl_baseline_weight must be in (0, 1]")
         if not min(s["temperature"]) > 0:
             problems.append("temperatures must be positive")
-        if s["path_select"] not in ("auto", "switch", "mask"):
-            problems.append("path_select must be auto, switch or mask, got "
+        if s["path_select"] not in ("auto", "gather", "switch", "mask"):
+            problems.append("path_select must be auto, gather, switch or mask, got "
                             f"{s['path_select']!r}")
         if not 1 <= s["nodes"] <= 8:
             problems.append(f"nodes must be in [1, 8], got {s['nodes']}")

@@ -53,12 +53,13 @@ def define_flags(values: Any = None) -> None:
                        "moves this fraction of the way to each step's mean reward.")
     flags.DEFINE_float("tau_start", 5.0, "Gumbel temperature of the first epoch.")
     flags.DEFINE_float("tau_end", 0.5, "Gumbel temperature of the last epoch.")
-    flags.DEFINE_enum("path_select", "auto", ["auto", "switch", "mask"], "How gumbel, "
-                      "proxyless and derived cells run the chosen path: switch (that path "
-                      "alone), mask (every path, one kept: compiles fast under XLA on "
-                      "CPUs/GPUs, and syncs batch norm across MirroredStrategy's replicas), "
-                      "auto (mask with --jit_compile or several replicas off TPUs, else "
-                      "switch).")
+    flags.DEFINE_enum("path_select", "auto", ["auto", "gather", "switch", "mask"],
+                      "How gumbel, proxyless and derived cells run the chosen path: gather "
+                      "(its weights in one MBConv of the layer's largest shape: one network's "
+                      "memory, compiles under XLA; mixed ops only), switch (that path alone in "
+                      "a conditional: its FLOPs only, several times the memory), mask (every "
+                      "path, one kept), auto (gather for mixed ops; cells: mask with "
+                      "--jit_compile or several replicas off TPUs, else switch).")
     flags.DEFINE_string("latency_table", None,
                         "Latency table JSON, or a built-in table (pixel1). Default: with "
                         "--device, MODEL_DIR/lut.json; else pixel1 where it prices the space "

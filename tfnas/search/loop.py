@@ -48,6 +48,7 @@ class Search(SearchStep):
         import tensorflow as tf
 
         from tfnas import data
+        from tfnas.search.adam import StepAdam
         from tfnas.search import supernet
 
         self.config = config
@@ -75,19 +76,10 @@ class Search(SearchStep):
         self.weight_data, self.arch_data = (self.data.hold_out(config.arch_split)
                                             if self.multi_path else (self.data, None))
         keras.utils.set_random_seed(config.seed)
-        # XLA's CPU (and GPU) backends compile convolutions inside conditionals as plain loops:
-        # minutes per layer. TPUs keep the one-path switch; elsewhere XLA gets the mask. Across
-        # replicas off TPUs (MirroredStrategy), batch norm's moving statistics inside a
-        # conditional would need a merge_call, which TensorFlow refuses there: the mask.
-        self.path_select = config.path_select
-        on_tpu = isinstance(self.strategy, tf.distribute.TPUStrategy)
-        if self.path_select == "auto":
-            self.path_select = ("mask" if (config.jit_compile or replicas > 1) and not on_tpu
-                                else "switch")
-        elif self.path_select == "switch" and replicas > 1 and not on_tpu:
-            raise TfnasError(f"--path_select=switch runs batch norm inside a conditional, "
-                             f"which {type(self.strategy).__name__} cannot synchronise across "
-                             f"its {replicas} replicas: use --path_select=mask (or auto)")
+        self.path_select = _path_select(config.path_select, self.method.layer,
+                                        config.jit_compile, replicas,
+                                        isinstance(self.strategy, tf.distribute.TPUStrategy),
+                                        type(self.strategy).__name__)
         # each budget's multiplier moves lam_rate per epoch at R = 2T (objectives.py)
         self.lam_steps = [c.lam_rate / self.weight_data.steps_per_epoch
                           for c in config.constraints]
@@ -108,12 +100,12 @@ class Search(SearchStep):
             self.weight_variables = [v for v in self.model.trainable_variables
                                      if not self.multi_path or id(v) not in arch_ids]
             steps = self.weight_data.steps_per_epoch
-            self.optimizer = keras.optimizers.Adam(_schedule(
+            self.optimizer = StepAdam(_schedule(
                 config.learning_rate, config.lr_schedule, config.epochs * steps))
             self.optimizer.build(self.weight_variables)
             self.arch_optimizer = None
             if self.multi_path:  # ProxylessNAS: β1 = 0, so α of unsampled paths stay put
-                self.arch_optimizer = keras.optimizers.Adam(
+                self.arch_optimizer = StepAdam(
                     _schedule(config.arch_learning_rate, config.lr_schedule,
                               (config.epochs - config.warmup_epochs) * steps),
                     beta_1=self.method.arch_beta_1)
@@ -440,3 +432,26 @@ def _annealed(temperature: tuple[float, float], epoch: int, epochs: int) -> floa
     """Gumbel τ of an epoch: exponential from the first value to the last (FBNet Sec. 3.3)."""
     start, end = temperature
     return start * (end / start) ** (epoch / max(epochs - 1, 1))
+
+
+def _path_select(asked: str, layer: str, jit_compile: bool, replicas: int, on_tpu: bool,
+                 strategy: str) -> str:
+    """How one-path mixed ops (and derived cells) run the chosen path (`MixedOp`'s `select`).
+
+    `auto`: mixed ops gather the chosen path's weights into one MBConv (the memory of one
+    network, no conditional). Cells (no gathering) and an explicit `switch` run a conditional,
+    which XLA's CPU and GPU backends compile as plain loops (minutes per layer), and whose batch
+    norm MirroredStrategy cannot synchronise (a merge_call inside a conditional): the mask
+    there, off TPUs. One line for a choice that cannot run."""
+    if asked == "gather" and layer == "cell":
+        raise TfnasError("--path_select=gather is for layer spaces (MBConv mixed ops); derived "
+                         "cells run switch or mask (or auto)")
+    if asked == "auto":
+        if layer != "cell":  # (the superkernel has no paths to select)
+            return "gather"
+        return "mask" if (jit_compile or replicas > 1) and not on_tpu else "switch"
+    if asked == "switch" and replicas > 1 and not on_tpu:
+        raise TfnasError(f"--path_select=switch runs batch norm inside a conditional, which "
+                         f"{strategy} cannot synchronise across its {replicas} replicas: use "
+                         "--path_select=gather or mask (or auto)")
+    return asked

@@ -34,13 +34,13 @@ from tfnas.space import SKIP, Architecture, SearchSpace
 
 def build(space: SearchSpace, *, method: str = "superkernel", dropout: float = 0.2,
           drop_rate: float = 0.0, threshold_init: float = 0.0, seed: int | None = None,
-          sync_bn: bool = False, temperature: float = 5.0, select: str = "switch",
+          sync_bn: bool = False, temperature: float = 5.0, select: str | None = None,
           nodes: int = 4, bottleneck: int | None = None,
           derived_cells: bool | None = None, latency_samples: int = 20,
           latency_noise: float = 0.0) -> Any:
     """The supernet of `space` for a search method (`sync_bn`: cross-replica batch norm;
     `temperature`: initial Gumbel τ; `select`: how mixed ops (and derived cells) run one path,
-    see `MixedOp`; cell methods: `nodes` intermediate nodes per cell, DCA-NAS' channel
+    see `MixedOp` (None: gather for mixed ops, switch for cells); cell methods: `nodes` intermediate nodes per cell, DCA-NAS' channel
     `bottleneck` and `derived_cells`, None for the method's own; a latency predictor's
     `latency_samples` and `latency_noise`, `CellSupernet`)."""
     record = methods.get(method)
@@ -51,7 +51,7 @@ def build(space: SearchSpace, *, method: str = "superkernel", dropout: float = 0
         model = CellSupernet(space, nodes=nodes, partial=record.partial,
                              edge_normalization=record.edge_normalization,
                              share_weights=record.share_weights, sync_bn=sync_bn,
-                             bottleneck=bottleneck, select=select,
+                             bottleneck=bottleneck, select=select or "switch",
                              derived_cells=(record.derived_cells if derived_cells is None
                                             else derived_cells),
                              latency_samples=latency_samples, latency_noise=latency_noise,
@@ -66,7 +66,7 @@ def build(space: SearchSpace, *, method: str = "superkernel", dropout: float = 0
             x = MixedOp(spec.c_out, spec.stride, [op.name for op in space.candidates(i)],
                         mode=record.mode, hard=record.hard, temperature=temperature,
                         seed=None if seed is None else seed + i, sync_bn=sync_bn,
-                        select=select, name=f"layer{i:02d}")(x)
+                        select=select or "gather", name=f"layer{i:02d}")(x)
             continue
         x = SuperkernelMBConv(
             spec.c_out, spec.stride, kernels=space.kernels, expansions=space.expansions,

@@ -18,8 +18,13 @@ Three ways to mix them (`mode`):
   estimate of Eq. 4, ∂L/∂α_i = Σ_j ∂L/∂g_j · ∂q_j/∂α_i with ∂L/∂g_j the loss's sensitivity to
   path j (gate = g + q − stop_gradient(q)); α of paths not sampled get no gradient. After the
   update, `rescale_alpha` shifts the two updated α so that Σ exp(α) over the pair is unchanged:
-  the unsampled paths keep their probabilities. Memory holds one path for weights and two for
-  α, not all of them.
+  the unsampled paths keep their probabilities. The closed path's gate is 0 in value, so its
+  output is computed without a backward pass (ProxylessNAS' own code does the same): memory
+  holds one path's activations for weights and for α, not all of them.
+
+How the one path runs (`select`): by default its weights are gathered into one MBConv of the
+layer's largest shape (`tfnas.search.layers.gathered`), so a step's graph and memory are those
+of one network, as the papers claim.
 
 Runtime is accounted in the layer (FBNet Eq. 4, ProxylessNAS Eq. 5): E[R] = Σ_j p_j · R_j with
 p = softmax(α), R_j the layer's latency table rows (or the predictor on the soft one-hot,
@@ -37,11 +42,12 @@ from keras import ops
 
 from tfnas.blocks import family
 from tfnas.run import checkpoints
+from tfnas.search.layers.gathered import GatheredPaths
 from tfnas.search.layers.searchable import check_view
 from tfnas.space import LayerSignature, Op
 
 MODES = ("softmax", "gumbel", "proxyless")
-SELECTS = ("switch", "mask")
+SELECTS = ("gather", "switch", "mask")
 
 
 @keras.saving.register_keras_serializable(package="tfnas")
@@ -90,16 +96,19 @@ class MixedOp(keras.layers.Layer):
         temperature: initial Gumbel-softmax temperature τ.
         seed: seed of the Gumbel noise and path sampling.
         sync_bn: cross-replica batch norm.
-        select: how hard Gumbel and proxyless compute the chosen path: `switch` runs that
-            branch alone (`keras.ops.switch`: one path's compute and memory); `mask` computes
-            every path and keeps the chosen one by a one-hot mask: the same values and
-            gradients (but every path's BN statistics move), for XLA's CPU backend, which
-            compiles convolutions inside conditionals as plain loops and takes many minutes.
+        select: how hard Gumbel and proxyless compute the chosen path: `gather` runs one
+            MBConv of the layer's largest shape with the chosen path's weights gathered and
+            zero-padded into it (`tfnas.search.layers.gathered`: the memory of one path, no
+            conditional, compiles under XLA anywhere; the largest path's FLOPs); `switch` runs
+            that path's branch alone (`keras.ops.switch`: only its FLOPs, but the step's graph
+            holds every branch and takes several times the memory); `mask` computes every path
+            and keeps the chosen one by a one-hot mask. All three give the same values and
+            gradients (with `mask`, every path's BN statistics move).
     """
 
     def __init__(self, c_out: int, stride: int, candidates: Sequence[str], mode: str = "softmax",
                  hard: bool = False, temperature: float = 5.0, seed: int | None = None,
-                 sync_bn: bool = False, select: str = "switch", **kwargs: Any) -> None:
+                 sync_bn: bool = False, select: str = "gather", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if mode not in MODES:
             raise ValueError(f"unknown mixed-op mode {mode!r}: choose {', '.join(MODES)}")
@@ -132,6 +141,11 @@ class MixedOp(keras.layers.Layer):
         checkpoints.track_children(self, "paths", self.paths)
         for path in self.paths:
             path.build(input_shape)
+        self._gathered = None
+        if self.select == "gather" and self.paths:
+            self._gathered = GatheredPaths(
+                self.candidates, [None if p < 0 else self.paths[p] for p in self._path_of],
+                self.c_in, self.c_out, self.stride, self.sync_bn)
         self.alpha = self.add_weight(name="alpha", shape=(len(self.candidates),),
                                      initializer="zeros")
         self.temperature = self.add_weight(
@@ -163,8 +177,11 @@ class MixedOp(keras.layers.Layer):
         return out + inputs if self.residual else out
 
     def _one_path(self, index: Any, inputs: Any, training: bool) -> Any:
-        """The output of path `index` alone: only that branch runs (`keras.ops.switch`), or,
-        with `select="mask"`, every path under a one-hot mask."""
+        """The output of path `index` alone: its weights gathered into the layer's largest
+        MBConv (`select="gather"`), its branch alone (`switch`), or every path under a one-hot
+        mask (`mask`)."""
+        if self._gathered is not None:
+            return self._gathered(index, inputs, training)
         if self.select == "mask":
             return self._weighted(ops.one_hot(index, len(self.candidates)), inputs, training)
         branches = [lambda x, j=j: self._run_path(j, x, training)
@@ -220,9 +237,15 @@ class MixedOp(keras.layers.Layer):
             n = len(self.candidates)
             return self._weighted(gates[0] * ops.one_hot(pair[0], n)
                                   + gates[1] * ops.one_hot(pair[1], n), inputs, training)
+        # the closed path's gate is 0 in value, so nothing but its gate's gradient,
+        # ⟨∂L/∂y, o(x)⟩, depends on it: its output is computed without a backward pass (as
+        # ProxylessNAS' own code does), and only the open path's activations are kept
         dtype = inputs.dtype
-        return sum(ops.cast(gates[i], dtype) * self._one_path(pair[i], inputs, training)
-                   for i in range(2))
+        closed = 1 - opened
+        return (ops.cast(ops.take(gates, opened), dtype)
+                * self._one_path(ops.take(pair, opened), inputs, training)
+                + ops.cast(ops.take(gates, closed), dtype)
+                * ops.stop_gradient(self._one_path(ops.take(pair, closed), inputs, training)))
 
     def rescale_alpha(self, old_alpha: Any) -> None:
         """After an architecture step on the sampled pair (ProxylessNAS Sec. 3.2.1): shift the
