@@ -180,12 +180,12 @@ class Search(SearchStep):
 
         from tfnas import nets
 
-        images = next(iter(self.data.train(0).unbatch().batch(256)))[0]
-        nets.recalibrate_batchnorm(self.model, images)
         if not hasattr(self, "_correct_fn"):  # compiled once: eager calls cost seconds
+            self._recalibrate = nets.batchnorm_recalibrator(self.model)
             self._correct_fn = tf.function(lambda images, labels: tf.reduce_sum(tf.cast(
                 tf.equal(tf.argmax(self.model(images, training=False), -1,
                                    output_type=tf.int32), labels), tf.int32)), autograph=False)
+        self._recalibrate(next(iter(self.data.train(0).unbatch().batch(256)))[0])
         correct = total = 0
         for images, labels in self.data.val():
             correct += int(self._correct_fn(images, labels))
