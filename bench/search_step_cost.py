@@ -262,10 +262,14 @@ def _table(batch_size: int) -> None:
         for name in names:
             start = time.perf_counter()
             steps[name] = _step(name, folder, batch_size)
-            for _ in range(3):
-                _timed(steps[name])
-            print(f"  built and warmed up {name} in {time.perf_counter() - start:.0f} s",
+            _timed(steps[name])
+            print(f"  built and compiled {name} in {time.perf_counter() - start:.0f} s",
                   flush=True)
+        # warm-up rounds after every build: building a search (its random seeds) makes the
+        # steps compiled before it trace again once
+        for _ in range(3):
+            for name in names:
+                _timed(steps[name])
         times: dict[str, list[float]] = {name: [] for name in names}
         for _ in range(FLAGS.steps):  # round-robin: drifts of the host hit every method alike
             for name in names:
