@@ -74,7 +74,8 @@ flags.DEFINE_integer("cells", None, "Cell networks: override the number of cells
 flags.DEFINE_integer("init_channels", None, "Cell networks: override the first cells' "
                      "channels C.")
 flags.DEFINE_integer("nodes", 4, "Cell networks: intermediate nodes per cell.")
-flags.DEFINE_list("batch_sizes", ["64", "256"], "Batch sizes: one table each.")
+flags.DEFINE_list("batch_sizes", ["64", "256"], "Batch sizes: one table each (--batch_sizes= "
+                  "with --quickstart: the quickstart alone).")
 flags.DEFINE_bool("quickstart", False, "Also time the README's quickstart on a copy of this "
                   "tree.")
 flags.DEFINE_string("quickstart_before", None, "Also time the quickstart of this git revision "
@@ -124,8 +125,9 @@ def _valid_methods(names: list[str]) -> bool:
 flags.register_validator("methods", _valid_methods,
                          f"--methods takes names among {', '.join(METHODS)}, with optional "
                          ":xla=0|1, :select=gather|switch|mask, cell methods :b=B:derived=0|1")
-flags.register_validator("batch_sizes", lambda v: bool(v) and all(
-    str(b).isdigit() and int(b) > 0 for b in v), "--batch_sizes takes positive integers")
+flags.register_validator("batch_sizes", lambda v: all(str(b).isdigit() and int(b) > 0
+                                                       for b in v),
+                         "--batch_sizes takes positive integers (none: the quickstart alone)")
 
 CHILD = "child"
 
@@ -343,11 +345,12 @@ def _time_quickstart(revision: str | None, folder: Path) -> float:
 
 def main(argv: list[str]) -> None:
     batch_sizes = [int(b) for b in FLAGS.batch_sizes]
+    first = batch_sizes[0] if batch_sizes else 64
     if FLAGS.memory_of:
-        _measure_memory(FLAGS.memory_of, batch_sizes[0])
+        _measure_memory(FLAGS.memory_of, first)
         return
     if FLAGS.phases:
-        _phases(FLAGS.phases, batch_sizes[0])
+        _phases(FLAGS.phases, first)
         return
     for batch_size in batch_sizes:
         _table(batch_size)
