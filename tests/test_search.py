@@ -39,7 +39,7 @@ def _search_command(model_dir: Path, *extra: str) -> list[str]:
 # Hard Gumbel and proxyless gather the chosen path's weights into one MBConv: no conditional
 # (XLA's CPU backend compiles convolutions inside one as plain loops: a one-layer search step
 # with keras.ops.switch did not compile in 12 minutes here).
-# softmax and gumbel share the mask path and the gradient α step with proxyless: by hand
+# softmax and gumbel share the gradient α step (gumbel the gathered path) with proxyless: by hand
 @pytest.mark.parametrize("method", ["superkernel", pytest.param("softmax", marks=pytest.mark.slow),
                                     pytest.param("gumbel", marks=pytest.mark.slow), "proxyless",
                                     pytest.param("proxyless_reinforce", marks=pytest.mark.slow)])
