@@ -56,7 +56,7 @@ def define_flags(values: Any = None) -> None:
     flags.DEFINE_enum("path_select", "auto", ["auto", "gather", "switch", "mask"],
                       "How gumbel, proxyless and derived cells run the chosen path: gather "
                       "(its weights in one MBConv of the layer's largest shape: one network's "
-                      "memory, compiles under XLA; mixed ops only), switch (that path alone in "
+                      "activations, no conditional; mixed ops only), switch (that path alone in "
                       "a conditional: its FLOPs only, several times the memory), mask (every "
                       "path, one kept), auto (gather for mixed ops; cells: mask with "
                       "--jit_compile or several replicas off TPUs, else switch).")
