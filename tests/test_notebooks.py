@@ -82,8 +82,11 @@ def quickstart(tmp_path_factory) -> tuple[Path, "nbformat.NotebookNode"]:
 def test_quickstart_notebook_searches_to_its_target_and_plots_the_search(quickstart):
     run, nb = quickstart
     report = json.loads((run / "report.json").read_text())
-    # the repair lands on the nearest network under T; tiny (5 layers) has coarse steps
-    assert abs(report["predicted_ms"] / report["target_ms"] - 1) <= 0.05
+    # the solver lands near T as predicted; when the network measured off T, the one kept is
+    # near T as measured (its prediction may then be off T by the table's error, measured
+    # 5.5% on this host in one CI run); tiny (5 layers) has coarse steps
+    decided = report["measured_ms"] if report.get("measured_networks") else report["predicted_ms"]
+    assert abs(decided / report["target_ms"] - 1) <= 0.05, report.get("measured_networks")
     assert report["measured_ms"] > 0 and report["train"]["top1"] > 0.5
     shown = text(nb)
     assert "predicted" in shown and "measured" in shown and "top-1" in shown
