@@ -6,9 +6,11 @@ variable: about 42 graph nodes per variable. A search network has several times 
 network's variables (a mixed op holds every candidate's weights: about 600 on `cifar`), and
 those nodes were a third of hard Gumbel's traced step, about 370 MiB of its resident memory on
 this host (bench/search_step_cost.py --phases). `StepAdam` computes α_t once per step and
-passes it on as the learning rate: per variable, only the two moment updates and the weight
-update remain. The values, the optimizer's variables (so checkpoints) and the behaviour under
-tf.distribute are Keras' Adam's.
+passes it on as the learning rate, and updates each variable with TensorFlow's fused Adam
+kernel (`ResourceApplyAdam`, the same three lines as Keras' `update_step`): one graph node a
+variable. The values are Keras' Adam's up to float rounding (2e-6 after five steps,
+tests/test_adam.py); the optimizer's variables (so checkpoints) and the behaviour under
+tf.distribute (each replica's component updated in `strategy.extended.update`) are Keras'.
 """
 
 from __future__ import annotations
@@ -38,11 +40,32 @@ class StepAdam(keras.optimizers.Adam):
         super()._backend_update_step(grads, trainable_variables, alpha)
 
     def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
-        """One variable's update; `learning_rate` is α_t (`_backend_update_step`)."""
-        alpha = ops.cast(learning_rate, variable.dtype)
-        gradient = ops.cast(gradient, variable.dtype)
+        """One variable's update; `learning_rate` is α_t (`_backend_update_step`). Dense
+        gradients take TensorFlow's fused Adam kernel (one graph node; given bias-correction
+        powers of 0 it uses `learning_rate` as α_t); sparse ones Keras' element-wise form."""
+        import tensorflow as tf
+
         index = self._get_variable_index(variable)
         m, v = self._momentums[index], self._velocities[index]
-        self.assign_add(m, (gradient - m) * (1 - self.beta_1))
-        self.assign_add(v, (ops.square(gradient) - v) * (1 - self.beta_2))
-        self.assign_sub(variable, m * alpha / (ops.sqrt(v) + self.epsilon))
+        dtype = variable.dtype
+        if isinstance(gradient, tf.IndexedSlices):
+            alpha = ops.cast(learning_rate, dtype)
+            gradient = ops.cast(gradient, dtype)
+            self.assign_add(m, (gradient - m) * (1 - self.beta_1))
+            self.assign_add(v, (ops.square(gradient) - v) * (1 - self.beta_2))
+            self.assign_sub(variable, m * alpha / (ops.sqrt(v) + self.epsilon))
+            return
+        zero = tf.zeros((), dtype)
+        tf.raw_ops.ResourceApplyAdam(
+            var=_handle(variable), m=_handle(m), v=_handle(v), beta1_power=zero,
+            beta2_power=zero, lr=tf.cast(learning_rate, dtype),
+            beta1=tf.cast(self.beta_1, dtype), beta2=tf.cast(self.beta_2, dtype),
+            epsilon=tf.cast(self.epsilon, dtype), grad=tf.cast(gradient, dtype))
+
+
+def _handle(variable: Any) -> Any:
+    """The resource handle of a Keras or TensorFlow variable (inside a tf.distribute update:
+    the replica's component)."""
+    if isinstance(variable, keras.Variable):
+        variable = variable.value
+    return variable.handle
