@@ -260,15 +260,78 @@ WIDE_SPACE = get_space("tiny", kernels=(3, 5, 7), expansions=(1, 3, 6),
                        squeeze_excite=(False, True))
 
 
+UNITS = ("expand", "expand_bn", "dw", "dw_bn", "se_reduce", "se_expand", "project",
+         "project_bn")
+
+
+def _path_variables(path) -> dict:
+    """An OpPath's variables by the gathered layer's names (`expand_kernel`, `dw_bn_gamma`)."""
+    found = {}
+    for unit in UNITS:
+        try:
+            layer = path.net.get_layer(f"path_{unit}")
+        except ValueError:
+            continue
+        for attr in ("kernel", "bias", "gamma", "beta", "moving_mean", "moving_variance"):
+            if getattr(layer, attr, None) is not None:
+                found[f"{unit}_{attr}"] = getattr(layer, attr)
+    return found
+
+
+def _candidates(net, values=None) -> list:
+    """Per mixed op and candidate, its tensors by name: from separate paths, or cut out of a
+    gathered layer's stacked weights (or of `values`: per stacked variable's id, e.g. its
+    gradient; zeros for a variable it lacks). Separate paths' `values` are taken the same way."""
+    out = []
+    for layer in supernet.searchable_layers(net):
+        for j, op in enumerate(layer.candidates):
+            if op.is_skip:
+                continue
+            if layer.gathered is not None:
+                g = layer.gathered
+                source = None if values is None else {
+                    name: values.get(id(g._weights[name]), np.zeros(g._weights[name].shape))
+                    for name in g.weight_names}
+                out.append(g.candidate_weights(j, source))
+            else:
+                found = _path_variables(layer.paths[layer._path_of[j]])
+                out.append({k: np.asarray(v if values is None else
+                                          values.get(id(v), np.zeros(v.shape)))
+                            for k, v in found.items()})
+    return out
+
+
+def _copy_into(target, source) -> None:
+    """`source`'s weights (a network of separate paths) into `target` (same space; gathered
+    mixed ops get each candidate's tensors in its rows)."""
+    for t, s in zip(target.layers, source.layers):
+        if isinstance(t, mixed.MixedOp):
+            t.alpha.assign(s.alpha)
+            t.temperature.assign(s.temperature)
+            for j, op in enumerate(t.candidates):
+                if op.is_skip:
+                    continue
+                values = {k: np.asarray(v)
+                          for k, v in _path_variables(s.paths[s._path_of[j]]).items()}
+                if t.gathered is not None:
+                    t.gathered.set_candidate_weights(j, values)
+                else:
+                    for k, v in _path_variables(t.paths[t._path_of[j]]).items():
+                        v.assign(values[k])
+        else:
+            t.set_weights(s.get_weights())
+
+
 @pytest.mark.parametrize("method", ["gumbel", "proxyless"])
 @pytest.mark.parametrize("select", ["mask", "gather"])
 def test_one_path_selections_give_the_switchs_values_and_gradients(method, select):
-    """`select="gather"` (the chosen path's weights zero-padded into one MBConv of the layer's
-    largest shape) and `select="mask"` (every path computed, one kept) must equal the one-path
-    switch: same output, same α and path-weight gradients, same moving statistics (gather),
-    same evaluation output, for the same noise; with random weights, so that padded batch-norm
-    offsets and SE biases would show. A weight step and an architecture step (proxyless: the
-    closed path's output without a backward pass)."""
+    """`select="gather"` (the candidates' weights stacked and zero-padded per role, the chosen
+    row run as one MBConv of the layer's largest shape) and `select="mask"` (every path
+    computed, one kept) must equal the one-path switch: same output, same α and path-weight
+    gradients, same moving statistics (gather), same evaluation output, for the same noise;
+    with random weights, so that padded batch-norm offsets and SE biases would show. A weight
+    step and an architecture step (proxyless: the closed path's output without a backward
+    pass)."""
     space = WIDE_SPACE if select == "gather" else SPACE
     nets = []
     for chosen in ("switch", select):
@@ -276,37 +339,55 @@ def test_one_path_selections_give_the_switchs_values_and_gradients(method, selec
         net(IMAGES[:1])
         nets.append(net)
     rng = np.random.default_rng(5)
-    weights = [w + rng.normal(0, 0.1, w.shape).astype(w.dtype) if w.dtype == np.float32 else w
-               for w in nets[0].get_weights()]
+    nets[0].set_weights([w + rng.normal(0, 0.1, w.shape).astype(w.dtype)
+                         if w.dtype == np.float32 else w for w in nets[0].get_weights()])
+    start = [np.asarray(v).copy() for v in nets[0].weights]
     for phase in (False, True):
+        for v, value in zip(nets[0].weights, start):
+            v.assign(value)
+        _copy_into(nets[1], nets[0])
+        initial = _candidates(nets[0])
         results = []
         for net in nets:
-            net.set_weights(weights)
-            initial = [np.asarray(v).copy() for v in net.non_trainable_variables]
             layers = supernet.searchable_layers(net)
             for layer in layers:
                 layer.seed_generator.state.assign([7, 0])  # the same draws in both
                 layer.alpha.assign(np.arange(len(layer.candidates)) % 3)
-            variables = supernet.architecture_variables(net) + net.trainable_variables
+            alphas = supernet.architecture_variables(net)
+            others = [v for v in net.trainable_variables
+                      if all(v is not a for a in alphas)]
             with (mixed.arch_phase(layers) if phase else contextlib.nullcontext()), \
                     tf.GradientTape() as tape:
                 out = net(IMAGES, training=True)
                 loss = tf.reduce_mean(tf.square(out))
-            grads = tape.gradient(loss, variables)
-            results.append((out.numpy(), [np.zeros(v.shape) if g is None else g.numpy()
-                                          for v, g in zip(variables, grads)],
-                            [np.asarray(v) for v in net.non_trainable_variables],
+            grads = tape.gradient(loss, alphas + others)
+            dense = {id(v): (np.zeros(v.shape) if g is None else tf.convert_to_tensor(g).numpy())
+                     for v, g in zip(alphas + others, grads)}
+            results.append((out.numpy(), [dense[id(a)] for a in alphas],
+                            _candidates(net, dense), _candidates(net),
                             net(IMAGES, training=False).numpy()))
-        (out_s, grads_s, stats_s, eval_s), (out_x, grads_x, stats_x, eval_x) = results
+        (out_s, alpha_s, grads_s, stats_s, eval_s), (out_x, alpha_x, grads_x, stats_x, eval_x) \
+            = results
         np.testing.assert_allclose(out_x, out_s, rtol=1e-5, atol=1e-6 * np.abs(out_s).max())
         if phase or method == "gumbel":  # (a proxyless weight step gives α no gradient)
-            assert any(np.abs(g).max() > 0 for g in grads_s[:space.num_layers])
-        for g_s, g_x in zip(grads_s, grads_x):
+            assert any(np.abs(g).max() > 0 for g in alpha_s)
+        for g_s, g_x in zip(alpha_s, alpha_x):
             np.testing.assert_allclose(g_x, g_s, rtol=1e-4, atol=1e-6)
+        assert any(np.abs(g).max() > 0 for c in grads_s for g in c.values())
+        for c_s, c_x in zip(grads_s, grads_x):
+            assert c_s.keys() == c_x.keys()
+            for name in c_s:
+                if "moving" not in name:
+                    np.testing.assert_allclose(c_x[name], c_s[name], rtol=1e-4, atol=1e-6,
+                                               err_msg=name)
         if select == "gather":  # (the mask moves every path's statistics)
-            assert any(np.any(a != b) for a, b in zip(stats_s, initial))
-            for a, b in zip(stats_s, stats_x):
-                np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+            moved = [n for c_s, c_0 in zip(stats_s, initial) for n in c_s
+                     if "moving" in n and np.any(c_s[n] != c_0[n])]
+            assert moved
+            for c_s, c_x in zip(stats_s, stats_x):
+                for name in c_s:
+                    np.testing.assert_allclose(c_x[name], c_s[name], rtol=1e-5, atol=1e-6,
+                                               err_msg=name)
             np.testing.assert_allclose(eval_x, eval_s, rtol=1e-5,
                                        atol=1e-6 * np.abs(eval_s).max())
 

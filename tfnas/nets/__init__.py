@@ -90,7 +90,9 @@ def recalibrate_batchnorm(model: Any, images: Any,
     """
     layers = (model._flatten_layers(include_self=False) if hasattr(model, "_flatten_layers")
               else model.layers)  # nested layers too (the supernet's searchable blocks)
-    norms = [layer for layer in layers if type(layer).__name__ == "BatchNormalization"]
+    # (and a gathered mixed op's stacked norms, `tfnas.search.layers.gathered`)
+    norms = [layer for layer in layers
+             if type(layer).__name__ in ("BatchNormalization", "GatheredMBConv")]
     saved = [layer.momentum for layer in norms]
     try:
         for layer in norms:

@@ -40,27 +40,22 @@ class StepAdam(keras.optimizers.Adam):
         super()._backend_update_step(grads, trainable_variables, alpha)
 
     def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
-        """One variable's update; `learning_rate` is α_t (`_backend_update_step`). Dense
-        gradients take TensorFlow's fused Adam kernel (one graph node; given bias-correction
-        powers of 0 it uses `learning_rate` as α_t); sparse ones Keras' element-wise form."""
+        """One variable's update with TensorFlow's fused Adam kernel (one graph node; given
+        bias-correction powers of 0 it takes `learning_rate`, here α_t, as its step size). A
+        sparse gradient (a gathered weight's) is made dense first, as Keras' Adam's
+        arithmetic on it does."""
         import tensorflow as tf
 
         index = self._get_variable_index(variable)
         m, v = self._momentums[index], self._velocities[index]
         dtype = variable.dtype
-        if isinstance(gradient, tf.IndexedSlices):
-            alpha = ops.cast(learning_rate, dtype)
-            gradient = ops.cast(gradient, dtype)
-            self.assign_add(m, (gradient - m) * (1 - self.beta_1))
-            self.assign_add(v, (ops.square(gradient) - v) * (1 - self.beta_2))
-            self.assign_sub(variable, m * alpha / (ops.sqrt(v) + self.epsilon))
-            return
         zero = tf.zeros((), dtype)
         tf.raw_ops.ResourceApplyAdam(
             var=_handle(variable), m=_handle(m), v=_handle(v), beta1_power=zero,
             beta2_power=zero, lr=tf.cast(learning_rate, dtype),
             beta1=tf.cast(self.beta_1, dtype), beta2=tf.cast(self.beta_2, dtype),
-            epsilon=tf.cast(self.epsilon, dtype), grad=tf.cast(gradient, dtype))
+            epsilon=tf.cast(self.epsilon, dtype),
+            grad=tf.cast(tf.convert_to_tensor(gradient), dtype))
 
 
 def _handle(variable: Any) -> Any:

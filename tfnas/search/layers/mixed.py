@@ -42,7 +42,7 @@ from keras import ops
 
 from tfnas.blocks import family
 from tfnas.run import checkpoints
-from tfnas.search.layers.gathered import GatheredPaths
+from tfnas.search.layers.gathered import GatheredMBConv
 from tfnas.search.layers.searchable import check_view
 from tfnas.space import LayerSignature, Op
 
@@ -96,10 +96,11 @@ class MixedOp(keras.layers.Layer):
         temperature: initial Gumbel-softmax temperature τ.
         seed: seed of the Gumbel noise and path sampling.
         sync_bn: cross-replica batch norm.
-        select: how hard Gumbel and proxyless compute the chosen path: `gather` runs one
-            MBConv of the layer's largest shape with the chosen path's weights gathered and
-            zero-padded into it (`tfnas.search.layers.gathered`: the memory of one path, no
-            conditional, compiles under XLA anywhere; the largest path's FLOPs); `switch` runs
+        select: how hard Gumbel and proxyless compute the chosen path: `gather` holds the
+            candidates' weights stacked and zero-padded per role and runs one MBConv of the
+            layer's largest shape with the chosen row (`tfnas.search.layers.gathered`: one
+            network's activations, no conditional, compiles under XLA anywhere; the largest
+            path's FLOPs); `switch` runs
             that path's branch alone (`keras.ops.switch`: only its FLOPs, but the step's graph
             holds every branch and takes several times the memory); `mask` computes every path
             and keeps the chosen one by a one-hot mask. All three give the same values and
@@ -130,22 +131,26 @@ class MixedOp(keras.layers.Layer):
         skip = any(op.is_skip for op in self.candidates)
         if skip and (self.stride != 1 or self.c_in != self.c_out):
             raise ValueError("skip needs stride 1 and c_in == c_out")
-        # the op paths (skip has none); `_slot[j]`: index of candidate j's path, or -1
-        self.paths = [OpPath(self.c_out, self.stride, op.name, self.sync_bn,
-                             name=f"path_{op.name}")
-                      for op in self.candidates if not op.is_skip]
+        # one path per step, gathered: every candidate's weights stacked in one MBConv
+        self.gathered = None
+        if self.select == "gather" and self.one_path and any(
+                not op.is_skip for op in self.candidates):
+            self.gathered = GatheredMBConv(self.c_out, self.stride,
+                                           [op.name for op in self.candidates], self.sync_bn,
+                                           name="gathered")
+            self.gathered.build(input_shape)
+        # the op paths (skip has none, nor a gathered layer); `_path_of[j]`: index of
+        # candidate j's path, or -1
+        self.paths = [] if self.gathered is not None else [
+            OpPath(self.c_out, self.stride, op.name, self.sync_bn, name=f"path_{op.name}")
+            for op in self.candidates if not op.is_skip]
         self._path_of, n = [], 0
         for op in self.candidates:
-            self._path_of.append(-1 if op.is_skip else n)
+            self._path_of.append(-1 if op.is_skip or self.gathered is not None else n)
             n += 0 if op.is_skip else 1
         checkpoints.track_children(self, "paths", self.paths)
         for path in self.paths:
             path.build(input_shape)
-        self._gathered = None
-        if self.select == "gather" and self.paths:
-            self._gathered = GatheredPaths(
-                self.candidates, [None if p < 0 else self.paths[p] for p in self._path_of],
-                self.c_in, self.c_out, self.stride, self.sync_bn)
         self.alpha = self.add_weight(name="alpha", shape=(len(self.candidates),),
                                      initializer="zeros")
         self.temperature = self.add_weight(
@@ -158,6 +163,11 @@ class MixedOp(keras.layers.Layer):
                                     dtype="int32", trainable=False, initializer="zeros",
                                     aggregation="only_first_replica")
         self.built = True
+
+    @property
+    def one_path(self) -> bool:
+        """Whether every pass computes one path (hard Gumbel, proxyless' weight steps)."""
+        return self.mode == "proxyless" or (self.mode == "gumbel" and self.hard)
 
     @property
     def residual(self) -> bool:
@@ -180,8 +190,8 @@ class MixedOp(keras.layers.Layer):
         """The output of path `index` alone: its weights gathered into the layer's largest
         MBConv (`select="gather"`), its branch alone (`switch`), or every path under a one-hot
         mask (`mask`)."""
-        if self._gathered is not None:
-            return self._gathered(index, inputs, training)
+        if self.gathered is not None:
+            return self.gathered.call(index, inputs, training)
         if self.select == "mask":
             return self._weighted(ops.one_hot(index, len(self.candidates)), inputs, training)
         branches = [lambda x, j=j: self._run_path(j, x, training)
