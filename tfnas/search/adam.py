@@ -33,29 +33,35 @@ class StepAdam(keras.optimizers.Adam):
 
     def _backend_update_step(self, grads: list, trainable_variables: list,
                              learning_rate: Any) -> None:
+        """Computes α_t and the fused kernel's scalars once, and hands them to every
+        variable's `update_step` as its `learning_rate`."""
+        import tensorflow as tf
+
         step = ops.cast(self.iterations + 1, "float32")
         lr = ops.cast(learning_rate, "float32")
         alpha = lr * ops.sqrt(1.0 - ops.power(ops.cast(self.beta_2, "float32"), step)) / (
             1.0 - ops.power(ops.cast(self.beta_1, "float32"), step))
-        super()._backend_update_step(grads, trainable_variables, alpha)
+        scalars = (alpha, tf.zeros(()), tf.constant(self.beta_1, "float32"),
+                   tf.constant(self.beta_2, "float32"), tf.constant(self.epsilon, "float32"))
+        super()._backend_update_step(grads, trainable_variables, scalars)
 
     def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
         """One variable's update with TensorFlow's fused Adam kernel (one graph node; given
-        bias-correction powers of 0 it takes `learning_rate`, here α_t, as its step size). A
-        sparse gradient (a gathered weight's) is made dense first, as Keras' Adam's
-        arithmetic on it does."""
+        bias-correction powers of 0 it takes α_t as its step size). `learning_rate`: the
+        scalars of `_backend_update_step` (α_t, 0, β₁, β₂, ε). A sparse gradient (a
+        gathered weight's) is made dense first, as Keras' Adam's arithmetic on it does."""
         import tensorflow as tf
 
         index = self._get_variable_index(variable)
         m, v = self._momentums[index], self._velocities[index]
         dtype = variable.dtype
-        zero = tf.zeros((), dtype)
+        alpha, zero, beta_1, beta_2, epsilon = (
+            s if s.dtype == dtype else tf.cast(s, dtype) for s in learning_rate)
+        gradient = tf.convert_to_tensor(gradient)
         tf.raw_ops.ResourceApplyAdam(
             var=_handle(variable), m=_handle(m), v=_handle(v), beta1_power=zero,
-            beta2_power=zero, lr=tf.cast(learning_rate, dtype),
-            beta1=tf.cast(self.beta_1, dtype), beta2=tf.cast(self.beta_2, dtype),
-            epsilon=tf.cast(self.epsilon, dtype),
-            grad=tf.cast(tf.convert_to_tensor(gradient), dtype))
+            beta2_power=zero, lr=alpha, beta1=beta_1, beta2=beta_2, epsilon=epsilon,
+            grad=gradient if gradient.dtype == dtype else tf.cast(gradient, dtype))
 
 
 def _handle(variable: Any) -> Any:

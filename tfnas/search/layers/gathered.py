@@ -222,22 +222,19 @@ class GatheredMBConv(keras.layers.Layer):
     def _mask(self, name: str, index: Any, dtype: Any = "float32") -> Any:
         return ops.cast(_gather(self._masks[name], index), dtype)
 
-    def _batch_norm(self, x: Any, index: Any, row: Any, unit: str, mask: Any,
+    def _batch_norm(self, x: Any, row: Any, chosen: Any, unit: str, mask: Any,
                     training: bool) -> Any:
         """Batch norm of `x` with the taken scale and offset times `mask` (zero on padded
-        channels, and for skip); in training, batch moments, and the chosen candidate's row of
-        the moving statistics updated as `keras.layers.BatchNormalization` updates its own."""
+        channels, and for skip); in training, batch moments, and the rows where `chosen` (the
+        chosen candidate's, none for skip) of the moving statistics updated as
+        `keras.layers.BatchNormalization` updates its own."""
         x32 = ops.cast(x, "float32")
-        mean_var = self._weights[f"{unit}_moving_mean"]
-        var_var = self._weights[f"{unit}_moving_variance"]
         if training:
             mean, variance = ops.moments(x32, axes=[0, 1, 2], synchronized=self.sync_bn)
-            rows = int(mean_var.shape[0])
-            chosen = ops.cast(ops.one_hot(row, rows), "float32") * self._mask("on", index)
-            chosen = chosen[:, None] > 0.5
-            for moving, batch in ((mean_var, mean), (var_var, variance)):
+            for moving, batch in ((self._weights[f"{unit}_moving_mean"], mean),
+                                  (self._weights[f"{unit}_moving_variance"], variance)):
                 old = ops.cast(moving, "float32")
-                new = old * self.momentum + batch[None, :] * (1.0 - self.momentum)
+                new = old * self.momentum + batch * (1.0 - self.momentum)
                 moving.assign(ops.where(chosen, new, old))
         else:
             mean, variance = self._take(f"{unit}_moving_mean", row, "float32"), \
@@ -256,24 +253,30 @@ class GatheredMBConv(keras.layers.Layer):
         index = ops.cast(index, "int32")
         row = _gather(self._masks["row"], index)
         channels = self._mask("channels", index)  # (M,): the candidate's own channels
+        rows_in = ops.cast(ops.reshape(channels, (-1, 1)), dtype)  # (M, 1): kernels' inputs
+        chosen = None  # (rows, 1): the row whose moving statistics a training pass updates
+        if training:
+            rows = len(self.mbconvs)
+            chosen = ops.reshape(ops.one_hot(row, rows) * self._mask("on", index),
+                                 (rows, 1)) > 0.5
         x = inputs
         if self.expands:
             expand = self._mask("expand", index) * channels
             x = ops.conv(inputs, self._take("expand_kernel", row, dtype)
                          * ops.cast(expand, dtype))
-            x = ops.relu(self._batch_norm(x, index, row, "expand_bn", expand, training))
+            x = ops.relu(self._batch_norm(x, row, chosen, "expand_bn", expand, training))
             if self.passes:  # an e=1 candidate: its input, zero-padded, in place of the unit
                 on = self._mask("expand", index, dtype)
                 x = on * x + (1.0 - on) * ops.pad(inputs, [(0, 0)] * 3
                                                   + [(0, self.width - self.c_in)])
-        taps = self._mask("taps", index)[:, :, None, None] * channels[None, None, :, None]
-        x = ops.depthwise_conv(x, self._take("dw_kernel", row, dtype) * ops.cast(taps, dtype),
+        taps = ops.reshape(self._mask("taps", index), (self.kernel, self.kernel, 1, 1))
+        x = ops.depthwise_conv(x, self._take("dw_kernel", row, dtype)
+                               * ops.cast(taps, dtype) * rows_in,
                                strides=self.stride, padding="same")
-        x = ops.relu(self._batch_norm(x, index, row, "dw_bn", channels, training))
+        x = ops.relu(self._batch_norm(x, row, chosen, "dw_bn", channels, training))
         if self.se:
             s = ops.mean(x, axis=(1, 2), keepdims=True)
-            s = ops.relu(ops.conv(s, self._take("se_reduce_kernel", row, dtype)
-                                  * ops.cast(channels[:, None], dtype))
+            s = ops.relu(ops.conv(s, self._take("se_reduce_kernel", row, dtype) * rows_in)
                          + self._take("se_reduce_bias", row, dtype))
             s = ops.sigmoid(ops.conv(s, self._take("se_expand_kernel", row, dtype)
                                      * ops.cast(channels, dtype))
@@ -281,10 +284,9 @@ class GatheredMBConv(keras.layers.Layer):
                             * ops.cast(channels, dtype))
             on = self._mask("se", index, dtype)
             x = x * (on * s + (1.0 - on))
-        x = ops.conv(x, self._take("project_kernel", row, dtype)
-                     * ops.cast(channels[:, None], dtype))
+        x = ops.conv(x, self._take("project_kernel", row, dtype) * rows_in)
         on = ops.broadcast_to(self._mask("on", index), (self.c_out,))
-        x = self._batch_norm(x, index, row, "project_bn", on, training)
+        x = self._batch_norm(x, row, chosen, "project_bn", on, training)
         return x + inputs if self.residual else x
 
     def compute_output_shape(self, index_shape: Any, input_shape: Sequence[int | None]

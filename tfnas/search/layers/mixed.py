@@ -22,9 +22,10 @@ Three ways to mix them (`mode`):
   output is computed without a backward pass (ProxylessNAS' own code does the same): memory
   holds one path's activations for weights and for α, not all of them.
 
-How the one path runs (`select`): by default its weights are gathered into one MBConv of the
-layer's largest shape (`tfnas.search.layers.gathered`), so a pass holds one network's
-activations and the step's graph has no branch per candidate.
+How the one path runs (`select`): by default the candidates' weights are stacked per role and
+the chosen row runs as one MBConv of the layer's largest shape (`tfnas.search.layers.gathered`,
+which then holds the weights: such a mixed op has no `paths`), so a pass holds one network's
+activations and the step's graph has nothing per candidate.
 
 Runtime is accounted in the layer (FBNet Eq. 4, ProxylessNAS Eq. 5): E[R] = Σ_j p_j · R_j with
 p = softmax(α), R_j the layer's latency table rows (or the predictor on the soft one-hot,
