@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import queue
 import re
+import statistics
 import sys
 import threading
 from pathlib import Path
@@ -124,24 +125,31 @@ class DevicePool:
 
     def agree(self, meter: Any, fallback: bytes) -> list[int]:
         """Times the meter's reference network (without one, the `fallback` model) on every
-        device in turn; keeps those within `tolerance` of the first (once per pool)."""
+        device, three rounds round-robin; keeps those within `tolerance` of the first (once
+        per pool)."""
         if self.agreeing is not None:
             return self.agreeing
         model = meter.model_of(meter.reference) if meter.reference is not None else fallback
         # no drift correction (the raw time is what is compared), at least half a second
-        # of runs, three times (the median)
+        # of runs, three rounds (the median of each device's three)
         plain = [dataclasses.replace(meter, device=d, reference=None, anchors=(),
-                                     anchor_scales=[], repeats=3, runs=max(meter.runs, 20),
+                                     anchor_scales=[], repeats=1, runs=max(meter.runs, 20),
                                      min_seconds=max(meter.min_seconds, 0.5))
                  for d in self.devices]
-        times: list[float | None] = [None] * len(self.devices)
+        rounds: list[list[float]] = [[] for _ in self.devices]
         errors: list[str] = [""] * len(self.devices)
-        # one after another: devices behind one host (cmd: wrappers) would slow each other
-        for i, timed in enumerate(plain):
-            try:
-                times[i] = timed._measure([model])[0]
-            except Exception as err:  # a device that cannot run: reported below
-                errors[i] = error_line(err)
+        # one after another (devices behind one host, cmd: wrappers, would slow each other),
+        # round-robin: a slow spell of the host falls on every device, not on one
+        for _ in range(3):
+            for i, timed in enumerate(plain):
+                if errors[i]:
+                    continue
+                try:
+                    rounds[i].append(timed._measure([model])[0])
+                except Exception as err:  # a device that cannot run: reported below
+                    errors[i] = error_line(err)
+        times: list[float | None] = [None if errors[i] else statistics.median(r)
+                                     for i, r in enumerate(rounds)]
         names = self.labels()
         if times[0] is None:
             raise TfnasError(f"the pool's first device {names[0]} failed: {errors[0]}")
