@@ -289,12 +289,6 @@ class GatheredMBConv(keras.layers.Layer):
         x = self._batch_norm(x, row, chosen, "project_bn", on, training)
         return x + inputs if self.residual else x
 
-    def compute_output_shape(self, index_shape: Any, input_shape: Sequence[int | None]
-                             ) -> tuple:
-        h, w = input_shape[1], input_shape[2]
-        out = [None if s is None else -(-s // self.stride) for s in (h, w)]
-        return (input_shape[0], *out, self.c_out)
-
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(c_out=self.c_out, stride=self.stride,
