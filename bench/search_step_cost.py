@@ -138,7 +138,7 @@ def _step(name: str, folder: str, batch_size: int) -> Callable[[], Any]:
     import tensorflow as tf
 
     from tfnas import nets
-    from tfnas.search.adam import StepAdam
+    from tfnas.optimizers import StepAdam
     from tfnas.search.objectives import Objective
     from tfnas.search import Search, SearchConfig
     from tfnas.space import Architecture, get_space

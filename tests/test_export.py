@@ -58,6 +58,33 @@ def test_float32_tflite_agrees_with_keras(cifar_net, cifar_float):
                                      "FULLY_CONNECTED"}
 
 
+def test_float32_tflite_has_the_serving_signature(cifar_net, cifar_float):
+    """The frozen function is converted directly (no SavedModel on the way), yet the model
+    answers through `serving_default` as a SavedModel-converted one does."""
+    _, model = cifar_net
+    interpreter = Interpreter(model_content=cifar_float)
+    assert interpreter.get_signature_list() == {
+        "serving_default": {"inputs": ["image"], "outputs": ["output_0"]}}
+    images = export.representative_inputs((32, 32, 3), 1, seed=2)
+    got = interpreter.get_signature_runner("serving_default")(image=images)["output_0"]
+    assert np.abs(got - np.asarray(model(images, training=False))).max() < 1e-4
+
+
+def test_conversion_does_not_write_a_saved_model(cifar_net, monkeypatch):
+    """(The converter falls back to the direct route when saving fails: record, not raise.)"""
+    from tensorflow.python.saved_model import save as saved_model_save
+
+    saves = []
+    original = saved_model_save.save_and_return_nodes
+    monkeypatch.setattr(saved_model_save, "save_and_return_nodes",
+                        lambda *a, **k: saves.append(1) or original(*a, **k))
+    arch, model = cifar_net
+    flatbuffer = export.to_tflite(model, arch=arch)
+    assert not saves
+    assert export.read_metadata(flatbuffer, export.METADATA_NAME) == arch.to_json(
+        indent=None).encode()
+
+
 @pytest.mark.e2e
 def test_int8_logits_correlate_with_float(cifar_net):
     arch, model = cifar_net

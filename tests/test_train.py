@@ -64,6 +64,21 @@ def test_a_killed_training_resumes_to_the_same_network(tmp_path, trained_tiny, a
     assert correct / 359 == pytest.approx(report["top1"], abs=1e-6)
 
 
+def test_the_saved_model_loads_with_keras_alone(trained_tiny):
+    """Training steps with tfnas' optimizer (`tfnas.optimizers`), but model.keras holds Keras'
+    own, with its state: a user loads it without importing tfnas."""
+    script = ("import json, keras; m = keras.saving.load_model(%r); o = m.optimizer; "
+              "print(json.dumps([type(o).__module__, type(o).__name__, o.weight_decay, "
+              "int(o.iterations.numpy()), float(abs(o.variables[2].numpy()).max())]))"
+              % str(trained_tiny / "model.keras"))
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=300, cwd="/")
+    assert out.returncode == 0, out.stderr[-2000:]
+    module, name, weight_decay, iterations, moment = json.loads(out.stdout.splitlines()[-1])
+    assert module.startswith("keras.") and name == "Adam" and weight_decay > 0  # AdamW's
+    assert iterations == 4 * 22 and moment > 0  # 4 epochs of 22 steps, and its moments
+
+
 @pytest.mark.parametrize("args,message", [
     (["--epochs=0"], "epochs must be at least 1"),
     (["--learning_rate=-1"], "learning_rate must be positive"),

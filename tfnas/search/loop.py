@@ -48,7 +48,7 @@ class Search(SearchStep):
         import tensorflow as tf
 
         from tfnas import data
-        from tfnas.search.adam import StepAdam
+        from tfnas.optimizers import StepAdam
         from tfnas.search import supernet
 
         self.config = config

@@ -107,6 +107,7 @@ def _train(config: TrainConfig, strategy: Any, should_stop: Callable[[], bool],
     import tensorflow as tf
 
     from tfnas import data
+    from tfnas.optimizers import StepAdam, StepSGD, as_keras
     from tfnas.run import checkpoints, csvlog
     from tfnas import nets
     from tfnas.nets import drop_path
@@ -132,10 +133,10 @@ def _train(config: TrainConfig, strategy: Any, should_stop: Callable[[], bool],
             warmup_steps=int(config.warmup_epochs * steps),
             decay_steps=max(1, int((config.epochs - config.warmup_epochs) * steps)))
         if config.optimizer == "sgd":
-            optimizer = keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True,
-                                             weight_decay=config.weight_decay)
-        else:
-            optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
+            optimizer = StepSGD(schedule, momentum=0.9, nesterov=True,
+                                weight_decay=config.weight_decay)
+        else:  # AdamW (`tfnas.optimizers`: Keras' values, a fraction of its graph)
+            optimizer = StepAdam(schedule, weight_decay=config.weight_decay)
         compile_args = _compile_args(keras, config, space.num_classes)
         if auxiliary:  # DARTS: loss + 0.4 · the auxiliary head's loss; metrics of the logits
             loss = compile_args["loss"]
@@ -231,6 +232,9 @@ def _train(config: TrainConfig, strategy: Any, should_stop: Callable[[], bool],
         results = evaluated.evaluate(dataset.val(drop_remainder=False).map(one_hot),
                                      verbose=0, return_dict=True)
     seconds = clock.seconds()
+    if network is model:  # Keras' own optimizer in model.keras: it loads without tfnas
+        with strategy.scope():
+            model.compile(optimizer=as_keras(optimizer), **compile_args)
     network.save(model_dir / "model.keras")
     arch.save(model_dir / "arch.json")  # beside the model: export_tflite finds it there
     report = {"top1": float(results["top1"]), "top5": float(results["top5"]),
