@@ -95,13 +95,13 @@ def train_command(arch_file: Path, model_dir: Path, *extra: str) -> list[str]:
 
 @pytest.fixture(scope="session")
 def trained_tiny(tmp_path_factory) -> Path:
-    """A MobileNetV2-like tiny network trained 4 epochs on digits (model.keras, arch.json,
-    train_report.json), shared by the trainer and export tests."""
+    """A MobileNetV2-like tiny network trained 4 epochs on digits (model.keras, model.tflite,
+    arch.json, train_report.json), shared by the trainer and export tests."""
     from tfnas.space import Architecture, Op, get_space
 
     folder = tmp_path_factory.mktemp("trained_tiny")
     Architecture.uniform(get_space("tiny"), Op(3, 6)).save(folder / "arch.json")
-    out = subprocess.run(train_command(folder / "arch.json", folder / "run"),
+    out = subprocess.run(train_command(folder / "arch.json", folder / "run", "--tflite"),
                          capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-2000:]
     (folder / "run" / "stdout.txt").write_text(out.stdout)

@@ -64,6 +64,8 @@ def test_a_killed_training_resumes_to_the_same_network(tmp_path, trained_tiny, a
     assert correct / 359 == pytest.approx(report["top1"], abs=1e-6)
 
 
+@pytest.mark.long
+@pytest.mark.e2e
 def test_the_saved_model_loads_with_keras_alone(trained_tiny):
     """Training steps with tfnas' optimizer (`tfnas.optimizers`), but model.keras holds Keras'
     own, with its state: a user loads it without importing tfnas."""
@@ -77,6 +79,30 @@ def test_the_saved_model_loads_with_keras_alone(trained_tiny):
     module, name, weight_decay, iterations, moment = json.loads(out.stdout.splitlines()[-1])
     assert module.startswith("keras.") and name == "Adam" and weight_decay > 0  # AdamW's
     assert iterations == 4 * 22 and moment > 0  # 4 epochs of 22 steps, and its moments
+
+
+@pytest.mark.long
+@pytest.mark.e2e
+def test_training_with_tflite_writes_the_trained_network_as_tools_export_does(trained_tiny):
+    """--tflite: model.tflite beside model.keras, the same logits, the architecture inside."""
+    import keras
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tfnas.deploy import export
+    from tfnas.space import load_architecture
+
+    report = json.loads((trained_tiny / "train_report.json").read_text())
+    assert report["tflite"] == "model.tflite"
+    assert "wrote " + str(trained_tiny) + "/model.keras, model.tflite and train_report.json" \
+        in (trained_tiny / "stdout.txt").read_text()
+    flatbuffer = (trained_tiny / "model.tflite").read_bytes()
+    assert export.read_metadata(flatbuffer, export.METADATA_NAME) == load_architecture(
+        trained_tiny / "arch.json").to_json(indent=None).encode()
+    model = keras.saving.load_model(trained_tiny / "model.keras")
+    images = export.representative_inputs(tuple(model.inputs[0].shape[1:]), 8, seed=3)
+    runner = Interpreter(model_content=flatbuffer).get_signature_runner("serving_default")
+    got = np.concatenate([runner(image=x[None])["output_0"] for x in images])
+    assert np.abs(got - np.asarray(model(images, training=False))).max() < 1e-4
 
 
 @pytest.mark.parametrize("args,message", [

@@ -13,10 +13,15 @@ HASH_LIMIT = 1 << 30  # files up to 1 GiB are hashed; larger ones by size and mt
 
 def write_text(path: str | Path, text: str) -> None:
     """Replaces `path` with `text` atomically: readers see the old file or the new one."""
+    write_bytes(path, text.encode())
+
+
+def write_bytes(path: str | Path, data: bytes) -> None:
+    """Replaces `path` with `data` atomically: readers see the old file or the new one."""
     path = Path(path)
     temp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with temp.open("w") as f:
-        f.write(text)
+    with temp.open("wb") as f:
+        f.write(data)
         f.flush()
         os.fsync(f.fileno())
     os.replace(temp, path)

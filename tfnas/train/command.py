@@ -41,6 +41,9 @@ def define_flags(prefix: str = "", defaults: dict[str, Any] | None = None,
     flags.DEFINE_float(f"{prefix}drop_path", d["drop_path"], "Networks of DARTS cells: the "
                        "drop-path probability, reached in the last epoch from 0 in the first "
                        "(DARTS CIFAR: 0.2; 0: off).")
+    flags.DEFINE_bool(f"{prefix}tflite", d["tflite"], "Also write model.tflite beside "
+                      "model.keras: float32, the architecture embedded, as "
+                      "tools/export_tflite.py writes it, without a second process's start-up.")
     if not prefix:
         flags.DEFINE_string("dataset", "digits", f"Dataset: {', '.join(data.KINDS)}.")
         flags.DEFINE_integer("seed", 0, "Seed of weights and data order.")
@@ -64,7 +67,8 @@ def config_from_flags(values: Any, arch: Any, dataset: str, model_dir: str, seed
                            weight_decay=get("weight_decay"),
                            label_smoothing=get("label_smoothing"), dropout=get("dropout"),
                            auxiliary_weight=get("auxiliary_weight"),
-                           drop_path=get("drop_path"), seed=seed, jit_compile=jit_compile)
+                           drop_path=get("drop_path"), tflite=get("tflite"), seed=seed,
+                           jit_compile=jit_compile)
     except TfnasError as err:  # name the flags: "--train_epochs must be ..."
         raise TfnasError("; ".join(f"--{prefix}{problem}"
                                    for problem in str(err).split("; "))) from None
@@ -96,9 +100,10 @@ def train_in(run: Any, config: Any, strategy: Any) -> dict[str, Any]:
 
 
 def summary(report: dict[str, Any], model_dir: str) -> str:
+    written = "model.keras, model.tflite" if report.get("tflite") else "model.keras"
     return (f"trained {report['epochs']} epochs in {report['seconds']:.0f} s: top-1 "
             f"{report['top1']:.4f}, top-5 {report['top5']:.4f} on {report['val_examples']} "
-            f"validation images; wrote {model_dir}/model.keras and train_report.json")
+            f"validation images; wrote {model_dir}/{written} and train_report.json")
 
 
 def main(argv: list[str]) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tfnas.errors import TfnasError
-from tfnas.run.files import write_text
+from tfnas.run.files import write_bytes, write_text
 from tfnas.run.rundir import Interrupted, Stopwatch
 from tfnas.space import Architecture
 from tfnas.space.cells import is_cell_network
@@ -53,6 +53,7 @@ class TrainConfig:
     drop_path: float = 0.0  # cells: the last epoch's drop-path probability (DARTS CIFAR: 0.2)
     seed: int = 0
     jit_compile: bool = False
+    tflite: bool = False  # also write model.tflite (float32), as tools/export_tflite.py does
     verbose: bool = True
 
     def __post_init__(self) -> None:
@@ -237,6 +238,10 @@ def _train(config: TrainConfig, strategy: Any, should_stop: Callable[[], bool],
             model.compile(optimizer=as_keras(optimizer), **compile_args)
     network.save(model_dir / "model.keras")
     arch.save(model_dir / "arch.json")  # beside the model: export_tflite finds it there
+    if config.tflite:  # the network of arch.json, in this process (no second start-up)
+        from tfnas.deploy import export
+
+        write_bytes(model_dir / "model.tflite", export.to_tflite(evaluated, arch=arch))
     report = {"top1": float(results["top1"]), "top5": float(results["top5"]),
               "loss": float(results["loss"]), "epochs": config.epochs,
               "seconds": round(seconds, 2), "dataset": config.dataset,
@@ -245,6 +250,7 @@ def _train(config: TrainConfig, strategy: Any, should_stop: Callable[[], bool],
               "learning_rate": config.learning_rate, "batch_size": config.batch_size,
               **({"auxiliary_weight": config.auxiliary_weight} if auxiliary else {}),
               **({"drop_path": config.drop_path} if config.drop_path else {}),
+              **({"tflite": "model.tflite"} if config.tflite else {}),
               "arch": arch.to_dict()}
     write_text(model_dir / "train_report.json", json.dumps(report, indent=1) + "\n")
     return report
