@@ -125,6 +125,45 @@ def test_anchors_keep_the_tables_units_when_the_reference_alone_does_not():
     assert fresh.anchors == meter.anchors
 
 
+def test_anchors_timed_recently_keep_their_scale_and_are_timed_again_later():
+    """Drift is slow: anchors timed within `anchor_seconds` are not timed again for the next
+    chunk; a table calibrated just now is its own anchor timing (scale 1)."""
+    import time
+
+    from tfnas.latency.table import LatencyTable
+
+    space = get_space("tiny")
+    ref = default_reference(space)
+    archs = measured.sample_unique(space, 6, seed=3, exclude={measured.key(ref)})
+    models = {a: timing_models.network(a) for a in [ref, *archs]}
+    sizes = {len(m): 10.0 + i for i, m in enumerate(models.values())}
+    device = TiltingDevice(sizes, len(models[ref]))
+    timed = []
+    benchmark = device.benchmark_many
+    device.benchmark_many = lambda paths, **kw: timed.append(len(paths)) or benchmark(paths,
+                                                                                       **kw)
+    table = LatencyTable({}, 0.0, {"device": device.name})
+    table.calibration = {"archs": [list(a.op_names) for a in archs[:4]],
+                         "measured_ms": [sizes[len(models[a])] for a in archs[:4]]}
+    new = [models[archs[4]]]
+    meter = Meter(device, group=2, repeats=1, reference=ref, reference_ms=10.0)
+    meter.anchor_to(table)
+    device.tilt = 1.1
+    assert meter.measure(new) == pytest.approx([sizes[len(new[0])]])  # anchors timed
+    groups = len(timed)
+    device.tilt = 1.2  # (a jump no host makes in seconds: shows the scale was kept)
+    assert meter.measure(new) == pytest.approx([1.2 / 1.1 * sizes[len(new[0])]])
+    assert len(timed) == groups + 1  # the model's group alone
+    assert meter.anchor_scales == pytest.approx([1 / 1.1, 1 / 1.1])
+    meter.anchor_seconds = 0.0  # as if the last timing were old: timed again
+    assert meter.measure(new) == pytest.approx([sizes[len(new[0])]])
+    fresh = Meter(device, group=2, repeats=1, reference=ref, reference_ms=10.0)
+    fresh.anchor_to(table, measured_at=time.monotonic())
+    count = len(timed)
+    assert fresh.measure(new) == pytest.approx([1.2 * sizes[len(new[0])]])  # scale 1
+    assert len(timed) == count + 1 and fresh.anchor_scales == [1.0]
+
+
 def test_dataset_collection_resumes_in_the_same_units(tmp_path):
     space = get_space("tiny")
     ref = default_reference(space)

@@ -196,3 +196,20 @@ def test_a_table_refuses_a_space_whose_stem_or_head_differs(tmp_path):
         CostModel.from_table(other, table)
     with pytest.raises(TfnasError, match="num_classes 10, not 5"):
         profile(other, quick_meter(other), out, progress=False)
+
+
+def test_a_device_table_calibrated_now_anchors_the_meter_without_timing_its_anchors(tmp_path):
+    """`--device` profiling (the search command): the calibration networks it has just
+    measured are the anchors, timed now; profiled again (a complete table), they are not."""
+    from types import SimpleNamespace
+
+    from tfnas.search.command import profile_device
+
+    flags = SimpleNamespace(device="local", threads=1, profile_runs=3, profile_seconds=0.0,
+                            profile_repeats=1, latency_table=None, model_dir=str(tmp_path),
+                            calibration_archs=3)
+    space = get_space("tiny")
+    meter = profile_device(flags, space)
+    assert len(meter.anchors) == 3 and meter.last_anchoring[1] == 1.0
+    again = profile_device(flags, space)  # nothing measured: the anchors must be timed
+    assert again.anchors == meter.anchors and again.last_anchoring is None

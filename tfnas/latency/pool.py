@@ -177,7 +177,8 @@ class DevicePool:
             return []
         kept = self.agree(meter, models[0])
         names = [self.labels()[i] for i in kept]
-        meters = [dataclasses.replace(meter, device=self.devices[i], anchor_scales=[])
+        meters = [dataclasses.replace(meter, device=self.devices[i], anchor_scales=[],
+                                      last_anchoring=None)  # each device times its anchors
                   for i in kept]
         if meter.reference is not None and meter.reference_ms is None:  # the units: once
             meters[0]._measure([])

@@ -409,13 +409,21 @@ def cell_meter(f: Any, network: Any) -> Any:
 
 def profile_device(f: Any, space: Any) -> Any:
     """Profiles `--device` into its table (only missing rows and calibration networks) and
-    returns a Meter anchored to that table (measurements in the table's units)."""
+    returns a Meter anchored to that table (measurements in the table's units); anchors this
+    call has just measured count as timed now (`Meter.anchor_seconds`)."""
+    import time
+
+    from tfnas.latency.meter import ANCHORS
     from tfnas.latency.profiler import calibrate, profile
 
     meter = _device_meter(f, space)
     path = device_table_path(f)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     table = profile(space, meter, path)
+    known = [list(a) for a in table.calibration.get("archs", [])]
+    started = time.monotonic()
     calibrate(table, space, meter, path, num_archs=f.calibration_archs)
-    meter.anchor_to(table)
+    anchors = table.calibration.get("archs", [])[:ANCHORS]
+    fresh = bool(anchors) and not any(list(a) in known for a in anchors)
+    meter.anchor_to(table, measured_at=started if fresh else None)
     return meter

@@ -195,7 +195,11 @@ class Search(SearchStep):
             self._correct_fn = tf.function(lambda images, labels: tf.reduce_sum(tf.cast(
                 tf.equal(tf.argmax(self.model(images, training=False), -1,
                                    output_type=tf.int32), labels), tf.int32)), autograph=False)
-        self._recalibrate(next(iter(self.data.train(0).unbatch().batch(256)))[0])
+            # the same images every epoch, read once (the pipeline fills its shuffle buffer
+            # to give them: up to 10,000 decoded images of a TFDS dataset)
+            self._recalibration_images = next(iter(
+                self.data.train(0).unbatch().batch(256)))[0]
+        self._recalibrate(self._recalibration_images)
         correct = total = 0
         for images, labels in self.data.val():
             correct += int(self._correct_fn(images, labels))
