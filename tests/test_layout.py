@@ -11,13 +11,13 @@ ROOT = Path(__file__).resolve().parents[1] / "tfnas"
 # stage (top-level module or package under tfnas/) → rank; imports run to lower ranks only
 RANKS = {
     "__init__": 0, "errors": 0, "quiet": 0,
-    "run": 1, "data": 1,
+    "run": 1, "data": 1, "optimizers": 1,
     "blocks": 2,
     "space": 3,
     "nets": 4, "latency": 4,
     "costs": 5,
-    "cli": 6,
-    "deploy": 7, "train": 7,
+    "cli": 6, "deploy": 6,
+    "train": 7,
     "search": 8,
     "sweep": 9, "notebook": 9,
 }
