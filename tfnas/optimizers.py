@@ -9,7 +9,7 @@ this host (bench/search_step_cost.py --phases). `StepAdam` computes α_t once pe
 passes it on as the learning rate, and updates each variable with TensorFlow's fused Adam
 kernel (`ResourceApplyAdam`, the same three lines as Keras' `update_step`): one graph node a
 variable. The values are Keras' Adam's up to float rounding (2e-6 after five steps,
-tests/test_adam.py); the optimizer's variables (so checkpoints) and the behaviour under
+tests/test_optimizers.py); the optimizer's variables (so checkpoints) and the behaviour under
 tf.distribute (each replica's component updated in `strategy.extended.update`) are Keras'.
 
 Decoupled weight decay (Loshchilov & Hutter 2019, AdamW Alg. 2 line 12, w ← w − η_t·λ·w, as
