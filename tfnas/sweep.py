@@ -248,6 +248,7 @@ def _export_and_time(model_dir: Path, targets: list[tuple[str, str]], meter: Any
     import keras
 
     from tfnas.deploy import export
+    from tfnas.run.files import write_bytes
     from tfnas.space import Architecture, architecture_from_dict
 
     rows, models = [], []
@@ -258,8 +259,12 @@ def _export_and_time(model_dir: Path, targets: list[tuple[str, str]], meter: Any
         tflite = folder / "model.tflite"
         if report.get("train"):
             if not tflite.exists():
-                model = keras.models.load_model(folder / "train" / "model.keras")
-                tflite.write_bytes(export.to_tflite(model, arch=arch))
+                trained = folder / "train" / "model.tflite"  # --train_tflite wrote it
+                if report["train"].get("tflite") and trained.exists():
+                    write_bytes(tflite, trained.read_bytes())
+                else:
+                    model = keras.models.load_model(folder / "train" / "model.keras")
+                    write_bytes(tflite, export.to_tflite(model, arch=arch))
             models.append(tflite.read_bytes())
         elif meter is not None:  # not trained: time the architecture (fresh weights)
             from tfnas.latency import timing_models

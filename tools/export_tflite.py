@@ -62,6 +62,7 @@ def main(argv: list[str]) -> None:
 
     from tfnas.deploy import export
     from tfnas import nets
+    from tfnas.run.files import write_bytes
 
     if FLAGS.model:
         model = _load_keras(FLAGS.model)
@@ -90,7 +91,7 @@ def main(argv: list[str]) -> None:
                                       representative_data=calibration)
     out = Path(FLAGS.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(flatbuffer)
+    write_bytes(out, flatbuffer)  # whole: a reader never sees half a model
     what = (f"{arch.space.name}: {arch.params():,} params, {arch.flops() / 1e6:.1f} MFLOPs"
             if arch else "no architecture metadata")
     print(f"wrote {out} ({len(flatbuffer) / 1e6:.2f} MB, quantize={FLAGS.quantize}, {what})")
