@@ -44,7 +44,12 @@ step. This measures it on one space and batch, in one run:
   activations, gradients and workspace of one step; the model and optimizer are already
   resident), and how far above the process with TensorFlow loaded and no model (`peak MiB`:
   everything the method holds at its peak, weights, optimizer state and compiled functions
-  included: what must fit).
+  included: what must fit). A step compiled by XLA (`:xla=1`) is compared with the child's
+  training step compiled by XLA too (`largest child (train, XLA)`): XLA's CPU runtime holds
+  more than graph mode for the same network (its compiled code, the compiler's arenas), and
+  two more columns give XLA's own plan of the step, read from its buffer assignment
+  (`--xla_dump_to`): `XLA plan` every buffer it allocates, `XLA temp` its heap of temporaries
+  (what a step keeps alive between ops: activations for the gradient, workspace).
 
 Both are printed with their ratio to the superkernel. No figure is asserted: report what you
 measure, whatever it is.
@@ -54,6 +59,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -130,6 +136,24 @@ flags.register_validator("batch_sizes", lambda v: all(str(b).isdigit() and int(b
                          "--batch_sizes takes positive integers (none: the quickstart alone)")
 
 CHILD = "child"
+CHILD_XLA = "child:xla=1"  # the child's training step compiled by XLA, beside XLA methods
+
+
+def _child_xla(name: str) -> bool | None:
+    """Whether `name` is the child compiled by XLA (True), in graph mode (False), or a method
+    (None)."""
+    return {CHILD: False, CHILD_XLA: True}.get(name)
+
+
+def _xla(name: str) -> bool:
+    return bool(_child_xla(name)) or (_child_xla(name) is None
+                                      and _variant(name)[1].get("jit_compile", False))
+
+
+def _reference_child(name: str) -> str:
+    """The child a step's ratios divide by: compiled as the step is (XLA's CPU backend holds
+    more than graph mode for the same network)."""
+    return CHILD_XLA if _xla(name) else CHILD
 
 
 def _step(name: str, folder: str, batch_size: int) -> Callable[[], Any]:
@@ -151,8 +175,9 @@ def _step(name: str, folder: str, batch_size: int) -> Callable[[], Any]:
                                          if FLAGS[k].value is not None})
              if cells else get_space(FLAGS.space))
     flops = exact_sources(space, FLAGS.nodes)["flops"]
+    child_xla = _child_xla(name)
     method, overrides = _variant((FLAGS.methods[0] if cells else "superkernel")
-                                 if name == CHILD else name)
+                                 if child_xla is not None else name)
     search = Search(SearchConfig(
         space=space, dataset="synthetic", cost_model=flops,
         objective=Objective("log", 0.02), model_dir=str(Path(folder) / name.replace(":", "_")),
@@ -160,7 +185,7 @@ def _step(name: str, folder: str, batch_size: int) -> Callable[[], Any]:
         **{"path_select": FLAGS.path_select, **overrides}))
     search.lam.assign(0.02)
     images, labels = next(iter(search.data.train(0)))
-    if name != CHILD:
+    if child_xla is None:
         step = search._step_function(True)
         batch = (images, labels) + ((images, labels) if search.multi_path else ())
         return lambda: step(*batch)["loss"]
@@ -175,7 +200,7 @@ def _step(name: str, folder: str, batch_size: int) -> Callable[[], Any]:
     optimizer = StepAdam(0.01)  # the search's own
     optimizer.build(child.trainable_variables)
 
-    @tf.function
+    @tf.function(jit_compile=child_xla)
     def child_step(images: Any, labels: Any) -> Any:
         with tf.GradientTape() as tape:
             logits = child(images, training=True)
@@ -246,16 +271,37 @@ def _memory(name: str, batch_size: int) -> dict[str, float]:
             f"--path_select={FLAGS.path_select}"]
     args += [f"--{k}={FLAGS[k].value}" for k in ("cells", "init_channels")
              if FLAGS[k].value is not None]
-    out = subprocess.run(args, capture_output=True, text=True, env=env)
-    if out.returncode != 0:
-        raise RuntimeError(f"memory worker of {name} failed:\n{out.stderr[-2000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    with tempfile.TemporaryDirectory() as dump:
+        if _xla(name):  # XLA writes its buffer assignment of every module it compiles
+            env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_dump_to={dump}".strip()
+        out = subprocess.run(args, capture_output=True, text=True, env=env)
+        if out.returncode != 0:
+            raise RuntimeError(f"memory worker of {name} failed:\n{out.stderr[-2000:]}")
+        return {**json.loads(out.stdout.strip().splitlines()[-1]),
+                **(_xla_plan(Path(dump)) if _xla(name) else {})}
+
+
+def _xla_plan(dump: Path) -> dict[str, float]:
+    """XLA's own memory plan of the largest module it compiled (the step): `plan_mib`, every
+    buffer its buffer assignment allocates (parameters, outputs and the temporaries' heap), and
+    `temp_mib`, the heap of temporaries (activations kept for the gradient, workspace). The
+    plan is the CPU backend's; a TPU's compiler plans the same graph with its own layouts."""
+    best = {"plan_mib": 0.0, "temp_mib": 0.0}
+    for assignment in dump.glob("*buffer-assignment.txt"):
+        text = assignment.read_text()
+        total = re.search(r"^Total bytes used: (\d+)", text, re.M)
+        if total and int(total.group(1)) / 2**20 > best["plan_mib"]:
+            temps = re.findall(r"^allocation \d+: size (\d+), preallocated-temp", text, re.M)
+            best = {"plan_mib": int(total.group(1)) / 2**20,
+                    "temp_mib": sum(map(int, temps)) / 2**20}
+    return best
 
 
 def _table(batch_size: int) -> None:
     """Time (round-robin, one process) and memory (one process each) of every method and the
     largest child at one batch size, printed as a table."""
-    names = list(FLAGS.methods) + [CHILD]
+    names = list(FLAGS.methods) + [CHILD] + (
+        [CHILD_XLA] if any(_xla(n) for n in FLAGS.methods) else [])
     print(f"\nspace {FLAGS.space}, batch {batch_size}, {FLAGS.steps} timed steps each"
           + "".join(f", {k} {FLAGS[k].value}" for k in ("cells", "init_channels")
                     if FLAGS[k].value is not None), flush=True)
@@ -281,18 +327,26 @@ def _table(batch_size: int) -> None:
     print("  measuring memory, one process per method", flush=True)
     memory = {name: _memory(name, batch_size) for name in names}
     ref = names[0]
+    plans = any(_xla(n) for n in names)
     wide = max(16, len(ref) + 4)  # the ratio columns, named by the reference
     label_width = max(34, max(len(n) for n in names) + 12)
     print(f"\n{'step':<{label_width}}{'median ms':>10}{'x ' + ref:>{wide}}{'x child':>9}"
-          f"{'step MiB':>10}{'x ' + ref:>{wide}}{'peak MiB':>10}{'x child':>9}")
+          f"{'step MiB':>10}{'x ' + ref:>{wide}}{'peak MiB':>10}{'x child':>9}"
+          + (f"{'XLA plan':>10}{'x child':>9}{'XLA temp':>10}{'x child':>9}" if plans else ""))
     for name in names:
-        label = "largest child (train)" if name == CHILD else f"{name} (search)"
+        child = _reference_child(name)  # (ratios to the child compiled the same way)
+        label = (f"largest child (train{', XLA' if _xla(name) else ''})"
+                 if _child_xla(name) is not None else f"{name} (search)")
         mib, total = memory[name]["step_mib"], memory[name]["total_mib"]
-        print(f"{label:<{label_width}}{medians[name]:>10.1f}"
-              f"{medians[name] / medians[ref]:>{wide}.2f}{medians[name] / medians[CHILD]:>9.2f}"
-              f"{mib:>10.1f}{mib / max(memory[ref]['step_mib'], 1e-9):>{wide}.2f}"
-              f"{total:>10.1f}{total / max(memory[CHILD]['total_mib'], 1e-9):>9.2f}", flush=True)
-
+        line = (f"{label:<{label_width}}{medians[name]:>10.1f}"
+                f"{medians[name] / medians[ref]:>{wide}.2f}{medians[name] / medians[child]:>9.2f}"
+                f"{mib:>10.1f}{mib / max(memory[ref]['step_mib'], 1e-9):>{wide}.2f}"
+                f"{total:>10.1f}{total / max(memory[child]['total_mib'], 1e-9):>9.2f}")
+        if plans and _xla(name):
+            line += "".join(f"{memory[name][k]:>10.1f}"
+                            f"{memory[name][k] / max(memory[child][k], 1e-9):>9.2f}"
+                            for k in ("plan_mib", "temp_mib"))
+        print(line, flush=True)
 
 def _quickstart_command(tree: Path) -> str:
     """The quickstart command of `tree`'s README, without its `pip install ... &&`."""
