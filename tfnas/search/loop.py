@@ -303,6 +303,7 @@ class Search(SearchStep):
                 for c, lam in zip(config.constraints, self.multipliers):
                     tf.summary.scalar(f"lam_{c.name}", float(lam.numpy()))
                     tf.summary.scalar(f"{c.name}_of_derived", c.cost_model.of(arch))
+            writer.flush()  # on disk each epoch (TensorBoard live; nothing left at exit)
             self.epoch.assign(epoch + 1)
             self.step.assign(0)
             save()
