@@ -203,6 +203,35 @@ def test_logs_cut_back_to_the_checkpoint_drop_torn_and_later_rows(tmp_path):
     assert epochs.read_text() == "epoch,loss\n0,1.5\n"
 
 
+def test_epoch_ends_are_saved_so_that_saving_costs_a_twentieth_of_the_run():
+    """Each save takes 0.2 s on a fake clock: after the first epoch end (always saved), an
+    epoch end is saved once 4 s (0.2 / 0.05) have passed since the last save, and the last
+    epoch end always; without a share (several workers), every epoch end."""
+    now = [0.0]
+
+    class Manager:
+        saves: list[float] = []
+
+        def save(self):
+            self.saves.append(now[0])
+            now[0] += 0.2
+
+    saver = checkpoints.EpochCheckpoints(Manager(), saved_epochs=0, clock=lambda: now[0])
+    saved = []
+    for epoch in range(10):  # 1.5 s epochs
+        now[0] += 1.5
+        if saver.due(last=epoch == 9):
+            saver.save(epochs=epoch + 1)
+            saved.append(epoch + 1)
+    assert saved == [1, 4, 7, 10]  # 1.5 + 3 x 1.5 ≥ 4 s after each save's end
+    assert saver.saved_epochs == 10
+    saver.save()  # a stop request saves at once, whatever the time; not an epoch's end
+    assert saver.saved_epochs == 10 and len(Manager.saves) == 5
+    every = checkpoints.EpochCheckpoints(Manager(), saved_epochs=3, share=None,
+                                         clock=lambda: now[0])
+    assert every.due() and every.saved_epochs == 3
+
+
 def test_help_lists_every_flag_and_exits_0():
     """Defect 7: --help exited 1 and hid the --train_* flags; -h was unknown."""
     for option in ("--help", "-h"):

@@ -241,11 +241,19 @@ class Search(SearchStep):
         window_start = late.first_epoch(config.epochs, config.warmup_epochs)
         agreed = distribute.Agreement(self.strategy)
 
-        def save() -> None:  # the logs first, then the checkpoint that says how far they hold
-            step_log.flush()
+        def flush_logs() -> None:  # the logs first, then the checkpoint that says how far
+            step_log.flush()  # they hold
             if window is not None:
                 window.flush((int(self.epoch.numpy()), int(self.step.numpy())))
-            self.manager.save()
+
+        def save() -> None:
+            flush_logs()
+            saver.save()
+
+        # epoch ends: checkpointed when due (at most 5% of the run, `EpochCheckpoints`); every
+        # one over several workers, which must save together
+        saver = checkpoints.EpochCheckpoints(self.manager, int(self.epoch.numpy()),
+                                             share=None if self.role.workers > 1 else 0.05)
 
         batches = None  # one iterator over the epochs left, not one per epoch (see
         # `_batches_from`)
@@ -306,7 +314,8 @@ class Search(SearchStep):
             writer.flush()  # on disk each epoch (TensorBoard live; nothing left at exit)
             self.epoch.assign(epoch + 1)
             self.step.assign(0)
-            save()
+            if saver.due(last=epoch + 1 == config.epochs):
+                save()
             clock.save()
             if config.verbose:
                 budgets = "".join(f", {c.name} of the derived net {c.cost_model.of(arch):.4g} "

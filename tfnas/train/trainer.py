@@ -152,6 +152,7 @@ def _train(config: TrainConfig, strategy: Any, should_stop: Callable[[], bool],
     manager, _ = checkpoints.open_manager(checkpoint, model_dir,
                                           source=None if model_dir == chief_dir else chief_dir)
     start_epoch = int(epoch.numpy())
+    saver = checkpoints.EpochCheckpoints(manager, start_epoch, share=None if across else 0.05)
     log_path = model_dir / "train_log.csv"
     csvlog.cut_epochs(log_path, LOG_FIELDS, start_epoch)  # later epochs' rows: again
     clock = Stopwatch(model_dir / "train_seconds.txt")
@@ -182,7 +183,8 @@ def _train(config: TrainConfig, strategy: Any, should_stop: Callable[[], bool],
             # the row first, then the checkpoint that says how far the log holds
             csvlog.append_rows(log_path, LOG_FIELDS, [{"epoch": index, **values}])
             epoch.assign(index + 1)
-            manager.save()
+            if saver.due(last=index + 1 == config.epochs):
+                saver.save(epochs=index + 1)
             clock.save()
 
         if across:
@@ -203,8 +205,9 @@ def _train(config: TrainConfig, strategy: Any, should_stop: Callable[[], bool],
                                                        for k in LOG_FIELDS[1:]}),
                 should_stop)
         if int(epoch.numpy()) < config.epochs:
-            raise Interrupted(f"stopped during epoch {int(epoch.numpy())}; epochs up to it "
-                              f"are saved in {chief_dir}: run the same command to resume")
+            raise Interrupted(f"stopped during epoch {int(epoch.numpy())}; the checkpoint in "
+                              f"{chief_dir} holds {saver.saved_epochs} epoch(s): run the same "
+                              "command to resume")
     # the network of arch.json: without drop-path layers (the weights are the same), and
     # evaluated on its logits alone
     network, evaluated = model, model
