@@ -123,8 +123,9 @@ def exit_without_teardown() -> NoReturn:
     quickstart's work was done: 3% of it, for nothing a user keeps. What a clean exit does
     that matters still runs: the atexit handlers (logging's flush, temporary directories'
     cleanup, absl's), then stdout and stderr are flushed. Files are written whole and closed
-    by the code that writes them (`tfnas.run.files`; summary writers are closed), so nothing
-    is left in a buffer. Entry points only: `run` calls it after `main` returned 0 or None."""
+    by the code that writes them (`tfnas.run.files`; the search's summary writer flushes every
+    epoch, Keras' TensorBoard callback closes its own), so nothing is left in a buffer. Entry
+    points only: `run` calls it after `main` returned 0 or None."""
     import atexit
     import os
 

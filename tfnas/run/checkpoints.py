@@ -139,9 +139,10 @@ class EpochCheckpoints:
     s epochs in the quickstart: 5-10% of its search and training. An epoch's end is now saved
     when the time since the last save is at least that save's duration divided by `share`;
     always at a process's first epoch end (before it, a save's duration is not known) and at
-    the run's last; `save` (a stop request, a step count) saves whatever the time. Epochs of minutes or hours
-    are all saved as before; a killed run redoes at most about `1/share` times a save's
-    duration of work. `saved_epochs` is how many epochs the newest checkpoint holds.
+    the run's last; `save` (a stop request, a step count) saves whatever the time. Epochs of
+    minutes or hours are all saved as before; a killed run redoes at most about `1/share`
+    times a save's duration of work, plus the epoch under way. `saved_epochs` is how many
+    epochs the newest checkpoint holds.
 
     `share=None` saves every epoch's end: runs over several workers, whose clocks would not
     agree on a save that all of them must make together."""
