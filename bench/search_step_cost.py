@@ -3,6 +3,7 @@
     python bench/search_step_cost.py [--space=cifar] [--batch_sizes=64,256] [--steps=10]
         [--methods=superkernel,softmax,gumbel,proxyless,gumbel:xla=1,gumbel:select=switch]
         [--quickstart [--quickstart_before=REV]]
+        [--xla_batch_sizes=64]
     python bench/search_step_cost.py --phases=gumbel [--space=cifar --batch_sizes=64]
     python bench/search_step_cost.py --space=darts28_search --methods=darts,pc_darts
         [--cells=5 --init_channels=8 --nodes=4]
@@ -82,6 +83,9 @@ flags.DEFINE_integer("init_channels", None, "Cell networks: override the first c
 flags.DEFINE_integer("nodes", 4, "Cell networks: intermediate nodes per cell.")
 flags.DEFINE_list("batch_sizes", ["64", "256"], "Batch sizes: one table each (--batch_sizes= "
                   "with --quickstart: the quickstart alone).")
+flags.DEFINE_list("xla_batch_sizes", None, "XLA methods (`:xla=1`) and the child compiled by "
+                  "XLA at these batch sizes only (default: every one; XLA's CPU steps are "
+                  "10x slower than graph mode's).")
 flags.DEFINE_bool("quickstart", False, "Also time the README's quickstart on a copy of this "
                   "tree.")
 flags.DEFINE_string("quickstart_before", None, "Also time the quickstart of this git revision "
@@ -300,8 +304,9 @@ def _xla_plan(dump: Path) -> dict[str, float]:
 def _table(batch_size: int) -> None:
     """Time (round-robin, one process) and memory (one process each) of every method and the
     largest child at one batch size, printed as a table."""
-    names = list(FLAGS.methods) + [CHILD] + (
-        [CHILD_XLA] if any(_xla(n) for n in FLAGS.methods) else [])
+    methods = [n for n in FLAGS.methods if not _xla(n) or FLAGS.xla_batch_sizes is None
+               or str(batch_size) in FLAGS.xla_batch_sizes]
+    names = methods + [CHILD] + ([CHILD_XLA] if any(_xla(n) for n in methods) else [])
     print(f"\nspace {FLAGS.space}, batch {batch_size}, {FLAGS.steps} timed steps each"
           + "".join(f", {k} {FLAGS[k].value}" for k in ("cells", "init_channels")
                     if FLAGS[k].value is not None), flush=True)
