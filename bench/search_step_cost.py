@@ -353,6 +353,7 @@ def _table(batch_size: int) -> None:
                             for k in ("plan_mib", "temp_mib"))
         print(line, flush=True)
 
+
 def _quickstart_command(tree: Path) -> str:
     """The quickstart command of `tree`'s README, without its `pip install ... &&`."""
     for line in (tree / "README.md").read_text().splitlines():

@@ -258,14 +258,17 @@ def _export_and_time(model_dir: Path, targets: list[tuple[str, str]], meter: Any
         arch = architecture_from_dict(report["arch"])
         tflite = folder / "model.tflite"
         if report.get("train"):
-            if not tflite.exists():
-                trained = folder / "train" / "model.tflite"  # --train_tflite wrote it
+            trained = folder / "train" / "model.tflite"  # --train_tflite wrote it
+            if tflite.exists():
+                flatbuffer = tflite.read_bytes()
+            else:
                 if report["train"].get("tflite") and trained.exists():
-                    write_bytes(tflite, trained.read_bytes())
+                    flatbuffer = trained.read_bytes()
                 else:
                     model = keras.models.load_model(folder / "train" / "model.keras")
-                    write_bytes(tflite, export.to_tflite(model, arch=arch))
-            models.append(tflite.read_bytes())
+                    flatbuffer = export.to_tflite(model, arch=arch)
+                write_bytes(tflite, flatbuffer)
+            models.append(flatbuffer)
         elif meter is not None:  # not trained: time the architecture (fresh weights)
             from tfnas.latency import timing_models
 
