@@ -93,8 +93,9 @@ flags.DEFINE_string("quickstart_before", None, "Also time the quickstart of this
 flags.DEFINE_integer("steps", 10, "Timed steps of each kind (after 3 warm-up steps).",
                      lower_bound=1)
 flags.DEFINE_list("methods", ["superkernel", "softmax", "gumbel", "proxyless"],
-                  f"Search methods to compare ({', '.join(METHODS)}); the first is the "
-                  "reference of the ratios.")
+                  f"Search methods to compare ({', '.join(METHODS)}); the first run at a "
+                  "batch size is the reference of its table's ratios (with --xla_batch_sizes, "
+                  "an XLA method left out there is not).")
 flags.DEFINE_enum("path_select", "auto", ["auto", "gather", "switch", "mask"], "How hard Gumbel and "
                   "proxyless run their chosen path (the search's --path_select).")
 flags.DEFINE_string("phases", None, "Print the resident set of one process through the "

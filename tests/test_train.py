@@ -125,3 +125,19 @@ def test_a_missing_architecture_file_is_one_line(tmp_path):
     assert out.returncode == 2
     lines = error_lines(out.stderr)
     assert len(lines) == 1 and "/nowhere/arch.json" in lines[0], lines
+
+
+def test_a_training_stopped_before_its_first_epoch_ends_says_it_starts_again(tmp_path):
+    """Nothing is saved before the first epoch's end: the stop message must not promise a
+    checkpoint to resume from (it said "holds 0 epoch(s)")."""
+    from tfnas.run.rundir import Interrupted
+    from tfnas.space import Architecture, Op, get_space
+    from tfnas.train.trainer import TrainConfig, train
+
+    config = TrainConfig(Architecture.uniform(get_space("tiny"), Op(3, 3)), "digits",
+                         str(tmp_path / "run"), epochs=2, verbose=False)
+    with pytest.raises(Interrupted) as stopped:
+        train(config, should_stop=lambda: True)
+    assert "stopped during epoch 0; no epoch was finished" in str(stopped.value)
+    assert "resume" not in str(stopped.value)
+    assert not list((tmp_path / "run").glob("ckpt*"))

@@ -205,9 +205,10 @@ def _train(config: TrainConfig, strategy: Any, should_stop: Callable[[], bool],
                                                        for k in LOG_FIELDS[1:]}),
                 should_stop)
         if int(epoch.numpy()) < config.epochs:
-            raise Interrupted(f"stopped during epoch {int(epoch.numpy())}; the checkpoint in "
-                              f"{chief_dir} holds {saver.saved_epochs} epoch(s): run the same "
-                              "command to resume")
+            held = (f"the checkpoint in {chief_dir} holds {saver.saved_epochs} epoch(s): run "
+                    "the same command to resume" if saver.saved_epochs else
+                    "no epoch was finished: the same command starts again")
+            raise Interrupted(f"stopped during epoch {int(epoch.numpy())}; {held}")
     # the network of arch.json: without drop-path layers (the weights are the same), and
     # evaluated on its logits alone
     network, evaluated = model, model
