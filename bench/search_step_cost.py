@@ -136,9 +136,16 @@ def _valid_methods(names: list[str]) -> bool:
 flags.register_validator("methods", _valid_methods,
                          f"--methods takes names among {', '.join(METHODS)}, with optional "
                          ":xla=0|1, :select=gather|switch|mask, cell methods :b=B:derived=0|1")
-flags.register_validator("batch_sizes", lambda v: all(str(b).isdigit() and int(b) > 0
-                                                       for b in v),
+
+
+def _positive_ints(values: list[str] | None) -> bool:
+    return all(str(b).isdigit() and int(b) > 0 for b in values or [])
+
+
+flags.register_validator("batch_sizes", _positive_ints,
                          "--batch_sizes takes positive integers (none: the quickstart alone)")
+flags.register_validator("xla_batch_sizes", _positive_ints,
+                         "--xla_batch_sizes takes positive integers")
 
 CHILD = "child"
 CHILD_XLA = "child:xla=1"  # the child's training step compiled by XLA, beside XLA methods
@@ -306,7 +313,7 @@ def _table(batch_size: int) -> None:
     """Time (round-robin, one process) and memory (one process each) of every method and the
     largest child at one batch size, printed as a table."""
     methods = [n for n in FLAGS.methods if not _xla(n) or FLAGS.xla_batch_sizes is None
-               or str(batch_size) in FLAGS.xla_batch_sizes]
+               or batch_size in map(int, FLAGS.xla_batch_sizes)]
     names = methods + [CHILD] + ([CHILD_XLA] if any(_xla(n) for n in methods) else [])
     print(f"\nspace {FLAGS.space}, batch {batch_size}, {FLAGS.steps} timed steps each"
           + "".join(f", {k} {FLAGS[k].value}" for k in ("cells", "init_channels")
